@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Idempotent setup into .venv/ at the repo root.
+#   bash scripts/setup.sh          runtime only
+#   bash scripts/setup.sh dev      runtime + test/lint tools
+# Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
+# libraries) when run as root, and the CPU build of torch when there is no NVIDIA GPU, so a
+# CPU machine never downloads gigabytes of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.0-0
+              libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+python_bin=""
+for cand in python3.11 python3; do
+  if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    python_bin="$cand"; break
+  fi
+done
+[ -n "$python_bin" ] || { echo "setup: Python 3.11 is required" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found, installing torch with CUDA"
+    "${pip[@]}" "torch==2.13.0"
+  else
+    local_wheel=$(ls /opt/wheels/torch-2.13.0+cpu-cp311-*.whl 2>/dev/null | head -n1 || true)
+    if [ -n "$local_wheel" ]; then
+      echo "setup: no GPU, installing CPU torch from $local_wheel"
+      "${pip[@]}" "$local_wheel"
+    else
+      echo "setup: no GPU, installing CPU torch"
+      "${pip[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
+    fi
+  fi
+fi
+
+if [ "$extras" = dev ]; then
+  "${pip[@]}" -e ".[dev]"
+else
+  "${pip[@]}" -e .
+fi
+echo "setup: ready (.venv/bin/vlascope)"

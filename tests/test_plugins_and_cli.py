@@ -1,0 +1,181 @@
+"""Plugin discovery (entry points + user folder) and the CLI's commands and errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlascope.core.errors import PluginError, UnknownNameError
+from vlascope.core.plugins import PluginRegistry
+
+GOOD = """
+from vlascope.scenes.tabletop import TabletopScene
+
+class SmallTabletop(TabletopScene):
+    name = "small_tabletop"
+
+class ConstantPolicy:
+    policy_id = "constant"
+    cameras = ("front",)
+    n_action_steps = 2
+    def batch_infer(self, observations):
+        import numpy as np
+        for o in observations:
+            assert set(o.images) == {"front"}
+        return np.zeros((len(observations), 2, 4), dtype=np.float32)
+
+def broken_policy(**options):
+    raise RuntimeError("weights file is missing")
+
+SCENES = {"small_tabletop": SmallTabletop}
+POLICIES = {"constant": ConstantPolicy, "broken": broken_policy}
+"""
+BAD = "raise ImportError('this plugin needs a library that is not installed')\n"
+
+
+@pytest.fixture
+def plugin_dir(tmp_path):
+    (tmp_path / "good_plugin.py").write_text(GOOD)
+    (tmp_path / "bad_plugin.py").write_text(BAD)
+    pkg = tmp_path / "exits_on_import"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import sys\nsys.exit(3)\n")
+    return tmp_path
+
+
+def run_cli(*args, plugin_dir=None, check=False):
+    env = {**os.environ, "VLASCOPE_PLUGIN_PATH": str(plugin_dir or ""),
+           "XDG_DATA_HOME": str(Path(plugin_dir or "/nonexistent") / "xdg")}
+    return subprocess.run([sys.executable, "-m", "vlascope.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300, check=check)
+
+
+def test_registry_lists_builtins_and_folder_plugins(plugin_dir):
+    reg = PluginRegistry.discover([plugin_dir])
+    status = {(e.kind, e.name): e for e in reg.entries}
+    assert status[("scene", "tabletop")].ok
+    assert status[("policy", "expert")].ok
+    assert status[("scene", "small_tabletop")].ok
+    assert status[("policy", "constant")].ok
+    assert "this plugin needs a library" in status[("unknown", "bad_plugin")].error
+    assert "SystemExit" in status[("unknown", "exits_on_import")].error
+    with pytest.raises(PluginError, match="weights file is missing"):
+        reg.create_policy("broken")
+    with pytest.raises(UnknownNameError, match="unknown policy 'nope'"):
+        reg.create_policy("nope")
+    scene = reg.create_scene("small_tabletop")
+    with scene:
+        assert scene.name == "small_tabletop"
+
+
+def test_runner_hands_a_policy_only_its_cameras(plugin_dir, tmp_path):
+    from vlascope.core.episode import Episode
+    from vlascope.core.runner import rollout
+
+    reg = PluginRegistry.discover([plugin_dir])
+    with reg.create_scene("tabletop") as scene:
+        out = tmp_path / "constant.h5"
+        res = rollout(scene, reg.create_policy("constant"), "pick_red", 0, record_to=out,
+                      max_steps=5)
+    assert not res.success and res.steps == 5
+    with Episode(out) as ep:  # recording keeps every camera even if the policy reads one
+        assert ep.cameras == ["front", "wrist"]
+        assert ep.metadata["policy"]["id"] == "constant"
+        assert ep.chunk_indices().tolist() == [0, 1, 0, 1, 0]
+
+
+def test_cli_plugins_reports_broken_plugin_and_survives(plugin_dir):
+    out = run_cli("plugins", "--json", plugin_dir=plugin_dir, check=True)
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["bad_plugin"]["status"] == "error"
+    assert rows["tabletop"]["status"] == "ok"
+    text = run_cli("plugins", plugin_dir=plugin_dir, check=True).stdout
+    assert "bad_plugin" in text and "ERROR" in text
+
+
+def test_cli_scenes_json():
+    scenes = json.loads(run_cli("scenes", "--json", check=True).stdout)
+    tabletop = next(s for s in scenes if s["scene"] == "tabletop")
+    assert len(tabletop["tasks"]) >= 6
+    names = {v["name"] for v in tabletop["variants"]}
+    assert {"default", "shortcut_train", "shortcut_test", "diverse"} <= names
+
+
+def test_cli_record_and_info(tmp_path):
+    out = run_cli("record", "--task", "pick_red", "--episodes", "2", "--seed", "4",
+                  "--out", str(tmp_path / "eps"), check=True)
+    files = sorted((tmp_path / "eps").glob("*.h5"))
+    assert [f.name for f in files] == ["pick_red__default__seed4.h5",
+                                       "pick_red__default__seed5.h5"]
+    assert out.stdout.count("success") == 2
+    info = json.loads(run_cli("info", str(files[0]), "--json", check=True).stdout)
+    assert info["metadata"]["seed"] == 4 and info["success"] and info["steps"] > 5
+
+
+def test_cli_eval_small():
+    out = run_cli("eval", "--tasks", "pick_red,stack_blue_on_red", "--variants",
+                  "default,new_textures", "--episodes", "2", "--json", check=True)
+    report = json.loads(out.stdout)
+    assert [(r["task"], r["variant"]) for r in report["results"]] == [
+        ("pick_red", "default"), ("pick_red", "new_textures"),
+        ("stack_blue_on_red", "default"), ("stack_blue_on_red", "new_textures")]
+    assert all(r["episodes"] == 2 for r in report["results"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (("record", "--task", "fly", "--out", "x.h5"), "unknown task 'fly'"),
+    (("record", "--task", "pick_red", "--variant", "foggy", "--out", "x.h5"),
+     "unknown variant 'foggy'"),
+    (("eval", "--tasks", "pick_red", "--variants", "foggy", "--episodes", "1"),
+     "unknown variant 'foggy'"),
+    (("eval", "--policy", "bad_plugin", "--episodes", "1"), "unknown policy 'bad_plugin'"),
+    (("eval", "--policy", "broken", "--episodes", "1"), "weights file is missing"),
+])
+def test_cli_bad_input_one_line_error(plugin_dir, tmp_path, args, message):
+    out = run_cli(*args, plugin_dir=plugin_dir)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("vlascope: error:")
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cli_corrupt_episode(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    out = run_cli("info", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("vlascope: error:") and "bad.h5" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_cli_demo_writes_episodes_and_preview(tmp_path):
+    out = run_cli("demo", "--out", str(tmp_path / "demo"), check=True)
+    assert out.stdout.count("success") == 6
+    assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
+    assert len(list((tmp_path / "demo").glob("*.h5"))) == 6
+
+
+def test_benchmark_script_runs():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "scene_step.py"),
+                          "--steps", "10", "--rounds", "1"], capture_output=True, text=True, timeout=300,
+                         check=True)
+    assert "steps/s" in out.stdout and "overhead vs floor" in out.stdout
+
+
+def test_regions_toolkit_round_trip():
+    import numpy as np
+
+    from vlascope.core.regions import from_toolkit, to_toolkit
+
+    ours = np.array([[1, 2], [3, 3]], dtype=np.uint8)
+    np.testing.assert_array_equal(to_toolkit(ours), [[2, 1], [0, 0]])
+    np.testing.assert_array_equal(from_toolkit(to_toolkit(ours)), ours)
+    np.testing.assert_array_equal(to_toolkit(np.zeros((1, 1), np.uint8)), [[0]])
+    with pytest.raises(ValueError):
+        from_toolkit(np.array([3]))
+
+

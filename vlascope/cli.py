@@ -1,0 +1,278 @@
+"""Headless command line: everything the GUI does, in batch, on the same core code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display
+
+from . import __version__  # noqa: E402
+from .core.errors import VLAScopeError  # noqa: E402
+
+DEFAULT_SCENE = "tabletop"
+DEFAULT_POLICY = "expert"
+
+
+def _registry():
+    from .core.plugins import PluginRegistry
+
+    return PluginRegistry.discover()
+
+
+def _open(args: argparse.Namespace):
+    reg = _registry()
+    size = (args.size, args.size)
+    scene = reg.create_scene(args.scene, image_size=size)
+    policy = reg.create_policy(args.policy)
+    return scene, policy
+
+
+def _split(value: str, all_names: list[str]) -> list[str]:
+    return all_names if value == "all" else [v for v in value.split(",") if v]
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    reg = _registry()
+    out = []
+    for name in reg.names("scene"):
+        try:
+            scene = reg.create_scene(name)
+        except VLAScopeError as e:
+            out.append({"scene": name, "error": str(e)})
+            continue
+        with scene:
+            out.append({
+                "scene": name, "cameras": list(scene.cameras), "action_dim": scene.action_dim,
+                "tasks": [{"name": t.name, "instruction": t.instruction,
+                           "max_steps": t.max_steps} for t in scene.tasks()],
+                "variants": [{"name": v.name, "description": v.description}
+                             for v in scene.variants()],
+            })
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for s in out:
+        if "error" in s:
+            print(f"{s['scene']}: ERROR {s['error']}")
+            continue
+        print(f"scene {s['scene']}  cameras: {', '.join(s['cameras'])}  "
+              f"action_dim: {s['action_dim']}")
+        print("  tasks:")
+        for t in s["tasks"]:
+            print(f"    {t['name']:<22} {t['instruction']!r} (max {t['max_steps']} steps)")
+        print("  variants:")
+        for v in s["variants"]:
+            print(f"    {v['name']:<22} {v['description']}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    reg = _registry()
+    rows = [e.as_dict() for e in reg.entries]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        status = "ok" if r["status"] == "ok" else f"ERROR {r['error']}"
+        print(f"{r['kind']:<8} {r['name']:<20} {status}  [{r['source']}]")
+    return 0
+
+
+def _record_paths(out: Path, task: str, variant: str, seeds: Sequence[int]) -> list[Path]:
+    if len(seeds) == 1 and out.suffix in (".h5", ".hdf5"):
+        return [out]
+    return [out / f"{task}__{variant}__seed{s}.h5" for s in seeds]
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.runner import rollout
+
+    scene, policy = _open(args)
+    with scene:
+        task = scene.task(args.task).name
+        variant = scene.variant(args.variant).name
+        seeds = list(range(args.seed, args.seed + args.episodes))
+        paths = _record_paths(Path(args.out), task, variant, seeds)
+        results = []
+        for seed, path in tqdm(list(zip(seeds, paths, strict=True)), desc="record",
+                               unit="episode", disable=None):
+            res = rollout(scene, policy, task, seed, variant, record_to=path,
+                          policy_name=args.policy, max_steps=args.max_steps)
+            results.append(res)
+            if not args.json:
+                print(f"{path}: {'success' if res.success else 'failure'} "
+                      f"after {res.steps} steps ({res.seconds:.1f} s)")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.runner import evaluate
+
+    scene, policy = _open(args)
+    with scene:
+        tasks = _split(args.tasks, [t.name for t in scene.tasks()])
+        variants = _split(args.variants, [v.name for v in scene.variants()])
+        for t in tasks:
+            scene.task(t)
+        for v in variants:
+            scene.variant(v)
+        total = len(tasks) * len(variants) * args.episodes
+        with tqdm(total=total, desc="eval", unit="episode", disable=None) as bar:
+            cells = evaluate(scene, policy, tasks, variants, args.episodes, args.seed,
+                             policy_name=args.policy, on_episode=lambda r: bar.update())
+    rows = [c.as_dict() for c in cells]
+    mean = sum(c.success_rate for c in cells) / len(cells) if cells else 0.0
+    report: dict[str, Any] = {"policy": args.policy, "scene": args.scene,
+                              "episodes_per_cell": args.episodes, "seed": args.seed,
+                              "results": rows, "mean_success_rate": mean}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{'task':<22} {'variant':<18} {'success':>8} {'rate':>6} {'steps':>6}")
+    for r in rows:
+        steps = f"{r['mean_steps']:.1f}" if r["mean_steps"] is not None else "-"
+        print(f"{r['task']:<22} {r['variant']:<18} {r['successes']:>4}/{r['episodes']:<3} "
+              f"{r['success_rate']:>6.0%} {steps:>6}")
+    print(f"mean success rate: {mean:.1%}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .core.episode import Episode
+
+    with Episode(args.episode) as ep:
+        summary = {"path": str(ep.path), "steps": ep.n_steps, "cameras": ep.cameras,
+                   "has_regions": ep.has_regions(), "activations": ep.activation_names,
+                   "success": ep.success, "metadata": ep.metadata}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    md = summary["metadata"]
+    print(f"{summary['path']}: {summary['steps']} steps, cameras {', '.join(summary['cameras'])}, "
+          f"{'success' if summary['success'] else 'failure'}")
+    print(f"  scene {md.get('scene')}  task {md.get('task')}  variant {md.get('variant')}  "
+          f"seed {md.get('seed')}")
+    print(f"  instruction {md.get('instruction')!r}")
+    pol = md.get("policy", {})
+    print(f"  policy {pol.get('name') or pol.get('id')}  weights {pol.get('weights_hash') or '-'}")
+    print(f"  recorded by vlascope {md.get('vlascope_version')} at {md.get('created')}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Until the inspector window exists: roll out every task once, record, write a preview."""
+    import numpy as np
+    from PIL import Image
+
+    from .core.episode import Episode
+    from .core.regions import colorize
+    from .core.runner import rollout
+
+    scene, policy = _open(args)
+    out = Path(args.out)
+    rows = []
+    with scene:
+        for spec in scene.tasks():
+            path = out / f"{spec.name}.h5"
+            res = rollout(scene, policy, spec.name, args.seed, args.variant, record_to=path,
+                          policy_name=args.policy)
+            print(f"{spec.name:<22} {'success' if res.success else 'failure':<8} "
+                  f"{res.steps:>4} steps  {spec.instruction!r} -> {path}")
+            with Episode(path) as ep:
+                cam = ep.cameras[0]
+                picks = [0, ep.n_steps // 2, ep.n_steps - 1]
+                tiles = [ep.frame(t, cam) for t in picks] + [colorize(ep.regions(0, cam))]
+                rows.append(np.concatenate(tiles, axis=1))
+    preview = out / "preview.png"
+    Image.fromarray(np.concatenate(rows, axis=0)).save(preview)
+    print(f"preview (first / middle / last frame, regions) -> {preview}")
+    print("The inspector window is not built yet; these episodes will open in it.")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser, policy: bool = True) -> None:
+    p.add_argument("--scene", default=DEFAULT_SCENE, help="scene plugin (default: tabletop)")
+    if policy:
+        p.add_argument("--policy", default=DEFAULT_POLICY, help="policy plugin")
+    p.add_argument("--size", type=int, default=224, help="camera image size in pixels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlascope", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vlascope {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("scenes", help="list scenes, their tasks and variants")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_scenes)
+
+    p = sub.add_parser("plugins", help="list discovered plugins and their status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("record", help="roll out a policy and record episodes to HDF5")
+    _add_common(p)
+    p.add_argument("--task", required=True)
+    p.add_argument("--variant", default=None, help="default: the scene's first variant")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--out", required=True, help="an .h5 file (one episode) or a directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("eval", help="success table over tasks x variants x episodes")
+    _add_common(p)
+    p.add_argument("--tasks", default="all", help="comma-separated, or 'all'")
+    p.add_argument("--variants", default="default", help="comma-separated, or 'all'")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("info", help="summary and provenance of a recorded episode")
+    p.add_argument("episode")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="record one episode per task and write a preview image")
+    _add_common(p)
+    p.add_argument("--variant", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="vlascope-demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # the launch command: the GUI arrives with the inspector issue
+        args = parser.parse_args(["demo"])
+    for name in ("episodes",):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name} must be at least 1")
+    try:
+        return args.func(args)
+    except VLAScopeError as e:
+        print(f"vlascope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vlascope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

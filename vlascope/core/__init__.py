@@ -1,0 +1,1 @@
+"""Core of VLAScope: contracts, storage and analysis. Never imports Qt."""

@@ -1,0 +1,234 @@
+"""Recorded rollouts in HDF5: frames, region maps, states, action chunks, executed actions,
+success, optional activations and saliency maps, and the metadata that reproduces the run.
+
+Layout (schema 1)::
+
+    /                       attrs: format="vlascope-episode", schema=1, metadata=<json>
+    /steps/state            (T, S) float32
+    /steps/action           (T, A) float32      executed action
+    /steps/action_chunk     (T, H, A) float32   chunk the action came from
+    /steps/chunk_index      (T,) int32          position of the action in its chunk
+    /steps/success          (T,) bool           success after the action
+    /frames/<camera>        (T, h, w, 3) uint8  one chunk per frame, gzip
+    /regions/<camera>       (T, h, w) uint8     labels, see regions.py
+    /activations/<name>     (T, ...) float32    optional
+    /saliency/<method>/<camera> (T, h, w) float32 optional
+
+Writing goes to a temporary file beside the target, renamed over it only when complete, so
+a crash leaves the previous file (or none), never a broken one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import EpisodeFormatError, VLAScopeError
+
+FORMAT = "vlascope-episode"
+SCHEMA = 1
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1}
+
+
+class EpisodeWriter:
+    """Stream an episode to disk step by step; ``close()`` publishes it atomically."""
+
+    def __init__(self, path: str | Path, metadata: dict[str, Any]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._h5 = h5py.File(self._tmp, "w")
+        self._metadata = dict(metadata)
+        self._n = 0
+        self._closed = False
+
+    @property
+    def n_steps(self) -> int:
+        return self._n
+
+    def _append(self, name: str, value: np.ndarray, dtype: Any, compress: bool = False) -> None:
+        value = np.asarray(value, dtype=dtype)
+        if name not in self._h5:
+            self._h5.create_dataset(
+                name, shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=dtype,
+                chunks=(1, *value.shape) if compress else None,
+                **(_COMPRESSION if compress else {}))
+        ds = self._h5[name]
+        if ds.shape[1:] != value.shape:
+            raise VLAScopeError(f"episode field '{name}' changed shape from {ds.shape[1:]} "
+                                f"to {value.shape} at step {self._n}")
+        ds.resize(self._n + 1, axis=0)
+        ds[self._n] = value
+
+    def append(self, *, state: np.ndarray, action: np.ndarray, action_chunk: np.ndarray,
+               chunk_index: int, success: bool, images: dict[str, np.ndarray] | None = None,
+               regions: dict[str, np.ndarray] | None = None,
+               activations: dict[str, np.ndarray] | None = None) -> None:
+        """Record one step: the observation that was acted on, and what happened."""
+        self._append("steps/state", state, np.float32)
+        self._append("steps/action", action, np.float32)
+        self._append("steps/action_chunk", action_chunk, np.float32)
+        self._append("steps/chunk_index", chunk_index, np.int32)
+        self._append("steps/success", success, bool)
+        for cam, img in (images or {}).items():
+            self._append(f"frames/{cam}", img, np.uint8, compress=True)
+        for cam, lab in (regions or {}).items():
+            self._append(f"regions/{cam}", lab, np.uint8, compress=True)
+        for name, act in (activations or {}).items():
+            self._append(f"activations/{name}", act, np.float32, compress=True)
+        self._n += 1
+
+    def close(self, extra_metadata: dict[str, Any] | None = None) -> Path:
+        """Finish the file and move it into place."""
+        if self._closed:
+            return self.path
+        self._metadata.update(extra_metadata or {})
+        self._metadata["n_steps"] = self._n
+        self._h5.attrs["format"] = FORMAT
+        self._h5.attrs["schema"] = SCHEMA
+        self._h5.attrs["metadata"] = json.dumps(self._metadata, default=_json_default)
+        self._h5.close()
+        with open(self._tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+        self._closed = True
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the partial file; the previous file at ``path`` stays untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._h5.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Episode:
+    """Random-access reader of an episode file; opens lazily, reads only what is asked for."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EpisodeFormatError(f"{self.path}: no such episode file")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise EpisodeFormatError(
+                f"{self.path}: not a readable HDF5 file (truncated or corrupt?)") from e
+        try:
+            fmt = self._h5.attrs.get("format")
+            if fmt != FORMAT:
+                raise EpisodeFormatError(f"{self.path}: not a VLAScope episode "
+                                         f"(format attribute {fmt!r})")
+            schema = int(self._h5.attrs.get("schema", -1))
+            if schema > SCHEMA:
+                raise EpisodeFormatError(f"{self.path}: episode schema {schema} is newer than "
+                                         f"this VLAScope reads ({SCHEMA}); upgrade VLAScope")
+            self.metadata: dict[str, Any] = json.loads(self._h5.attrs["metadata"])
+            self.n_steps = int(self._h5["steps/action"].shape[0])
+        except EpisodeFormatError:
+            self._h5.close()
+            raise
+        except Exception as e:  # missing groups, bad JSON, unreadable chunks
+            self._h5.close()
+            raise EpisodeFormatError(f"{self.path}: damaged episode file ({e})") from e
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self._h5["frames"].keys()) if "frames" in self._h5 else []
+
+    @property
+    def activation_names(self) -> list[str]:
+        return list(self._h5["activations"].keys()) if "activations" in self._h5 else []
+
+    def _check_step(self, t: int) -> int:
+        if not -self.n_steps <= t < self.n_steps:
+            raise IndexError(f"step {t} outside 0..{self.n_steps - 1}")
+        return t % self.n_steps
+
+    def _read(self, name: str, t: int | None = None) -> np.ndarray:
+        if name not in self._h5:
+            raise EpisodeFormatError(f"{self.path}: episode has no '{name}'")
+        try:
+            return self._h5[name][()] if t is None else self._h5[name][self._check_step(t)]
+        except (OSError, RuntimeError) as e:
+            raise EpisodeFormatError(f"{self.path}: cannot read '{name}' ({e})") from e
+
+    def frame(self, t: int, camera: str) -> np.ndarray:
+        return self._read(f"frames/{camera}", t)
+
+    def regions(self, t: int, camera: str) -> np.ndarray:
+        return self._read(f"regions/{camera}", t)
+
+    def has_regions(self) -> bool:
+        return "regions" in self._h5
+
+    def activations(self, name: str, t: int | None = None) -> np.ndarray:
+        return self._read(f"activations/{name}", t)
+
+    def states(self) -> np.ndarray:
+        return self._read("steps/state")
+
+    def actions(self) -> np.ndarray:
+        return self._read("steps/action")
+
+    def action_chunks(self) -> np.ndarray:
+        return self._read("steps/action_chunk")
+
+    def chunk_indices(self) -> np.ndarray:
+        return self._read("steps/chunk_index")
+
+    def successes(self) -> np.ndarray:
+        return self._read("steps/success")
+
+    @property
+    def success(self) -> bool:
+        return bool(self.metadata.get("success", False))
+
+    def iter_frames(self, camera: str) -> Iterator[np.ndarray]:
+        for t in range(self.n_steps):
+            yield self.frame(t, camera)
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> Episode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_episode(path: str | Path) -> Episode:
+    return Episode(path)

@@ -1,0 +1,151 @@
+"""Plugin discovery: entry points (``vlascope.policies``, ``vlascope.scenes``) and a user
+plugin folder. A plugin that fails to import or to build is recorded with its error and
+never takes the process down.
+
+User plugin folder: every ``*.py`` file and package directory in ``$VLASCOPE_PLUGIN_PATH``
+(``os.pathsep``-separated) and in ``~/.local/share/vlascope/plugins`` is imported; it
+registers factories through module-level dicts::
+
+    SCENES = {"my_scene": MySceneClass}        # factory(**options) -> Scene
+    POLICIES = {"my_policy": load_my_policy}   # factory(**options) -> Policy
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from .errors import PluginError, UnknownNameError
+
+KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
+_FOLDER_DICTS = {"policy": "POLICIES", "scene": "SCENES"}
+
+
+@dataclass
+class PluginEntry:
+    kind: str  # "policy", "scene" or "unknown" (a folder plugin that failed to import)
+    name: str
+    source: str  # "entry point (dist)" or a file path
+    factory: Callable[..., Any] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "source": self.source,
+                "status": "ok" if self.ok else "error", "error": self.error}
+
+
+def _one_line(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def default_plugin_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("VLASCOPE_PLUGIN_PATH", "").split(os.pathsep) if p]
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    dirs.append(data_home / "vlascope" / "plugins")
+    return dirs
+
+
+class PluginRegistry:
+    """What was found, with status; builds scenes and policies by name."""
+
+    def __init__(self, entries: list[PluginEntry]):
+        self.entries = entries
+
+    @classmethod
+    def discover(cls, plugin_dirs: list[Path] | None = None) -> PluginRegistry:
+        entries: list[PluginEntry] = []
+        for kind, group in KINDS.items():
+            for ep in entry_points(group=group):
+                dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
+                entry = PluginEntry(kind, ep.name, f"entry point ({dist}: {ep.value})")
+                try:
+                    entry.factory = ep.load()
+                except BaseException as e:  # noqa: BLE001 - a plugin must never kill us
+                    if isinstance(e, KeyboardInterrupt):
+                        raise
+                    entry.error = _one_line(e)
+                entries.append(entry)
+        for folder in plugin_dirs if plugin_dirs is not None else default_plugin_dirs():
+            entries.extend(_load_folder(folder))
+        return cls(entries)
+
+    def names(self, kind: str) -> list[str]:
+        return [e.name for e in self.entries if e.kind == kind]
+
+    def get(self, kind: str, name: str) -> PluginEntry:
+        matches = [e for e in self.entries if e.kind == kind and e.name == name]
+        if not matches:
+            raise UnknownNameError(kind, name, self.names(kind))
+        ok = [e for e in matches if e.ok]
+        if not ok:
+            raise PluginError(f"{kind} plugin '{name}' failed to import: {matches[0].error}")
+        return ok[0]
+
+    def create(self, kind: str, name: str, **options: Any) -> Any:
+        entry = self.get(kind, name)
+        try:
+            return entry.factory(**options)
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            if isinstance(e, PluginError):
+                raise
+            raise PluginError(f"{kind} plugin '{name}' failed to load: {_one_line(e)}") from e
+
+    def create_scene(self, name: str, **options: Any) -> Any:
+        return self.create("scene", name, **options)
+
+    def create_policy(self, name: str, **options: Any) -> Any:
+        return self.create("policy", name, **options)
+
+
+def _load_folder(folder: Path) -> list[PluginEntry]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith((".", "_")):
+            continue
+        if path.is_dir() and (path / "__init__.py").is_file():
+            init = path / "__init__.py"
+        elif path.suffix == ".py":
+            init = path
+        else:
+            continue
+        mod_name = f"vlascope_user_plugin_{path.stem}"
+        try:
+            spec = importlib.util.spec_from_file_location(
+                mod_name, init, submodule_search_locations=[str(path)] if path.is_dir() else None)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            sys.modules.pop(mod_name, None)
+            out.append(PluginEntry("unknown", path.stem, str(path), error=_one_line(e)))
+            continue
+        found = False
+        for kind, attr in _FOLDER_DICTS.items():
+            for name, factory in (getattr(module, attr, None) or {}).items():
+                found = True
+                ok = callable(factory)
+                out.append(PluginEntry(kind, str(name), str(path), factory if ok else None,
+                                       None if ok else f"{attr}['{name}'] is not callable"))
+        if not found:
+            out.append(PluginEntry("unknown", path.stem, str(path),
+                                   error="defines neither SCENES nor POLICIES"))
+    return out

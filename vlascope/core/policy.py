@@ -1,0 +1,92 @@
+"""The policy contract: one required call, shaped like the ISS toolkit's, plus optional
+capabilities that the inspector enables when a policy has them.
+
+Required::
+
+    def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray
+        # (B, horizon, action_dim) float action chunks
+
+Optional attributes / methods (looked up with ``getattr``, never required):
+
+- ``reset()``: clear any per-episode state before a rollout.
+- ``policy_id: str`` and ``weights_hash: str``: recorded with every episode.
+- ``cameras: tuple[str, ...] | None``: cameras the policy reads (None = all, () = none,
+  which lets the runner skip rendering).
+- ``image_size: tuple[int, int]``: (height, width) the policy expects.
+- ``n_action_steps: int``: how many actions of each chunk to execute before re-planning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ObservationError
+
+
+@dataclass
+class Observation:
+    """What a policy sees at one step."""
+
+    images: dict[str, np.ndarray]  # camera -> (H, W, 3) uint8
+    state: np.ndarray  # proprioception, float32
+    instruction: str
+    # Scene-specific side information (e.g. privileged object poses for a scripted expert).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def check_images(self, size: tuple[int, int] | None = None) -> None:
+        """Raise ObservationError unless every image is HxWx3 uint8 (of ``size`` if given)."""
+        for cam, img in self.images.items():
+            if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 \
+                    or img.shape[2] != 3:
+                raise ObservationError(
+                    f"camera '{cam}': expected an HxWx3 uint8 image, got "
+                    f"{getattr(img, 'dtype', type(img).__name__)} {getattr(img, 'shape', '')}")
+            if size is not None and img.shape[:2] != tuple(size):
+                raise ObservationError(
+                    f"camera '{cam}': image is {img.shape[0]}x{img.shape[1]}, "
+                    f"the policy expects {size[0]}x{size[1]}")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything with ``batch_infer`` is a policy."""
+
+    def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray: ...
+
+
+def check_action_chunks(actions: Any, batch: int, action_dim: int) -> np.ndarray:
+    """Validate a policy's output so a bad plugin fails with a message, not deep in the runner."""
+    arr = np.asarray(actions, dtype=np.float64)
+    if arr.ndim == 2:  # a policy that returns one action per observation
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] != action_dim:
+        raise ObservationError(
+            f"policy returned actions of shape {np.shape(actions)}, expected "
+            f"({batch}, horizon, {action_dim})")
+    if not np.all(np.isfinite(arr)):
+        raise ObservationError("policy returned non-finite actions")
+    return arr
+
+
+def policy_info(policy: Any, fallback_id: str = "unknown") -> dict[str, Any]:
+    """What produced an episode: recorded in its metadata so the run can be repeated."""
+    return {
+        "id": str(getattr(policy, "policy_id", fallback_id)),
+        "weights_hash": str(getattr(policy, "weights_hash", "") or ""),
+        "class": f"{type(policy).__module__}.{type(policy).__qualname__}",
+    }
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hash of a weights file, for provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,112 @@
+"""The scene contract: tasks with instructions and variants, reset / step / observe, success,
+and (where the simulator can) a per-pixel region map per camera."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UnknownNameError
+from .policy import Observation
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as the user picks it: a name, the instruction the policy is given, a step limit."""
+
+    name: str
+    instruction: str
+    max_steps: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A named change of the scene's distribution (lighting, textures, distractors, ...)."""
+
+    name: str
+    description: str = ""
+
+
+@dataclass
+class SceneFrame:
+    """One step as rendered: the policy's observation plus the ground-truth region maps."""
+
+    observation: Observation
+    regions: dict[str, np.ndarray] | None  # camera -> (H, W) uint8 labels (see regions.py)
+
+
+class Scene(ABC):
+    """Base class of scene providers. Subclasses fill in the abstract methods."""
+
+    name: str = "scene"
+    cameras: tuple[str, ...] = ()
+    action_dim: int = 0
+    default_image_size: tuple[int, int] = (224, 224)
+
+    @abstractmethod
+    def tasks(self) -> list[TaskSpec]:
+        """All tasks of this scene."""
+
+    @abstractmethod
+    def variants(self) -> list[VariantSpec]:
+        """All variants; the first is the default."""
+
+    @abstractmethod
+    def reset(self, task: str, seed: int, variant: str | None = None) -> None:
+        """Start an episode; the same (task, seed, variant) gives the same episode."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> None:
+        """Apply one action (shape (action_dim,))."""
+
+    @abstractmethod
+    def observe(self, cameras: Sequence[str] | None = None,
+                size: tuple[int, int] | None = None, regions: bool = False) -> SceneFrame:
+        """Render the current step. ``cameras=()`` renders nothing (state-only policies)."""
+
+    @abstractmethod
+    def success(self) -> bool:
+        """Whether the current task is solved."""
+
+    def instruction(self) -> str:
+        """The instruction of the current episode (variants may change the words)."""
+        return self.task(self.current_task).instruction
+
+    current_task: str = ""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most scenes hold nothing
+        """Release renderers and simulator resources."""
+
+    # Helpers shared by every scene -----------------------------------------------------
+    def task(self, name: str) -> TaskSpec:
+        for spec in self.tasks():
+            if spec.name == name:
+                return spec
+        raise UnknownNameError("task", name, [t.name for t in self.tasks()])
+
+    def variant(self, name: str | None) -> VariantSpec:
+        specs = self.variants()
+        if name is None:
+            return specs[0]
+        for spec in specs:
+            if spec.name == name:
+                return spec
+        raise UnknownNameError("variant", name, [v.name for v in specs])
+
+    def check_cameras(self, cameras: Sequence[str] | None) -> tuple[str, ...]:
+        if cameras is None:
+            return tuple(self.cameras)
+        for cam in cameras:
+            if cam not in self.cameras:
+                raise UnknownNameError("camera", cam, self.cameras)
+        return tuple(cameras)
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

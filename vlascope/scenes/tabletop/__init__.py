@@ -1,0 +1,5 @@
+"""The built-in tabletop suite: MuJoCo, generated assets, no downloads."""
+
+from .scene import TabletopScene
+
+__all__ = ["TabletopScene"]

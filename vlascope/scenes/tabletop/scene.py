@@ -1,0 +1,300 @@
+"""The built-in tabletop scene provider."""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from vlascope.core.errors import ObservationError, VLAScopeError
+from vlascope.core.policy import Observation
+from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
+from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
+
+from . import model as M
+from .tasks import TASKS, TabletopTask
+from .variants import Variant, VariantSample, load_variants, sample
+
+MAX_DELTA = 0.025  # metres the hand target moves per unit action per step
+N_SUBSTEPS = 50  # 0.1 s of physics per step: a 10 Hz policy
+SETTLE_SUBSTEPS = 150
+_GEOM_TYPE = int(mujoco.mjtObj.mjOBJ_GEOM)
+# Renderers left open at interpreter exit raise EGL errors from __del__; close them first.
+_LIVE_SCENES: weakref.WeakSet = weakref.WeakSet()
+atexit.register(lambda: [s.close() for s in list(_LIVE_SCENES)])
+
+
+class TabletopScene(Scene):
+    """Gantry robot, two cubes, a plate and distractors; 6 tasks; variants from JSON.
+
+    Action (4,): hand displacement (x, y, z) in [-1, 1] x ``MAX_DELTA`` metres, then the
+    gripper: > 0 closes, <= 0 opens. State (4,): hand x, y, z and the finger gap (metres).
+    """
+
+    name = "tabletop"
+    cameras = ("front", "wrist")
+    action_dim = 4
+    state_dim = 4
+
+    def __init__(self, image_size: tuple[int, int] = (224, 224),
+                 variants_file: str | Path | None = None):
+        self.default_image_size = tuple(image_size)
+        self.model = M.build_model()
+        self.data = mujoco.MjData(self.model)
+        self._variants = load_variants(variants_file)
+        self._tasks = {t.name: t for t in TASKS}
+        m = self.model
+        self._geom = {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i): i for i in range(m.ngeom)}
+        self._body = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, n)
+        self._qadr = {n: m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)]
+                      for n in ("slide_x", "slide_y", "slide_z", "finger_l", "finger_r")}
+        self._key_light = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_LIGHT, "key")
+        self._front_cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, "front")
+        self._pristine = {k: getattr(m, k).copy() for k in
+                          ("light_diffuse", "light_pos", "cam_pos", "cam_quat", "mat_rgba",
+                           "geom_rgba", "geom_matid")}
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._task: TabletopTask | None = None
+        self._instruction = ""
+        self._label_lut: np.ndarray | None = None
+        self.current_task = ""
+        self.current_variant = ""
+        self.steps_taken = 0
+        _LIVE_SCENES.add(self)
+
+    # Contract ---------------------------------------------------------------------------
+    def tasks(self) -> list[TaskSpec]:
+        colors = {"cube_a": "red", "cube_b": "blue"}
+        return [TaskSpec(t.name, t.instruction(colors), t.max_steps,
+                         f"{t.kind}: {t.obj}" + (f" -> {t.target}" if t.target else ""))
+                for t in TASKS]
+
+    def variants(self) -> list[VariantSpec]:
+        return [VariantSpec(v.name, v.description) for v in self._variants.values()]
+
+    def instruction(self) -> str:
+        return self._instruction
+
+    def reset(self, task: str, seed: int, variant: str | None = None) -> None:
+        spec = self.task(task)  # raises UnknownNameError
+        vspec = self.variant(variant)
+        t, v = self._tasks[spec.name], self._variants[vspec.name]
+        rng = np.random.default_rng([int(seed), 0x7AB1E])
+        s = sample(v, rng)
+        self._apply_variant(t, v, s)
+        self._task, self.current_task, self.current_variant = t, t.name, v.name
+        colors = {"cube_a": s.cube_colors[0], "cube_b": s.cube_colors[1]}
+        self._instruction = t.instruction(colors)
+        self._label_lut = self._region_lut(t)
+
+        d = self.data
+        mujoco.mj_resetData(self.model, d)
+        self._place_objects(v, s, rng)
+        hand = np.array([0.12 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), 0.28])
+        for axis, name in enumerate(("slide_x", "slide_y", "slide_z")):
+            d.qpos[self._qadr[name]] = hand[axis]
+        d.qpos[self._qadr["finger_l"]] = d.qpos[self._qadr["finger_r"]] = M.FINGER_OPEN
+        d.ctrl[:] = [*hand, M.FINGER_OPEN, M.FINGER_OPEN]
+        mujoco.mj_forward(self.model, d)
+        mujoco.mj_step(self.model, d, nstep=SETTLE_SUBSTEPS)
+        self.steps_taken = 0
+
+    def step(self, action: np.ndarray) -> None:
+        if self._task is None:
+            raise VLAScopeError("step() before reset()")
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
+            raise ObservationError(f"tabletop action must be {self.action_dim} finite numbers, "
+                                   f"got shape {np.shape(action)}")
+        a = np.clip(a, -1.0, 1.0)
+        target = self.hand_position() + a[:3] * MAX_DELTA
+        lo = np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]])
+        hi = np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]])
+        finger = 0.0 if a[3] > 0 else M.FINGER_OPEN
+        self.data.ctrl[:] = [*np.clip(target, lo, hi), finger, finger]
+        mujoco.mj_step(self.model, self.data, nstep=N_SUBSTEPS)
+        self.steps_taken += 1
+
+    def observe(self, cameras: Sequence[str] | None = None,
+                size: tuple[int, int] | None = None, regions: bool = False) -> SceneFrame:
+        if self._task is None:
+            raise VLAScopeError("observe() before reset()")
+        cams = self.check_cameras(cameras)
+        size = tuple(size or self.default_image_size)
+        images: dict[str, np.ndarray] = {}
+        labels: dict[str, np.ndarray] | None = {} if regions else None
+        if cams:
+            renderer = self._renderer(size)
+            for cam in cams:
+                renderer.update_scene(self.data, camera=cam)
+                images[cam] = renderer.render()
+                if labels is not None:
+                    renderer.enable_segmentation_rendering()
+                    try:
+                        seg = renderer.render()
+                    finally:
+                        renderer.disable_segmentation_rendering()
+                    labels[cam] = self._labels_from_segmentation(seg)
+        obs = Observation(images=images, state=self.state(), instruction=self._instruction,
+                          extras={"privileged": self.privileged()})
+        return SceneFrame(observation=obs, regions=labels)
+
+    def success(self) -> bool:
+        t = self._task
+        if t is None:
+            return False
+        p = self.object_position(t.obj)
+        released = self.finger_gap() > 2 * M.CUBE_HALF + 0.01
+        at_rest = np.linalg.norm(self._object_velocity(t.obj)) < 0.05
+        if t.kind == "pick":
+            grasp_point = self.hand_position() - [0, 0, M.GRASP_OFFSET]
+            return bool(p[2] > M.CUBE_HALF + 0.06 and np.linalg.norm(p - grasp_point) < 0.03)
+        if t.kind == "place":
+            q = self.object_position("plate")
+            on_top = abs(p[2] - (M.CUBE_HALF + 2 * M.PLATE_HALF_HEIGHT)) < 0.01
+            inside = np.linalg.norm(p[:2] - q[:2]) < M.PLATE_RADIUS - 0.015
+            return bool(on_top and inside and released and at_rest)
+        q = self.object_position(t.target)
+        on_top = abs(p[2] - q[2] - 2 * M.CUBE_HALF) < 0.01
+        aligned = np.linalg.norm(p[:2] - q[:2]) < 0.02
+        base_on_table = abs(q[2] - M.CUBE_HALF) < 0.01
+        return bool(on_top and aligned and base_on_table and released and at_rest)
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+
+    # State ------------------------------------------------------------------------------
+    def hand_position(self) -> np.ndarray:
+        q = self.data.qpos
+        return np.array([q[self._qadr["slide_x"]], q[self._qadr["slide_y"]],
+                         q[self._qadr["slide_z"]]])
+
+    def finger_gap(self) -> float:
+        q = self.data.qpos
+        return float(q[self._qadr["finger_l"]] + q[self._qadr["finger_r"]])
+
+    def object_position(self, name: str) -> np.ndarray:
+        return self.data.xpos[self._body(name)].copy()
+
+    def _object_velocity(self, name: str) -> np.ndarray:
+        return self.data.cvel[self._body(name)][3:].copy()
+
+    def state(self) -> np.ndarray:
+        return np.append(self.hand_position(), self.finger_gap()).astype(np.float32)
+
+    def privileged(self) -> dict:
+        """Simulator truth for the scripted expert; learned policies must not read it."""
+        t = self._task
+        return {
+            "scene": self.name, "task_kind": t.kind, "object": t.obj, "target": t.target,
+            "hand": self.hand_position(), "finger_gap": self.finger_gap(),
+            "positions": {n: self.object_position(n) for n in ("cube_a", "cube_b", "plate")},
+        }
+
+    # Internals --------------------------------------------------------------------------
+    def _renderer(self, size: tuple[int, int]) -> mujoco.Renderer:
+        if size not in self._renderers:
+            h, w = size
+            if not (16 <= h <= 640 and 16 <= w <= 640):
+                raise ObservationError(f"image size {h}x{w} outside 16..640")
+            self._renderers[size] = mujoco.Renderer(self.model, height=h, width=w)
+        return self._renderers[size]
+
+    def _region_lut(self, t: TabletopTask) -> np.ndarray:
+        """geom id + 1 -> label (index 0 is the background)."""
+        lut = np.full(self.model.ngeom + 1, NUISANCE, dtype=np.uint8)
+        support = set(t.named_objects)
+        for name, gid in self._geom.items():
+            if name is None:
+                continue
+            if name.startswith("robot_"):
+                lut[gid + 1] = ACTION_CRITICAL
+            elif name.startswith("table_") or name in support or (
+                    "plate" in support and name.startswith("plate")):
+                lut[gid + 1] = SUPPORT
+        return lut
+
+    def _labels_from_segmentation(self, seg: np.ndarray) -> np.ndarray:
+        # Compare with a plain int: numpy compares element-wise in Python with a pybind enum.
+        ids = np.where(seg[..., 1] == _GEOM_TYPE, seg[..., 0] + 1, 0)
+        return self._label_lut[ids]
+
+    def _apply_variant(self, t: TabletopTask, v: Variant, s: VariantSample) -> None:
+        m, p = self.model, self._pristine
+        for key, arr in p.items():
+            getattr(m, key)[:] = arr
+        m.light_diffuse[self._key_light] = s.light_diffuse
+        m.light_pos[self._key_light] = p["light_pos"][self._key_light] + s.light_offset
+        m.cam_pos[self._front_cam] = p["cam_pos"][self._front_cam] + s.camera_dpos
+        dq = np.zeros(4)
+        angle = float(np.linalg.norm(s.camera_drot))
+        if angle > 0:
+            mujoco.mju_axisAngle2Quat(dq, s.camera_drot / angle, angle)
+            q = np.zeros(4)
+            mujoco.mju_mulQuat(q, p["cam_quat"][self._front_cam], dq)
+            m.cam_quat[self._front_cam] = q
+        mat = lambda n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, n)  # noqa: E731
+        m.geom_matid[self._geom["floor"]] = mat(f"floor_{s.floor}")
+        wall_mat = mat(f"wall_{s.wall}")
+        m.mat_rgba[wall_mat, :3] = s.wall_tint
+        for wall in ("wall_back", "wall_left", "wall_right"):
+            m.geom_matid[self._geom[wall]] = wall_mat
+        colors = dict(zip(("cube_a", "cube_b"), s.cube_colors, strict=True))
+        for cube, color in colors.items():
+            m.geom_rgba[self._geom[cube], :3] = M.COLORS[color]
+        if v.cue is not None:
+            cue_cube = t.obj if v.cue == "target" else t.other
+            m.geom_rgba[self._geom["cue"], :3] = M.COLORS[colors[cue_cube]]
+
+    def _place_objects(self, v: Variant, s: VariantSample, rng: np.random.Generator) -> None:
+        radii = {"cube_a": 0.065, "cube_b": 0.065, "plate": M.PLATE_RADIUS + 0.01}
+        placed: dict[str, np.ndarray] = {}
+        for name, r in radii.items():
+            placed[name] = self._free_spot(rng, placed, radii, r)
+            radii[name] = r
+        chosen = rng.choice(len(M.DISTRACTORS), size=s.n_distractors, replace=False)
+        d = self.data
+        for i, dist in enumerate(M.DISTRACTORS):
+            body = f"distractor_{dist.name}"
+            if i in chosen:
+                near = (placed[str(rng.choice(["cube_a", "cube_b", "plate"]))]
+                        if v.distractor_placement == "near_objects" else None)
+                radii[body] = 0.055
+                xy = self._free_spot(rng, placed, radii, 0.055, near=near)
+                placed[body] = xy
+                pos = [*xy, dist.half_height + 0.002]
+            else:
+                pos = [M.PARKING[0], M.PARKING[1] + 0.3 * i, dist.half_height + 0.002 - 0.75]
+            self._set_free_body(body, pos, yaw=rng.uniform(-np.pi, np.pi))
+        for cube in ("cube_a", "cube_b"):
+            self._set_free_body(cube, [*placed[cube], M.CUBE_HALF + 0.001],
+                                yaw=rng.uniform(-0.2, 0.2))
+        d.mocap_pos[self.model.body_mocapid[self._body("plate")]] = [*placed["plate"],
+                                                                     M.PLATE_HALF_HEIGHT]
+
+    @staticmethod
+    def _free_spot(rng: np.random.Generator, placed: dict[str, np.ndarray],
+                   radii: dict[str, float], r: float, near: np.ndarray | None = None) -> np.ndarray:
+        for _ in range(2000):
+            if near is not None:
+                ang, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.12, 0.18)
+                xy = near + dist * np.array([np.cos(ang), np.sin(ang)])
+                if not (-0.3 < xy[0] < 0.3 and -0.3 < xy[1] < 0.3):
+                    continue
+            else:
+                xy = np.array([rng.uniform(*M.WORKSPACE_X), rng.uniform(*M.WORKSPACE_Y)])
+            if all(np.linalg.norm(xy - p) > r + radii[n] for n, p in placed.items()):
+                return xy
+        raise VLAScopeError("could not place the objects without overlap")
+
+    def _set_free_body(self, body: str, pos: Sequence[float], yaw: float) -> None:
+        jid = self.model.body_jntadr[self._body(body)]
+        adr = self.model.jnt_qposadr[jid]
+        self.data.qpos[adr:adr + 3] = pos
+        self.data.qpos[adr + 3:adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
