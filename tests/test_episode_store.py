@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from vlascope import __version__
-from vlascope.core.episode import Episode, EpisodeWriter
-from vlascope.core.errors import EpisodeFormatError
+from vlascope.core.episode import Episode, EpisodeWriter, update_episode
+from vlascope.core.errors import EpisodeFormatError, VLAScopeError
 from vlascope.core.regions import ACTION_CRITICAL
 from vlascope.core.runner import rollout
 
@@ -130,3 +130,26 @@ def test_newer_schema_is_refused(tmp_path, recorded):
         f.attrs["schema"] = 99
     with pytest.raises(EpisodeFormatError, match="newer"):
         Episode(path)
+
+
+def test_update_adds_saliency_maps_atomically(tmp_path, recorded):
+    path = tmp_path / "sal.h5"
+    path.write_bytes(recorded[0].read_bytes())
+    with Episode(path) as ep:
+        n = ep.n_steps
+        frame5 = ep.frame(5, "front")
+    maps = np.random.default_rng(0).random((n, 224, 224)).astype(np.float32)
+    reader = Episode(path)  # a reader (the GUI scrubbing) holds the file open meanwhile
+    update_episode(path, {"saliency/iss/front": maps}, {"iss": {"n_masks": 100}})
+    assert reader.saliency_methods() == []  # still sees the version it opened
+    reader.close()
+    with Episode(path) as ep:
+        assert ep.saliency_methods() == ["iss"]
+        np.testing.assert_array_equal(ep.saliency("iss", "front", 3), maps[3])
+        np.testing.assert_array_equal(ep.frame(5, "front"), frame5)
+        assert ep.metadata["iss"] == {"n_masks": 100} and ep.metadata["task"] == "pick_blue"
+    with pytest.raises(VLAScopeError, match="steps"):
+        update_episode(path, {"saliency/iss/front": maps[:3]})
+    with pytest.raises(VLAScopeError, match="cannot be overwritten"):
+        update_episode(path, {"frames/front": np.zeros((n, 2, 2, 3), np.uint8)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sal.h5"]

@@ -11,7 +11,8 @@ from vlascope.core.runner import rollout
 
 
 @pytest.mark.parametrize("task", ["pick_red", "pick_blue", "place_red_on_plate",
-                                  "place_blue_on_plate", "stack_red_on_blue",
+                                  "place_blue_on_plate", "place_red_in_zone",
+                                  "place_blue_in_zone", "stack_red_on_blue",
                                   "stack_blue_on_red"])
 def test_expert_solves_task(scene, expert, task):
     results = [rollout(scene, expert, task, seed, "diverse") for seed in range(5)]
@@ -49,7 +50,7 @@ def test_cli_eval_expert_50_episodes_every_task_at_least_95_percent():
                           "--episodes", "50", "--json"], capture_output=True, text=True,
                          timeout=900, check=True)
     report = json.loads(out.stdout)
-    assert len(report["results"]) == 6
+    assert len(report["results"]) == 8
     for row in report["results"]:
         assert row["episodes"] == 50
         assert row["success_rate"] >= 0.95, row

@@ -153,16 +153,16 @@ def test_cli_corrupt_episode(tmp_path):
 
 def test_cli_demo_writes_episodes_and_preview(tmp_path):
     out = run_cli("demo", "--out", str(tmp_path / "demo"), check=True)
-    assert out.stdout.count("success") == 6
+    assert out.stdout.count("success") == 8
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
-    assert len(list((tmp_path / "demo").glob("*.h5"))) == 6
+    assert len(list((tmp_path / "demo").glob("*.h5"))) == 8
 
 
 def test_benchmark_script_runs():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "scene_step.py"),
-                          "--steps", "10", "--rounds", "1"], capture_output=True, text=True, timeout=300,
-                         check=True)
+                          "--steps", "10", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300, check=True)
     assert "steps/s" in out.stdout and "overhead vs floor" in out.stdout
 
 

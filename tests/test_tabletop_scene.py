@@ -92,8 +92,9 @@ def _robot_geoms(model):
     return {g for g in range(model.ngeom) if model.body_rootid[model.geom_bodyid[g]] in roots}
 
 
-@pytest.mark.parametrize("task,variant", [("pick_red", "default"), ("place_blue_on_plate",
-                                                                    "diverse")])
+@pytest.mark.parametrize("task,variant", [("pick_red", "default"),
+                                          ("place_blue_on_plate", "diverse"),
+                                          ("place_red_in_zone", "more_distractors")])
 def test_region_maps_match_simulator_segmentation(scene, task, variant):
     f = frames(scene, task, 4, variant, regions=True)
     robot = _robot_geoms(scene.model)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,12 @@ class Episode:
     def activations(self, name: str, t: int | None = None) -> np.ndarray:
         return self._read(f"activations/{name}", t)
 
+    def saliency_methods(self) -> list[str]:
+        return list(self._h5["saliency"].keys()) if "saliency" in self._h5 else []
+
+    def saliency(self, method: str, camera: str, t: int | None = None) -> np.ndarray:
+        return self._read(f"saliency/{method}/{camera}", t)
+
     def states(self) -> np.ndarray:
         return self._read("steps/state")
 
@@ -232,3 +239,42 @@ class Episode:
 
 def open_episode(path: str | Path) -> Episode:
     return Episode(path)
+
+
+def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
+                   metadata: dict[str, Any] | None = None) -> None:
+    """Add or replace per-step datasets (e.g. ``saliency/iss/front``) and metadata keys.
+
+    Works on a copy that replaces the file only when complete: a crash leaves the episode as
+    it was, and a reader that has the old file open keeps reading the old version.
+    """
+    path = Path(path)
+    with Episode(path) as ep:  # validates the file and gives the step count
+        n_steps = ep.n_steps
+    for name, value in arrays.items():
+        if np.shape(value)[:1] != (n_steps,):
+            raise VLAScopeError(f"'{name}' has {np.shape(value)[:1] or 'no'} steps, "
+                                f"the episode has {n_steps}")
+        if name.split("/")[0] in ("steps", "frames", "regions"):
+            raise VLAScopeError(f"'{name}': recorded data cannot be overwritten")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as h5:
+            for name, value in arrays.items():
+                if name in h5:
+                    del h5[name]
+                value = np.asarray(value)
+                h5.create_dataset(name, data=value, chunks=(1, *value.shape[1:]),
+                                  **_COMPRESSION)
+            if metadata:
+                merged = json.loads(h5.attrs["metadata"])
+                merged.update(metadata)
+                h5.attrs["metadata"] = json.dumps(merged, default=_json_default)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -44,7 +44,7 @@ def expert_action(p: dict) -> np.ndarray:
         dest_hand = None
     else:
         dest = np.asarray(pos[p["target"]], dtype=np.float64)
-        rest_z = (2 * M.PLATE_HALF_HEIGHT if p["target"] == "plate" else dest[2] + M.CUBE_HALF)
+        rest_z = M.SURFACE_Z.get(p["target"], dest[2] + M.CUBE_HALF)
         dest_hand = np.array([dest[0], dest[1], rest_z + M.CUBE_HALF + M.GRASP_OFFSET + 0.008])
 
     if holding:

@@ -1,5 +1,5 @@
 """MJCF of the built-in tabletop: a Cartesian (gantry) robot with a two-finger gripper, a
-table, two cubes, a plate, distractors, walls, floor and a shortcut-cue patch.
+table, two cubes, a plate, a target zone, distractors, walls, floor and a shortcut-cue patch.
 
 Coordinates: table top at z = 0, the robot's gantry above it, the front camera at -x looking
 towards +x, the back wall (with the cue patch) at +x. Every slide joint of the robot sits at
@@ -18,6 +18,9 @@ from . import textures
 CUBE_HALF = 0.025
 PLATE_RADIUS = 0.075
 PLATE_HALF_HEIGHT = 0.006
+ZONE_HALF = 0.06  # the target zone: a square marked on the table
+# Height of the surface a cube is put down on, per destination.
+SURFACE_Z = {"plate": 2 * PLATE_HALF_HEIGHT, "zone": 0.0}
 FINGER_OPEN = 0.045  # per finger; the inner gap is twice this
 HAND_Z_RANGE = (0.06, 0.45)
 HAND_XY_RANGE = 0.3
@@ -44,7 +47,7 @@ DISTRACTORS = (
     Distractor("can", 'type="cylinder" size="0.028 0.045"', "0.1 0.55 0.6 1", 0.045),
     Distractor("ball", 'type="sphere" size="0.03"', "0.9 0.45 0.7 1", 0.03),
     Distractor("book", 'type="box" size="0.06 0.04 0.015"', "0.45 0.3 0.2 1", 0.015),
-    Distractor("bottle", 'type="capsule" size="0.02 0.04"', "0.92 0.92 0.9 1", 0.06),
+    Distractor("bottle", 'type="cylinder" size="0.022 0.05"', "0.92 0.92 0.9 1", 0.05),
 )
 # Where distractors that a variant leaves out are parked, far outside every camera.
 PARKING = (4.0, 4.0)
@@ -169,6 +172,11 @@ def _mjcf() -> tuple[str, dict[str, bytes]]:
             friction="1 0.01 0.001"/>
       <geom name="plate_rim" class="visual" type="cylinder" size="{PLATE_RADIUS + 0.006} {PLATE_HALF_HEIGHT * 0.6}"
             rgba="0.55 0.6 0.7 1"/>
+    </body>
+    <body name="zone" mocap="true" pos="-0.1 0 0.0006">
+      <geom name="zone" class="visual" type="box" size="{ZONE_HALF} {ZONE_HALF} 0.0006" rgba="0.15 0.16 0.2 1"/>
+      <geom name="zone_inner" class="visual" type="box" pos="0 0 0.0002" size="{ZONE_HALF - 0.008} {ZONE_HALF - 0.008} 0.0006"
+            rgba="0.45 0.47 0.52 1"/>
     </body>
     {_distractor_xml()}
   </worldbody>

@@ -23,13 +23,15 @@ MAX_DELTA = 0.025  # metres the hand target moves per unit action per step
 N_SUBSTEPS = 50  # 0.1 s of physics per step: a 10 Hz policy
 SETTLE_SUBSTEPS = 150
 _GEOM_TYPE = int(mujoco.mjtObj.mjOBJ_GEOM)
+OBJECTS = ("cube_a", "cube_b", "plate", "zone")
+DISTRACTOR_AREA = ((-0.3, 0.3), (-0.28, 0.28))  # the table is 0.84 x 0.68 m
 # Renderers left open at interpreter exit raise EGL errors from __del__; close them first.
 _LIVE_SCENES: weakref.WeakSet = weakref.WeakSet()
 atexit.register(lambda: [s.close() for s in list(_LIVE_SCENES)])
 
 
 class TabletopScene(Scene):
-    """Gantry robot, two cubes, a plate and distractors; 6 tasks; variants from JSON.
+    """Gantry robot, two cubes, a plate, a target zone and distractors; variants from JSON.
 
     Action (4,): hand displacement (x, y, z) in [-1, 1] x ``MAX_DELTA`` metres, then the
     gripper: > 0 closes, <= 0 opens. State (4,): hand x, y, z and the finger gap (metres).
@@ -154,9 +156,12 @@ class TabletopScene(Scene):
             grasp_point = self.hand_position() - [0, 0, M.GRASP_OFFSET]
             return bool(p[2] > M.CUBE_HALF + 0.06 and np.linalg.norm(p - grasp_point) < 0.03)
         if t.kind == "place":
-            q = self.object_position("plate")
-            on_top = abs(p[2] - (M.CUBE_HALF + 2 * M.PLATE_HALF_HEIGHT)) < 0.01
-            inside = np.linalg.norm(p[:2] - q[:2]) < M.PLATE_RADIUS - 0.015
+            q = self.object_position(t.target)
+            on_top = abs(p[2] - (M.CUBE_HALF + M.SURFACE_Z[t.target])) < 0.01
+            if t.target == "plate":
+                inside = np.linalg.norm(p[:2] - q[:2]) < M.PLATE_RADIUS - 0.015
+            else:
+                inside = np.max(np.abs(p[:2] - q[:2])) < M.ZONE_HALF - 0.01
             return bool(on_top and inside and released and at_rest)
         q = self.object_position(t.target)
         on_top = abs(p[2] - q[2] - 2 * M.CUBE_HALF) < 0.01
@@ -194,7 +199,7 @@ class TabletopScene(Scene):
         return {
             "scene": self.name, "task_kind": t.kind, "object": t.obj, "target": t.target,
             "hand": self.hand_position(), "finger_gap": self.finger_gap(),
-            "positions": {n: self.object_position(n) for n in ("cube_a", "cube_b", "plate")},
+            "positions": {n: self.object_position(n) for n in OBJECTS},
         }
 
     # Internals --------------------------------------------------------------------------
@@ -207,16 +212,15 @@ class TabletopScene(Scene):
         return self._renderers[size]
 
     def _region_lut(self, t: TabletopTask) -> np.ndarray:
-        """geom id + 1 -> label (index 0 is the background)."""
-        lut = np.full(self.model.ngeom + 1, NUISANCE, dtype=np.uint8)
-        support = set(t.named_objects)
-        for name, gid in self._geom.items():
-            if name is None:
-                continue
-            if name.startswith("robot_"):
+        """geom id + 1 -> label (index 0 is the background), decided by the geom's body."""
+        m = self.model
+        lut = np.full(m.ngeom + 1, NUISANCE, dtype=np.uint8)
+        support = {"table", *t.named_objects}
+        for gid in range(m.ngeom):
+            body = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[gid]))
+            if body.startswith("robot_"):
                 lut[gid + 1] = ACTION_CRITICAL
-            elif name.startswith("table_") or name in support or (
-                    "plate" in support and name.startswith("plate")):
+            elif body in support:
                 lut[gid + 1] = SUPPORT
         return lut
 
@@ -253,45 +257,52 @@ class TabletopScene(Scene):
             m.geom_rgba[self._geom["cue"], :3] = M.COLORS[colors[cue_cube]]
 
     def _place_objects(self, v: Variant, s: VariantSample, rng: np.random.Generator) -> None:
-        radii = {"cube_a": 0.065, "cube_b": 0.065, "plate": M.PLATE_RADIUS + 0.01}
+        radii = {"cube_a": 0.065, "cube_b": 0.065, "plate": M.PLATE_RADIUS + 0.01,
+                 "zone": M.ZONE_HALF * 1.3}
         placed: dict[str, np.ndarray] = {}
         for name, r in radii.items():
-            placed[name] = self._free_spot(rng, placed, radii, r)
-            radii[name] = r
+            xy = self._free_spot(rng, placed, radii, r, tries=5000)
+            if xy is None:
+                raise VLAScopeError("could not place the task objects without overlap")
+            placed[name] = xy
         chosen = rng.choice(len(M.DISTRACTORS), size=s.n_distractors, replace=False)
-        d = self.data
         for i, dist in enumerate(M.DISTRACTORS):
             body = f"distractor_{dist.name}"
+            xy = None
             if i in chosen:
-                near = (placed[str(rng.choice(["cube_a", "cube_b", "plate"]))]
+                near = (placed[str(rng.choice(OBJECTS))]
                         if v.distractor_placement == "near_objects" else None)
-                radii[body] = 0.055
-                xy = self._free_spot(rng, placed, radii, 0.055, near=near)
-                placed[body] = xy
-                pos = [*xy, dist.half_height + 0.002]
-            else:
+                xy = self._free_spot(rng, placed, radii, 0.055, near=near, area=DISTRACTOR_AREA)
+            if xy is None:  # left out by the variant, or no room left on the table
                 pos = [M.PARKING[0], M.PARKING[1] + 0.3 * i, dist.half_height + 0.002 - 0.75]
+            else:
+                placed[body], radii[body] = xy, 0.055
+                pos = [*xy, dist.half_height + 0.002]
             self._set_free_body(body, pos, yaw=rng.uniform(-np.pi, np.pi))
         for cube in ("cube_a", "cube_b"):
             self._set_free_body(cube, [*placed[cube], M.CUBE_HALF + 0.001],
                                 yaw=rng.uniform(-0.2, 0.2))
-        d.mocap_pos[self.model.body_mocapid[self._body("plate")]] = [*placed["plate"],
-                                                                     M.PLATE_HALF_HEIGHT]
+        for name, z in (("plate", M.PLATE_HALF_HEIGHT), ("zone", 0.0006)):
+            self.data.mocap_pos[self.model.body_mocapid[self._body(name)]] = [*placed[name], z]
 
     @staticmethod
     def _free_spot(rng: np.random.Generator, placed: dict[str, np.ndarray],
-                   radii: dict[str, float], r: float, near: np.ndarray | None = None) -> np.ndarray:
-        for _ in range(2000):
+                   radii: dict[str, float], r: float, near: np.ndarray | None = None,
+                   area: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                   tries: int = 500) -> np.ndarray | None:
+        """A spot at least ``r`` + their radius away from everything placed; None if none."""
+        (x0, x1), (y0, y1) = area or (M.WORKSPACE_X, M.WORKSPACE_Y)
+        for _ in range(tries):
             if near is not None:
                 ang, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.12, 0.18)
                 xy = near + dist * np.array([np.cos(ang), np.sin(ang)])
-                if not (-0.3 < xy[0] < 0.3 and -0.3 < xy[1] < 0.3):
+                if not (x0 < xy[0] < x1 and y0 < xy[1] < y1):
                     continue
             else:
-                xy = np.array([rng.uniform(*M.WORKSPACE_X), rng.uniform(*M.WORKSPACE_Y)])
+                xy = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
             if all(np.linalg.norm(xy - p) > r + radii[n] for n, p in placed.items()):
                 return xy
-        raise VLAScopeError("could not place the objects without overlap")
+        return None
 
     def _set_free_body(self, body: str, pos: Sequence[float], yaw: float) -> None:
         jid = self.model.body_jntadr[self._body(body)]

@@ -12,7 +12,7 @@ class TabletopTask:
     name: str
     kind: str  # "pick", "place" or "stack"
     obj: str  # the cube to move: "cube_a" or "cube_b"
-    target: str | None  # "plate", the other cube, or None for pick
+    target: str | None  # "plate", "zone", the other cube, or None for pick
     template: str  # filled with the cube colours of the variant
     max_steps: int
 
@@ -38,6 +38,10 @@ TASKS: tuple[TabletopTask, ...] = (
                  "put the {cube_a} cube on the plate", 110),
     TabletopTask("place_blue_on_plate", "place", "cube_b", "plate",
                  "put the {cube_b} cube on the plate", 110),
+    TabletopTask("place_red_in_zone", "place", "cube_a", "zone",
+                 "put the {cube_a} cube in the target zone", 110),
+    TabletopTask("place_blue_in_zone", "place", "cube_b", "zone",
+                 "put the {cube_b} cube in the target zone", 110),
     TabletopTask("stack_red_on_blue", "stack", "cube_a", "cube_b",
                  "stack the {cube_a} cube on the {cube_b} cube", 110),
     TabletopTask("stack_blue_on_red", "stack", "cube_b", "cube_a",
