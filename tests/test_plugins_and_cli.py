@@ -105,8 +105,8 @@ def test_cli_scenes_json():
 
 
 def test_cli_record_and_info(tmp_path):
-    out = run_cli("record", "--task", "pick_red", "--episodes", "2", "--seed", "4",
-                  "--out", str(tmp_path / "eps"), check=True)
+    out = run_cli("record", "--policy", "expert", "--task", "pick_red", "--episodes", "2",
+                  "--seed", "4", "--out", str(tmp_path / "eps"), check=True)
     files = sorted((tmp_path / "eps").glob("*.h5"))
     assert [f.name for f in files] == ["pick_red__default__seed4.h5",
                                        "pick_red__default__seed5.h5"]
@@ -116,8 +116,8 @@ def test_cli_record_and_info(tmp_path):
 
 
 def test_cli_eval_small():
-    out = run_cli("eval", "--tasks", "pick_red,stack_blue_on_red", "--variants",
-                  "default,new_textures", "--episodes", "2", "--json", check=True)
+    out = run_cli("eval", "--policy", "expert", "--tasks", "pick_red,stack_blue_on_red",
+                  "--variants", "default,new_textures", "--episodes", "2", "--json", check=True)
     report = json.loads(out.stdout)
     assert [(r["task"], r["variant"]) for r in report["results"]] == [
         ("pick_red", "default"), ("pick_red", "new_textures"),
@@ -142,6 +142,25 @@ def test_cli_bad_input_one_line_error(plugin_dir, tmp_path, args, message):
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_cli_default_policy_is_the_shipped_reference(tmp_path):
+    out = run_cli("record", "--task", "pick_blue", "--max-steps", "5", "--out",
+                  str(tmp_path / "ref.h5"), check=True)
+    assert "ref.h5" in out.stdout
+    info = json.loads(run_cli("info", str(tmp_path / "ref.h5"), "--json", check=True).stdout)
+    assert info["metadata"]["policy"]["id"] == "vlascope/reference"
+    assert len(info["metadata"]["policy"]["weights_hash"]) == 64
+    assert info["steps"] == 5
+
+
+def test_cli_missing_device(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = run_cli("eval", "--device", "cuda", "--episodes", "1", "--tasks", "pick_red")
+    assert out.returncode == 2 and "no CUDA GPU" in out.stderr
+
+
 def test_cli_corrupt_episode(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
@@ -152,7 +171,7 @@ def test_cli_corrupt_episode(tmp_path):
 
 
 def test_cli_demo_writes_episodes_and_preview(tmp_path):
-    out = run_cli("demo", "--out", str(tmp_path / "demo"), check=True)
+    out = run_cli("demo", "--policy", "expert", "--out", str(tmp_path / "demo"), check=True)
     assert out.stdout.count("success") == 8
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     assert len(list((tmp_path / "demo").glob("*.h5"))) == 8

@@ -16,7 +16,7 @@ from . import __version__  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
 
 DEFAULT_SCENE = "tabletop"
-DEFAULT_POLICY = "expert"
+DEFAULT_POLICY = "reference"
 
 
 def _registry():
@@ -29,7 +29,8 @@ def _open(args: argparse.Namespace):
     reg = _registry()
     size = (args.size, args.size)
     scene = reg.create_scene(args.scene, image_size=size)
-    policy = reg.create_policy(args.policy)
+    options = {"device": args.device} if getattr(args, "device", None) else {}
+    policy = reg.create_policy(args.policy, **options)
     return scene, policy
 
 
@@ -171,6 +172,51 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_language_check(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .scenes.tabletop.evaluation import PAIRS, language_check
+
+    scene, policy = _open(args)
+    with scene, tqdm(total=len(PAIRS) * 4 * args.episodes, desc="language", unit="episode",
+                     disable=None) as bar:
+        rows = language_check(scene, policy, args.episodes, args.seed, args.variant,
+                              on_episode=bar.update)
+    out = [{**r.__dict__, "rate": r.rate} for r in rows]
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'task':<22} {'instruction of':<22} {'expected':<8} {'handled':>8} {'other':>6}")
+    for r in rows:
+        print(f"{r.task:<22} {r.prompt_task:<22} {r.expected:<8} "
+              f"{r.handled_expected:>4}/{r.episodes:<3} {r.handled_other:>6}")
+    return 0
+
+
+def cmd_train_reference(args: argparse.Namespace) -> int:
+    import torch
+
+    from .core.device import pick_device
+    from .policies.reference.model import ReferenceConfig
+    from .policies.reference.model_card import write_model_card
+    from .policies.reference.train import TrainSettings, save_reference, train_reference
+
+    device = pick_device(args.device or "auto")
+    torch.manual_seed(args.seed)
+    cfg = ReferenceConfig()
+    st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
+                       episodes_per_task=args.episodes_per_task, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    result = train_reference(cfg, st, device=device)
+    out = save_reference(args.out, result, cfg, st)
+    print(f"weights -> {out / 'model.safetensors'}")
+    if args.eval_episodes > 0:
+        card = write_model_card(out, eval_variants=args.eval_variants.split(","),
+                                episodes=args.eval_episodes, device=device)
+        print(f"model card -> {card}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Until the inspector window exists: roll out every task once, record, write a preview."""
     import numpy as np
@@ -205,7 +251,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_common(p: argparse.ArgumentParser, policy: bool = True) -> None:
     p.add_argument("--scene", default=DEFAULT_SCENE, help="scene plugin (default: tabletop)")
     if policy:
-        p.add_argument("--policy", default=DEFAULT_POLICY, help="policy plugin")
+        p.add_argument("--policy", default=DEFAULT_POLICY,
+                       help=f"policy plugin (default: {DEFAULT_POLICY})")
+        p.add_argument("--device", default=None,
+                       help="auto (CUDA when present, else CPU), cpu or cuda[:N]")
     p.add_argument("--size", type=int, default=224, help="camera image size in pixels")
 
 
@@ -242,6 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("language-check",
+                       help="paired tabletop tasks: which cube the policy moves, per prompt")
+    _add_common(p)
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_language_check)
+
+    p = sub.add_parser("train-reference", help="train the reference VLA on expert demos")
+    p.add_argument("--variant", default="diverse", help="training distribution")
+    p.add_argument("--tasks", default="", help="comma-separated (default: all)")
+    p.add_argument("--episodes-per-task", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--eval-episodes", type=int, default=0,
+                   help="evaluate after training and write model_card.md (0: skip)")
+    p.add_argument("--eval-variants", default="default")
+    p.set_defaults(func=cmd_train_reference)
+
     p = sub.add_parser("info", help="summary and provenance of a recorded episode")
     p.add_argument("episode")
     p.add_argument("--json", action="store_true")
@@ -261,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # the launch command: the GUI arrives with the inspector issue
         args = parser.parse_args(["demo"])
-    for name in ("episodes",):
+    for name in ("episodes", "episodes_per_task", "epochs"):
         if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
         return args.func(args)
     except VLAScopeError as e:

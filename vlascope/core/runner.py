@@ -47,9 +47,12 @@ def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: i
 def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None = None, *,
             max_steps: int | None = None, record_to: str | Path | None = None,
             policy_name: str = "", image_size: tuple[int, int] | None = None,
-            progress: ProgressFn | None = None,
+            instruction: str | None = None, progress: ProgressFn | None = None,
             should_cancel: CancelFn | None = None) -> RolloutResult:
-    """Run one episode until success or the step limit; optionally record it to a file."""
+    """Run one episode until success or the step limit; optionally record it to a file.
+
+    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt).
+    """
     t0 = time.perf_counter()
     variant = scene.variant(variant).name
     limit = max_steps or scene.task(task).max_steps
@@ -60,8 +63,9 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
     cams = tuple(scene.cameras) if record_to is not None or policy_cams is None else policy_cams
     size = tuple(image_size or getattr(policy, "image_size", None) or scene.default_image_size)
     n_exec = max(1, int(getattr(policy, "n_action_steps", 1)))
+    interventions = [] if instruction is None else [{"kind": "prompt", "text": instruction}]
     writer = (EpisodeWriter(record_to, episode_metadata(scene, policy, task, variant, seed,
-                                                        policy_name))
+                                                        policy_name, interventions))
               if record_to is not None else None)
     success, steps, chunk, idx = False, 0, None, 0
     try:
@@ -73,6 +77,8 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
             if policy_cams is not None and tuple(images) != tuple(policy_cams):
                 # hand the policy only the cameras it asked for
                 obs = replace(obs, images={c: images[c] for c in policy_cams})
+            if instruction is not None:
+                obs = replace(obs, instruction=instruction)
             if chunk is None or idx >= min(n_exec, len(chunk)):
                 chunk = check_action_chunks(policy.batch_infer([obs]), 1, scene.action_dim)[0]
                 idx = 0

