@@ -12,7 +12,8 @@ from vlascope.core.policy import Observation
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.saliency.blur import gaussian_blur
 from vlascope.core.saliency.iss import ISSConfig, pixel_iss
-from vlascope.core.saliency.masks import grid_keep, upsample
+from vlascope.core.saliency.masks import grid_keep
+from vlascope.core.saliency.toolkit_reference import toolkit_iss
 
 H = W = 64
 
@@ -80,36 +81,12 @@ def test_known_answer_policy_reading_a_nuisance_region():
     assert nmr_at_k(res.maps, regions, 10, normalization="mass") > 0.9
 
 
-def toolkit_transcription(policy, obs, n, grid, p_keep, sigma, seed):
-    """The toolkit's algorithm written out directly: one mask at a time, numpy compositing,
-    divergence = action MSE, map = sum(div * dropped) / (N (1 - p))."""
-    rng = np.random.default_rng(seed)
-    cams = list(obs.images)
-    cells = {c: grid_keep(n, grid, p_keep, rng) for c in cams}
-    masks = {c: upsample(cells[c], (H, W), rng).numpy() for c in cams}
-    blurred = {c: gaussian_blur(torch.from_numpy(obs.images[c]).permute(2, 0, 1)[None].float(),
-                                sigma)[0].permute(1, 2, 0).numpy() for c in cams}
-    base = np.asarray(policy.batch_infer([obs]))[0]
-    maps = {c: np.zeros((H, W)) for c in cams}
-    for k in range(n):
-        images = {}
-        for c in cams:
-            m = masks[c][k][:, :, None]
-            img = obs.images[c].astype(np.float64)
-            images[c] = np.clip(np.round(m * img + (1 - m) * blurred[c]), 0, 255).astype(np.uint8)
-        act = np.asarray(policy.batch_infer([Observation(images, obs.state, obs.instruction)]))[0]
-        div = float(np.mean((act - base) ** 2))
-        for c in cams:
-            maps[c] += div * (1 - masks[c][k])
-    return {c: m / (n * (1 - p_keep)) for c, m in maps.items()}
-
-
 def test_plain_estimator_equals_the_toolkit_formula():
     obs = noise_frame(2)
     policy = RegionPolicy("front", BOX)
     cfg = ISSConfig(n_masks=40, grid=5, p_keep=0.3, sigma=4, seed=7, batch_size=40)
     ours = pixel_iss(policy, obs, cfg)
-    ref = toolkit_transcription(policy, obs, 40, 5, 0.3, 4, 7)
+    ref = toolkit_iss(policy, obs, n_masks=40, grid=5, p_keep=0.3, sigma=4, seed=7, batch=16)
     for c in ref:
         np.testing.assert_allclose(ours.maps[c], ref[c], rtol=1e-4, atol=1e-6)
 

@@ -205,3 +205,25 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(VLAScopeError, match="no CUDA"):
             pick_device("cuda")
+
+
+@pytest.mark.slow
+def test_cli_train_reference_writes_weights_card_and_reuses_cache(tmp_path):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "vlascope.cli", "train-reference", "--tasks", "pick_red",
+            "--episodes-per-task", "2", "--epochs", "2", "--batch-size", "32",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "model"),
+            "--eval-episodes", "1"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
+    assert "demos: 2 episodes" in first.stdout
+    card = (tmp_path / "model" / "model_card.md").read_text()
+    assert "| pick_red |" in card and "Regenerate" in card and "seed 0" in card
+    info = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert info["training"]["epochs"] == 2 and len(info["training"]["history"]) == 2
+    second = subprocess.run(args[:-2] + ["--eval-episodes", "0"], capture_output=True,
+                            text=True, timeout=600, check=True)
+    assert "features: loaded" in second.stdout
+    policy = ReferencePolicy(weights=tmp_path / "model")
+    assert policy.cfg.horizon == 8

@@ -172,6 +172,84 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overlay_png(frame, sal, path: Path) -> None:
+    """Frame | saliency heat map blended over it, for a quick look."""
+    import numpy as np
+    from PIL import Image
+
+    s = (sal - sal.min()) / max(float(np.ptp(sal)), 1e-12)
+    heat = np.stack([s, 0.25 * np.ones_like(s), 1 - s], -1) * 255
+    if heat.shape[:2] != frame.shape[:2]:
+        heat = np.asarray(Image.fromarray(heat.astype(np.uint8)).resize(frame.shape[1::-1]))
+    blend = (0.5 * frame + 0.5 * heat).astype(np.uint8)
+    Image.fromarray(np.concatenate([frame, blend], axis=1)).save(path)
+
+
+def cmd_iss(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.episode import Episode
+    from .core.saliency.iss import ISSConfig
+    from .core.saliency.temporal import episode_iss, store
+
+    policy = _registry().create_policy(
+        args.policy, **({"device": args.device} if args.device else {}))
+    cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
+                    estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
+    cfg.check()
+    with Episode(args.episode) as ep, tqdm(desc="iss", unit="frame", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = episode_iss(policy, ep, cfg, every=args.every, check=args.check,
+                             progress=progress)
+        frames = {c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
+    store(args.episode, result, cfg, args.every)
+    if args.png:
+        out = Path(args.png)
+        out.mkdir(parents=True, exist_ok=True)
+        for c in result.maps:
+            for t, frame in zip(result.computed_steps, frames[c], strict=True):
+                _overlay_png(frame, result.maps[c][t], out / f"{c}_{t:04d}.png")
+    summary = {"episode": args.episode, "method": result.method,
+               "computed_steps": result.computed_steps, "check_steps": result.check_steps,
+               "interpolation_error": result.interpolation_error,
+               "interpolation_corr": result.interpolation_corr}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        err = (f"{result.interpolation_error:.3f} (corr {result.interpolation_corr:.3f}) on "
+               f"held-out steps {result.check_steps}" if result.check_steps else "not measured")
+        print(f"{args.episode}: {result.method} stored for {len(result.computed_steps)} "
+              f"computed steps, interpolated in between; interpolation error {err}")
+    return 0
+
+
+def cmd_nmr(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core.episode import Episode
+    from .core.metrics import episode_nmr
+
+    ks = [float(k) for k in args.k.split(",")]
+    rows = []
+    for path in args.episodes:
+        with Episode(path) as ep:
+            per_step = episode_nmr(ep, args.method, ks, args.normalization, args.strict)
+            rows.append({"episode": path, "success": ep.success,
+                         "nmr": {str(k): float(np.nanmean(v)) for k, v in per_step.items()},
+                         "per_step": {str(k): v.tolist() for k, v in per_step.items()}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'episode':<50} {'success':<8} " + " ".join(f"NMR@{k:g}".rjust(8) for k in ks))
+    for r in rows:
+        print(f"{r['episode']:<50} {str(r['success']):<8} "
+              + " ".join(f"{r['nmr'][str(k)]:>8.3f}" for k in ks))
+    return 0
+
+
 def cmd_language_check(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -207,7 +285,7 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
                        episodes_per_task=args.episodes_per_task, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    result = train_reference(cfg, st, device=device)
+    result = train_reference(cfg, st, device=device, cache_dir=args.cache)
     out = save_reference(args.out, result, cfg, st)
     print(f"weights -> {out / 'model.safetensors'}")
     if args.eval_episodes > 0:
@@ -291,6 +369,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("iss", help="ISS saliency maps of a recorded episode, stored in it")
+    p.add_argument("episode")
+    p.add_argument("--policy", default=DEFAULT_POLICY)
+    p.add_argument("--device", default=None)
+    p.add_argument("--n", type=int, default=100, help="masks per frame")
+    p.add_argument("--grid", type=int, default=7)
+    p.add_argument("--p-keep", type=float, default=0.3)
+    p.add_argument("--sigma", type=float, default=10.0, help="blur of the fill (pixels)")
+    p.add_argument("--estimator", default="improved", choices=["plain", "improved"])
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--every", type=int, default=10, help="compute every Nth step, interpolate")
+    p.add_argument("--check", type=int, default=2,
+                   help="held-out steps on which the interpolation error is measured")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--png", default=None, help="folder for overlay PNGs of computed steps")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_iss)
+
+    p = sub.add_parser("nmr", help="NMR@k per step and per episode from stored saliency")
+    p.add_argument("episodes", nargs="+")
+    p.add_argument("--method", default="iss-improved")
+    p.add_argument("--k", default="10", help="comma-separated percentages, e.g. 1,5,10,20,50")
+    p.add_argument("--normalization", default="count", choices=["count", "mass"])
+    p.add_argument("--strict", action="store_true", help="count painted nuisance only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nmr)
+
     p = sub.add_parser("language-check",
                        help="paired tabletop tasks: which cube the policy moves, per prompt")
     _add_common(p)
@@ -310,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--cache", default=None,
+                   help="folder that keeps the demonstrations' features between runs")
     p.add_argument("--eval-episodes", type=int, default=0,
                    help="evaluate after training and write model_card.md (0: skip)")
     p.add_argument("--eval-variants", default="default")

@@ -201,6 +201,10 @@ class Episode:
     def saliency_methods(self) -> list[str]:
         return list(self._h5["saliency"].keys()) if "saliency" in self._h5 else []
 
+    def saliency_cameras(self, method: str) -> list[str]:
+        group = f"saliency/{method}"
+        return list(self._h5[group].keys()) if group in self._h5 else []
+
     def saliency(self, method: str, camera: str, t: int | None = None) -> np.ndarray:
         return self._read(f"saliency/{method}/{camera}", t)
 

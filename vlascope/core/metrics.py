@@ -128,3 +128,33 @@ def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
     return Correlation(len(x), float(pr[0]), tuple(np.percentile(boots_p, [lo, hi])),
                        float(pr[1]), float(sr[0]), tuple(np.percentile(boots_s, [lo, hi])),
                        float(sr[1]))
+
+
+def _fit_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to a saliency map's size."""
+    if labels.shape == tuple(shape):
+        return labels
+    rows = (np.arange(shape[0]) * labels.shape[0] / shape[0]).astype(int)
+    cols = (np.arange(shape[1]) * labels.shape[1] / shape[1]).astype(int)
+    return labels[rows][:, cols]
+
+
+def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str = "count",
+                strict: bool = False) -> dict[float, np.ndarray]:
+    """Per step NMR@k of a recorded episode from its stored saliency maps and region maps."""
+    from .errors import EpisodeFormatError
+
+    if method not in ep.saliency_methods():
+        raise EpisodeFormatError(f"{ep.path}: no saliency '{method}' stored (have: "
+                                 f"{', '.join(ep.saliency_methods()) or 'none'}); run "
+                                 "`vlascope iss` first")
+    if not ep.has_regions():
+        raise EpisodeFormatError(f"{ep.path}: episode has no region maps")
+    cams = ep.saliency_cameras(method)
+    out = {k: np.empty(ep.n_steps) for k in ks}
+    for t in range(ep.n_steps):
+        sal = {c: ep.saliency(method, c, t) for c in cams}
+        reg = {c: _fit_labels(ep.regions(t, c), sal[c].shape) for c in cams}
+        for k in ks:
+            out[k][t] = nmr_at_k(sal, reg, k, normalization=normalization, strict=strict)
+    return out

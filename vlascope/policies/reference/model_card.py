@@ -37,7 +37,7 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
     info = json.loads((folder / "config.json").read_text())
     policy = ReferencePolicy(weights=folder, device=device)
     with TabletopScene() as scene:
-        tasks = [t.name for t in scene.tasks()]
+        tasks = list(info["training"].get("tasks") or [t.name for t in scene.tasks()])
         with tqdm(total=len(tasks) * len(eval_variants) * episodes, desc="eval",
                   disable=None) as bar:
             cells = evaluate(scene, policy, tasks, eval_variants, episodes, seed,

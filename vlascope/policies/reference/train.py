@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -107,15 +108,45 @@ def train_trunk(data: dict[str, torch.Tensor], cfg: ReferenceConfig, st: TrainSe
     return trunk.eval(), history
 
 
+def _cache_key(cfg: ReferenceConfig, st: TrainSettings) -> str:
+    """Everything that decides the demonstrations and their features."""
+    fields = {k: getattr(st, k) for k in ("variant", "tasks", "episodes_per_task", "seed",
+                                          "noise_std", "noisy_fraction")}
+    enc = {k: getattr(cfg, k) for k in ("cameras", "image_size", "encoder_depth",
+                                        "text_tokens", "horizon")}
+    blob = json.dumps([fields, enc, __version__], sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu",
-                    log: Callable[[str], None] = print,
+                    log: Callable[[str], None] = print, cache_dir: str | Path | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> TrainResult:
-    """Demonstrations -> cached features -> trained trunk, with timings of each phase."""
+    """Demonstrations -> frozen features (cached on disk when ``cache_dir`` is given) ->
+    trained trunk, with timings of each phase."""
+    dev = torch.device(device)
+    cache = Path(cache_dir) / f"features-{_cache_key(cfg, st)}.pt" if cache_dir else None
+    if cache is not None and cache.is_file():
+        t0 = time.perf_counter()
+        saved = torch.load(cache, weights_only=True)
+        data, meta = saved["data"], saved["meta"]
+        times = {"demos": 0.0, "features": time.perf_counter() - t0}
+        log(f"features: loaded {tuple(data['vision'].shape)} from {cache}")
+    else:
+        data, meta, times = _demos_and_features(cfg, st, dev, log, should_cancel)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".partial")
+            torch.save({"data": data, "meta": meta}, tmp)
+            tmp.replace(cache)
+    return _train(data, cfg, st, dev, times, meta, log, should_cancel)
+
+
+def _demos_and_features(cfg: ReferenceConfig, st: TrainSettings, dev: torch.device,
+                        log: Callable[[str], None], should_cancel: Callable[[], bool] | None):
     from tqdm import tqdm
 
     from vlascope.scenes.tabletop import TabletopScene
 
-    dev = torch.device(device)
     times = {}
     t0 = time.perf_counter()
     with TabletopScene() as scene:
@@ -124,7 +155,7 @@ def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu"
                   disable=None) as bar:
             demos = collect_demos(scene, cfg, tasks, st.variant, st.episodes_per_task, st.seed,
                                   st.noise_std, st.noisy_fraction,
-                                  progress=lambda d, t: bar.update(1),
+                                  progress=lambda d, t: bar.update(d - bar.n),
                                   should_cancel=should_cancel)
     times["demos"] = time.perf_counter() - t0
     log(f"demos: {demos.n_episodes} episodes, {len(demos)} steps, expert success "
@@ -133,6 +164,16 @@ def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu"
     data = featurize(demos, cfg, dev)
     times["features"] = time.perf_counter() - t0
     log(f"features: {tuple(data['vision'].shape)} ({times['features']:.0f} s)")
+    meta = {"demo_steps": len(demos), "demo_episodes": demos.n_episodes,
+            "expert_successes": demos.successes}
+    return data, meta, times
+
+
+def _train(data: dict, cfg: ReferenceConfig, st: TrainSettings, dev: torch.device,
+           times: dict, meta: dict, log: Callable[[str], None],
+           should_cancel: Callable[[], bool] | None) -> TrainResult:
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
     with tqdm(total=st.epochs, desc="train", unit="epoch", disable=None) as bar:
         def progress(e: int, total: int, row: dict) -> None:
@@ -143,7 +184,7 @@ def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu"
     times["train"] = time.perf_counter() - t0
     log(f"trained {st.epochs} epochs: l1 {history[0]['l1']:.4f} -> {history[-1]['l1']:.4f}, "
         f"flow {history[0]['flow']:.4f} -> {history[-1]['flow']:.4f} ({times['train']:.0f} s)")
-    return TrainResult(trunk, history, times, len(demos), demos.n_episodes)
+    return TrainResult(trunk, history, times, meta["demo_steps"], meta["demo_episodes"])
 
 
 def save_reference(out_dir: str | Path, result: TrainResult, cfg: ReferenceConfig,
