@@ -250,6 +250,39 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.report import run_report, write_report
+    from .core.saliency.iss import ISSConfig
+
+    reg = _registry()
+    names = [p for p in args.policies.split(",") if p]
+    opts = {"device": args.device} if args.device else {}
+    policies = {n: reg.create_policy(n, **opts) for n in names}
+    ks = [float(k) for k in args.k.split(",")]
+    iss = ISSConfig(n_masks=args.n, estimator=args.estimator)
+    with reg.create_scene(args.scene) as scene:
+        tasks = _split(args.tasks, [t.name for t in scene.tasks()])
+        variants = _split(args.variants, [v.name for v in scene.variants()])
+        for t in tasks:
+            scene.task(t)
+        for v in variants:
+            scene.variant(v)
+        with tqdm(total=len(names) * len(tasks) * len(variants) * args.episodes,
+                  desc="report", unit="episode", disable=None) as bar:
+            cells = run_report(scene, policies, tasks, variants, args.episodes, args.out, iss,
+                               every=args.every, ks=ks, seed=args.seed,
+                               on_episode=lambda _: bar.update())
+    settings = {"policies": names, "tasks": tasks, "variants": variants,
+                "episodes": args.episodes, "n_masks": args.n, "estimator": args.estimator,
+                "every": args.every, "seed": args.seed}
+    path = write_report(cells, ks, args.out, settings)
+    print(path.read_text())
+    print(f"report -> {path}, plot -> {Path(args.out) / 'nmr_vs_success.png'}")
+    return 0
+
+
 def cmd_language_check(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -395,6 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="count painted nuisance only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nmr)
+
+    p = sub.add_parser("report", help="the paper's protocol: NMR@k vs success, both "
+                                      "reference models, tasks x variants, table + plots")
+    p.add_argument("--scene", default=DEFAULT_SCENE)
+    p.add_argument("--policies", default="reference,reference-shortcut")
+    p.add_argument("--device", default=None)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--variants", default="default,shortcut_train,shortcut_test")
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--k", default="1,5,10,20,50")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--estimator", default="improved", choices=["plain", "improved"])
+    p.add_argument("--every", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--out", default="vlascope-report")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("language-check",
                        help="paired tabletop tasks: which cube the policy moves, per prompt")

@@ -1,0 +1,150 @@
+"""The ISS/NMR paper's protocol on a scene: roll out each policy over tasks x variants,
+compute ISS on the recorded episodes, NMR@k for several k, and correlate NMR@k with
+success across the (task, variant) cells. Writes a table (Markdown + JSON) and plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .episode import Episode
+from .errors import VLAScopeError
+from .metrics import correlate, episode_nmr
+from .runner import rollout
+from .saliency.iss import ISSConfig
+from .saliency.temporal import episode_iss, store
+from .scene import Scene
+
+
+@dataclass
+class Cell:
+    policy: str
+    task: str
+    variant: str
+    episodes: int = 0
+    successes: int = 0
+    nmr: dict[str, list[float]] = field(default_factory=dict)  # k -> per-episode means
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else float("nan")
+
+    def mean_nmr(self, k: float) -> float:
+        vals = self.nmr.get(str(k), [])
+        return float(np.nanmean(vals)) if vals else float("nan")
+
+
+def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
+               variants: Sequence[str], episodes: int, out_dir: str | Path,
+               iss: ISSConfig, every: int = 20, ks: Sequence[float] = (1, 5, 10, 20, 50),
+               seed: int = 0, on_episode: Callable[[str], None] | None = None) -> list[Cell]:
+    out = Path(out_dir)
+    cells = []
+    for name, policy in policies.items():
+        for task in tasks:
+            for variant in variants:
+                cell = Cell(name, task, variant)
+                for k in range(episodes):
+                    path = out / "episodes" / name / f"{task}__{variant}__seed{seed + k}.h5"
+                    res = rollout(scene, policy, task, seed + k, variant, record_to=path,
+                                  policy_name=name)
+                    with Episode(path) as ep:
+                        sal = episode_iss(policy, ep, iss, every=every, check=0)
+                    store(str(path), sal, iss, every)
+                    with Episode(path) as ep:
+                        per_step = episode_nmr(ep, sal.method, ks)
+                    cell.episodes += 1
+                    cell.successes += res.success
+                    for kk, v in per_step.items():
+                        cell.nmr.setdefault(str(kk), []).append(float(np.nanmean(v)))
+                    if on_episode is not None:
+                        on_episode(f"{name} {task} {variant} seed {seed + k}")
+                cells.append(cell)
+    return cells
+
+
+def correlations(cells: Sequence[Cell], ks: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """NMR@k vs success across cells, per policy and pooled."""
+    groups = {"all": list(cells)}
+    for c in cells:
+        groups.setdefault(c.policy, []).append(c)
+    out: dict[str, dict[str, Any]] = {}
+    for g, cs in groups.items():
+        out[g] = {}
+        for k in ks:
+            try:
+                out[g][str(k)] = asdict(correlate([c.mean_nmr(k) for c in cs],
+                                                  [c.success_rate for c in cs]))
+            except VLAScopeError as e:  # too few cells, or constant success
+                out[g][str(k)] = {"error": str(e)}
+    return out
+
+
+def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path,
+                 settings: dict[str, Any]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corr = correlations(cells, ks)
+    lines = ["# NMR@k vs success", "", f"Settings: `{json.dumps(settings)}`", "",
+             "| policy | task | variant | success | " + " | ".join(f"NMR@{k:g}" for k in ks)
+             + " |", "|---|---|---|---|" + "---|" * len(ks)]
+    for c in cells:
+        lines.append(f"| {c.policy} | {c.task} | {c.variant} | {c.success_rate:.0%} "
+                     f"({c.successes}/{c.episodes}) | "
+                     + " | ".join(f"{c.mean_nmr(k):.3f}" for k in ks) + " |")
+    lines += ["", "Correlation of NMR@k with success across cells (95% bootstrap CI):", "",
+              "| group | k | n | Pearson r [CI] | Spearman rho [CI] |", "|---|---|---|---|---|"]
+    for g, per_k in corr.items():
+        for k in ks:
+            r: dict[str, Any] = per_k[str(k)]
+            if "error" in r:
+                lines.append(f"| {g} | {k:g} | - | {r['error']} | |")
+                continue
+            lines.append(f"| {g} | {k:g} | {r['n']} | {r['pearson']:.2f} "
+                         f"[{r['pearson_ci'][0]:.2f}, {r['pearson_ci'][1]:.2f}] | "
+                         f"{r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, "
+                         f"{r['spearman_ci'][1]:.2f}] |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "report.json").write_text(json.dumps(
+        {"settings": settings, "cells": [{**asdict(c), "success_rate": c.success_rate}
+                                         for c in cells], "correlations": corr}, indent=2))
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    k_plot = 10 if 10 in ks else ks[0]
+    for name in dict.fromkeys(c.policy for c in cells):
+        cs = [c for c in cells if c.policy == name]
+        axes[0].scatter([c.mean_nmr(k_plot) for c in cs], [c.success_rate for c in cs],
+                        label=name, alpha=0.8)
+    axes[0].set_xlabel(f"NMR@{k_plot:g}")
+    axes[0].set_ylabel("success rate")
+    axes[0].set_title("each point: one task x variant")
+    axes[0].legend()
+    plotted = False
+    for g, per_k in corr.items():
+        r = [per_k[str(k)].get("pearson", np.nan) for k in ks]
+        if np.isfinite(r).any():
+            axes[1].plot(list(ks), r, marker="o", label=g)
+            plotted = True
+    axes[1].axhline(0, color="grey", lw=0.5)
+    if plotted:
+        axes[1].set_xscale("log")
+    else:
+        axes[1].set_title("no correlation (constant success or too few cells)")
+    axes[1].set_xlabel("k (%)")
+    axes[1].set_ylabel("Pearson r (NMR@k, success)")
+    if plotted:
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out / "nmr_vs_success.png", dpi=110)
+    plt.close(fig)
+    return out / "report.md"
