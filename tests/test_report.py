@@ -15,7 +15,7 @@ def synthetic_cells():
     for i in range(10):
         nmr = i / 10
         c = Cell("model", f"task{i}", "v", episodes=10, successes=int(round(10 * (1 - nmr))))
-        c.nmr = {"10.0": list(nmr + 0.02 * rng.standard_normal(3))}
+        c.nmr = {"10": list(nmr + 0.02 * rng.standard_normal(3))}
         cells.append(c)
     return cells
 
@@ -23,7 +23,7 @@ def synthetic_cells():
 def test_correlation_and_files(tmp_path):
     cells = synthetic_cells()
     corr = correlations(cells, [10.0])
-    assert corr["all"]["10.0"]["pearson"] < -0.9
+    assert corr["all"]["10"]["pearson"] < -0.9
     path = write_report(cells, [10.0], tmp_path, {"x": 1})
     text = path.read_text()
     assert "| model | task3 | v | 70% (7/10) |" in text and "Pearson" in text
@@ -37,7 +37,7 @@ def test_constant_success_is_reported_not_crashed(tmp_path):
     for c in cells:
         c.successes = 10
     corr = correlations(cells, [10.0])
-    assert "constant" in corr["all"]["10.0"]["error"]
+    assert "constant" in corr["all"]["10"]["error"]
     assert "constant" in write_report(cells, [10.0], tmp_path, {}).read_text()
 
 

@@ -21,6 +21,11 @@ from .saliency.temporal import episode_iss, store
 from .scene import Scene
 
 
+def kkey(k: float) -> str:
+    """One spelling of k for dict keys and JSON ("10", "2.5")."""
+    return f"{float(k):g}"
+
+
 @dataclass
 class Cell:
     policy: str
@@ -35,7 +40,7 @@ class Cell:
         return self.successes / self.episodes if self.episodes else float("nan")
 
     def mean_nmr(self, k: float) -> float:
-        vals = self.nmr.get(str(k), [])
+        vals = self.nmr.get(kkey(k), [])
         return float(np.nanmean(vals)) if vals else float("nan")
 
 
@@ -61,7 +66,7 @@ def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
                     cell.episodes += 1
                     cell.successes += res.success
                     for kk, v in per_step.items():
-                        cell.nmr.setdefault(str(kk), []).append(float(np.nanmean(v)))
+                        cell.nmr.setdefault(kkey(kk), []).append(float(np.nanmean(v)))
                     if on_episode is not None:
                         on_episode(f"{name} {task} {variant} seed {seed + k}")
                 cells.append(cell)
@@ -78,10 +83,10 @@ def correlations(cells: Sequence[Cell], ks: Sequence[float]) -> dict[str, dict[s
         out[g] = {}
         for k in ks:
             try:
-                out[g][str(k)] = asdict(correlate([c.mean_nmr(k) for c in cs],
+                out[g][kkey(k)] = asdict(correlate([c.mean_nmr(k) for c in cs],
                                                   [c.success_rate for c in cs]))
             except VLAScopeError as e:  # too few cells, or constant success
-                out[g][str(k)] = {"error": str(e)}
+                out[g][kkey(k)] = {"error": str(e)}
     return out
 
 
@@ -106,7 +111,7 @@ def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path
               "| group | k | n | Pearson r [CI] | Spearman rho [CI] |", "|---|---|---|---|---|"]
     for g, per_k in corr.items():
         for k in ks:
-            r: dict[str, Any] = per_k[str(k)]
+            r: dict[str, Any] = per_k[kkey(k)]
             if "error" in r:
                 lines.append(f"| {g} | {k:g} | - | {r['error']} | |")
                 continue
@@ -120,7 +125,7 @@ def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path
                                          for c in cells], "correlations": corr}, indent=2))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    k_plot = 10 if 10 in ks else ks[0]
+    k_plot = 10.0 if 10.0 in [float(k) for k in ks] else float(ks[0])
     for name in dict.fromkeys(c.policy for c in cells):
         cs = [c for c in cells if c.policy == name]
         axes[0].scatter([c.mean_nmr(k_plot) for c in cs], [c.success_rate for c in cs],
@@ -131,13 +136,15 @@ def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path
     axes[0].legend()
     plotted = False
     for g, per_k in corr.items():
-        r = [per_k[str(k)].get("pearson", np.nan) for k in ks]
+        r = [per_k[kkey(k)].get("pearson", np.nan) for k in ks]
         if np.isfinite(r).any():
             axes[1].plot(list(ks), r, marker="o", label=g)
             plotted = True
     axes[1].axhline(0, color="grey", lw=0.5)
     if plotted:
         axes[1].set_xscale("log")
+        axes[1].minorticks_off()
+        axes[1].set_xticks([float(k) for k in ks], [f"{float(k):g}" for k in ks])
     else:
         axes[1].set_title("no correlation (constant success or too few cells)")
     axes[1].set_xlabel("k (%)")
