@@ -155,7 +155,7 @@ def test_bad_observations(policy, observations):
 
 def test_training_on_a_handful_of_demos_lowers_the_loss_and_reloads(scene, tmp_path):
     cfg = ReferenceConfig()
-    st = TrainSettings(epochs=6, batch_size=32, lr=2e-3)
+    st = TrainSettings(epochs=6, batch_size=8, lr=2e-3)
     demos = collect_demos(scene, cfg, ["pick_red", "pick_blue"], "default", 2, seed=1)
     assert demos.n_episodes == 4 and len(demos) > 40
     assert demos.chunks.shape == (len(demos), cfg.horizon, 4)

@@ -31,17 +31,29 @@ def eval_table(cells: list[EvalCell]) -> str:
     return "\n".join(lines)
 
 
+def cells_from_eval_json(report: dict) -> list[EvalCell]:
+    """Cells of a ``vlascope eval --json`` report, so a card can reuse an evaluation."""
+    return [EvalCell(r["task"], r["variant"], r["episodes"], r["successes"])
+            for r in report["results"]]
+
+
 def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int,
-                     device: str = "cpu", seed: int = 1000) -> Path:
+                     device: str = "cpu", seed: int = 1000,
+                     cells: list[EvalCell] | None = None) -> Path:
+    """Evaluate (unless ``cells`` are given) and write ``model_card.md`` into ``folder``."""
     folder = Path(folder)
     info = json.loads((folder / "config.json").read_text())
     policy = ReferencePolicy(weights=folder, device=device)
-    with TabletopScene() as scene:
-        tasks = list(info["training"].get("tasks") or [t.name for t in scene.tasks()])
-        with tqdm(total=len(tasks) * len(eval_variants) * episodes, desc="eval",
-                  disable=None) as bar:
-            cells = evaluate(scene, policy, tasks, eval_variants, episodes, seed,
-                             on_episode=lambda r: bar.update())
+    if cells is None:
+        with TabletopScene() as scene:
+            tasks = list(info["training"].get("tasks") or [t.name for t in scene.tasks()])
+            with tqdm(total=len(tasks) * len(eval_variants) * episodes, desc="eval",
+                      disable=None) as bar:
+                cells = evaluate(scene, policy, tasks, eval_variants, episodes, seed,
+                                 on_episode=lambda r: bar.update())
+    eval_variants = list(dict.fromkeys(c.variant for c in cells))
+    eval_cmd = (f"vlascope eval --policy {folder.name} --variants {','.join(eval_variants)} "
+                f"--episodes {episodes} --seed {seed}")
     tr, cfg = info["training"], info["config"]
     secs = tr["seconds"]
     card = f"""# Reference VLA: `{folder.name}`
@@ -72,7 +84,8 @@ Time on {tr['machine']} ({platform.processor() or platform.machine()}): demos
 {secs['demos']:.0f} s, features {secs['features']:.0f} s, training {secs['train']:.0f} s.
 
 ## Evaluation
-{episodes} episodes per cell, seeds {seed}..{seed + episodes - 1}:
+{episodes} episodes per cell, seeds {seed}..{seed + episodes - 1}
+(`{eval_cmd}`):
 
 {eval_table(cells)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path) -> tuple[ReferenceConfig, dict[str, torch.
         raise PluginError(f"reference policy: {config} is not a valid config ({e})") from e
     try:
         state = load_file(str(weights))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise PluginError(f"reference policy: {weights} is corrupt or not a safetensors "
                           f"file ({e})") from e
     return cfg, state, weights

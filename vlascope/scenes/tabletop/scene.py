@@ -25,9 +25,16 @@ SETTLE_SUBSTEPS = 150
 _GEOM_TYPE = int(mujoco.mjtObj.mjOBJ_GEOM)
 OBJECTS = ("cube_a", "cube_b", "plate", "zone")
 DISTRACTOR_AREA = ((-0.3, 0.3), (-0.28, 0.28))  # the table is 0.84 x 0.68 m
-# Renderers left open at interpreter exit raise EGL errors from __del__; close them first.
+# Renderers left open at interpreter exit raise EGL errors from __del__ once MuJoCo's own
+# atexit hook has terminated the EGL display. atexit runs hooks last-in first-out, so ours
+# is registered after the first renderer exists (after MuJoCo's) and closes them first.
 _LIVE_SCENES: weakref.WeakSet = weakref.WeakSet()
-atexit.register(lambda: [s.close() for s in list(_LIVE_SCENES)])
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_live_scenes() -> None:
+    for scene in list(_LIVE_SCENES):
+        scene.close()
 
 
 class TabletopScene(Scene):
@@ -217,6 +224,9 @@ class TabletopScene(Scene):
             if not (16 <= h <= 640 and 16 <= w <= 640):
                 raise ObservationError(f"image size {h}x{w} outside 16..640")
             self._renderers[size] = mujoco.Renderer(self.model, height=h, width=w)
+            if not _EXIT_HOOK:
+                atexit.register(_close_live_scenes)
+                _EXIT_HOOK.append(True)
         return self._renderers[size]
 
     def _region_lut(self, t: TabletopTask) -> np.ndarray:
