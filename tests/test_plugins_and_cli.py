@@ -133,6 +133,7 @@ def test_cli_eval_small():
      "unknown variant 'foggy'"),
     (("eval", "--policy", "bad_plugin", "--episodes", "1"), "unknown policy 'bad_plugin'"),
     (("eval", "--policy", "broken", "--episodes", "1"), "weights file is missing"),
+    (("nmr", "no-such-episode.h5", "--k", "1,10"), "no such episode file"),
 ])
 def test_cli_bad_input_one_line_error(plugin_dir, tmp_path, args, message):
     out = run_cli(*args, plugin_dir=plugin_dir)
@@ -140,6 +141,13 @@ def test_cli_bad_input_one_line_error(plugin_dir, tmp_path, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("vlascope: error:")
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("args", [("eval", "--episodes", "0"),
+                                  ("train-reference", "--epochs", "0", "--out", "x")])
+def test_cli_rejects_counts_below_one(args):
+    out = run_cli(*args)
+    assert out.returncode == 2 and "must be at least 1" in out.stderr
 
 
 def test_cli_default_policy_is_the_shipped_reference(tmp_path):

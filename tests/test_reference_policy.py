@@ -227,3 +227,37 @@ def test_cli_train_reference_writes_weights_card_and_reuses_cache(tmp_path):
     assert "features: loaded" in second.stdout
     policy = ReferencePolicy(weights=tmp_path / "model")
     assert policy.cfg.horizon == 8
+
+
+@pytest.mark.slow
+def test_cli_model_card_compares_both_shipped_models(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "card.md"
+    args = [sys.executable, "-m", "vlascope.cli", "model-card", "--tasks", "pick_red",
+            "--variants", "shortcut_train:2,shortcut_test:1", "--language-episodes", "1",
+            "--out", str(out)]
+    subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
+    text = out.read_text()
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data["cells"]) == {"reference", "reference-shortcut"}
+    for cells in data["cells"].values():
+        assert [(c["variant"], c["episodes"]) for c in cells] == [("shortcut_train", 2),
+                                                                    ("shortcut_test", 1)]
+    rows = data["language"]["reference"]
+    assert [(r["task"], r["prompt_task"]) for r in rows] == [
+        ("pick_red", "pick_red"), ("pick_red", "pick_blue"), ("pick_blue", "pick_blue"),
+        ("pick_blue", "pick_red")]
+    assert "## Shortcut test" in text and "| `reference-shortcut` |" in text
+    assert "vlascope model-card --policies reference,reference-shortcut --tasks pick_red" in text
+
+
+def test_variant_episode_spec():
+    from vlascope.policies.reference.model_card import parse_variant_episodes
+
+    assert parse_variant_episodes("default:30,shortcut_test", 5) == [("default", 30),
+                                                                     ("shortcut_test", 5)]
+    for bad in ("default:x", "default:0"):
+        with pytest.raises(VLAScopeError):
+            parse_variant_episodes(bad, 5)

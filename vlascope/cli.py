@@ -14,6 +14,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a displ
 
 from . import __version__  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
+from .core.saliency import METHODS  # noqa: E402
 
 DEFAULT_SCENE = "tabletop"
 DEFAULT_POLICY = "reference"
@@ -36,6 +37,17 @@ def _open(args: argparse.Namespace):
 
 def _split(value: str, all_names: list[str]) -> list[str]:
     return all_names if value == "all" else [v for v in value.split(",") if v]
+
+
+def _tasks_and_variants(scene, tasks: str, variants: str) -> tuple[list[str], list[str]]:
+    """Comma lists (or 'all') checked against the scene, so a typo fails before any work."""
+    task_names = _split(tasks, [t.name for t in scene.tasks()])
+    variant_names = _split(variants, [v.name for v in scene.variants()])
+    for t in task_names:
+        scene.task(t)
+    for v in variant_names:
+        scene.variant(v)
+    return task_names, variant_names
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
@@ -123,12 +135,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     scene, policy = _open(args)
     with scene:
-        tasks = _split(args.tasks, [t.name for t in scene.tasks()])
-        variants = _split(args.variants, [v.name for v in scene.variants()])
-        for t in tasks:
-            scene.task(t)
-        for v in variants:
-            scene.variant(v)
+        tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
         total = len(tasks) * len(variants) * args.episodes
         with tqdm(total=total, desc="eval", unit="episode", disable=None) as bar:
             cells = evaluate(scene, policy, tasks, variants, args.episodes, args.seed,
@@ -203,7 +210,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = episode_iss(policy, ep, cfg, every=args.every, check=args.check,
-                             progress=progress)
+                             progress=progress, method=args.method)
         frames = {c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
     store(args.episode, result, cfg, args.every)
     if args.png:
@@ -236,7 +243,14 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     rows = []
     for path in args.episodes:
         with Episode(path) as ep:
-            per_step = episode_nmr(ep, args.method, ks, args.normalization, args.strict)
+            masks = None
+            if args.masks:
+                from .core.toolkit_io import read_masks
+
+                masks = read_masks(args.masks, ep.saliency_cameras(args.method)
+                                   if args.method in ep.saliency_methods() else ep.cameras)
+            per_step = episode_nmr(ep, args.method, ks, args.normalization, args.strict,
+                                   regions=masks)
             rows.append({"episode": path, "success": ep.success,
                          "nmr": {str(k): float(np.nanmean(v)) for k, v in per_step.items()},
                          "per_step": {str(k): v.tolist() for k, v in per_step.items()}})
@@ -247,6 +261,53 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['episode']:<50} {str(r['success']):<8} "
               + " ".join(f"{r['nmr'][str(k)]:>8.3f}" for k in ks))
+    return 0
+
+
+def cmd_toolkit_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core.episode import Episode
+    from .core.errors import EpisodeFormatError
+    from .core.toolkit_io import write_heatmaps, write_masks
+
+    out = Path(args.out)
+    with Episode(args.episode) as ep:
+        if args.method not in ep.saliency_methods():
+            raise EpisodeFormatError(f"{args.episode}: no saliency '{args.method}' stored; run "
+                                     "`vlascope iss` first")
+        cams = ep.saliency_cameras(args.method)
+        maps = {c: ep.saliency(args.method, c) for c in cams}
+        heat = write_heatmaps(out / "heatmaps.npz", maps, cams, range(ep.n_steps))
+        written = [heat]
+        if ep.has_regions():
+            labels = {c: np.stack([ep.regions(t, c) for t in range(ep.n_steps)]) for c in cams}
+            written.append(write_masks(out / "masks.npy", labels, cams))
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_toolkit_import(args: argparse.Namespace) -> int:
+    from .core.episode import Episode, update_episode
+    from .core.errors import EpisodeFormatError
+    from .core.saliency.temporal import interpolate
+    from .core.toolkit_io import read_heatmaps
+
+    with Episode(args.episode) as ep:
+        n_steps, cams = ep.n_steps, ep.cameras
+    maps, frames = read_heatmaps(args.heatmaps)
+    unknown = [c for c in maps if c not in cams]
+    if unknown or len(frames) == 0 or frames.min() < 0 or frames.max() >= n_steps:
+        raise EpisodeFormatError(f"{args.heatmaps}: views {unknown or list(maps)} / frames "
+                                 f"do not fit {args.episode} ({n_steps} steps, cameras {cams})")
+    # the toolkit computes every 10th frame: fill the steps in between as it does
+    full = {c: interpolate(dict(zip(frames.tolist(), m, strict=True)), n_steps)
+            for c, m in maps.items()}
+    update_episode(args.episode, {f"saliency/{args.name}/{c}": m for c, m in full.items()},
+                   {f"saliency.{args.name}": {"imported_from": str(args.heatmaps),
+                                              "frames": frames.tolist()}})
+    print(f"{args.episode}: stored {len(frames)} maps from {args.heatmaps} as '{args.name}'")
     return 0
 
 
@@ -263,12 +324,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ks = [float(k) for k in args.k.split(",")]
     iss = ISSConfig(n_masks=args.n, estimator=args.estimator)
     with reg.create_scene(args.scene) as scene:
-        tasks = _split(args.tasks, [t.name for t in scene.tasks()])
-        variants = _split(args.variants, [v.name for v in scene.variants()])
-        for t in tasks:
-            scene.task(t)
-        for v in variants:
-            scene.variant(v)
+        tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
         with tqdm(total=len(names) * len(tasks) * len(variants) * args.episodes,
                   desc="report", unit="episode", disable=None) as bar:
             cells = run_report(scene, policies, tasks, variants, args.episodes, args.out, iss,
@@ -318,13 +374,53 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
                        episodes_per_task=args.episodes_per_task, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    result = train_reference(cfg, st, device=device, cache_dir=args.cache)
+    result = train_reference(cfg, st, device=device, cache_dir=args.cache,
+                             log=lambda line: print(line, flush=True))
     out = save_reference(args.out, result, cfg, st)
     print(f"weights -> {out / 'model.safetensors'}")
     if args.eval_episodes > 0:
         card = write_model_card(out, eval_variants=args.eval_variants.split(","),
                                 episodes=args.eval_episodes, device=device)
         print(f"model card -> {card}")
+    return 0
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .policies.reference.model_card import (
+        compare_models,
+        comparison_markdown,
+        parse_variant_episodes,
+    )
+
+    reg = _registry()
+    names = [n for n in args.policies.split(",") if n]
+    options = {"device": args.device} if args.device else {}
+    policies = {n: reg.create_policy(n, **options) for n in names}
+    with reg.create_scene(DEFAULT_SCENE) as scene:
+        variants = parse_variant_episodes(args.variants, args.episodes)
+        tasks, _ = _tasks_and_variants(scene, args.tasks, ",".join(v for v, _ in variants))
+    from .scenes.tabletop.evaluation import PAIRS
+
+    pairs = sum(1 for p in PAIRS if set(p) & set(tasks))
+    total = len(names) * (len(tasks) * sum(n for _, n in variants)
+                          + 4 * pairs * args.language_episodes)
+    with tqdm(total=total, desc="model card", unit="episode", disable=None) as bar:
+        comp = compare_models(policies, tasks, variants, args.language_episodes, args.seed,
+                              on_episode=bar.update)
+    command = " ".join(["vlascope", "model-card", "--policies", args.policies, "--tasks",
+                        args.tasks, "--variants", args.variants, "--episodes",
+                        str(args.episodes), "--language-episodes", str(args.language_episodes),
+                        "--seed", str(args.seed), "--out", args.out])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((out, comparison_markdown(comp, command)),
+                       (out.with_suffix(".json"), json.dumps(comp.as_dict(), indent=2))):
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.write_text(text)
+        tmp.replace(path)
+    print(f"model card -> {out} (+ {out.with_suffix('.json').name})")
     return 0
 
 
@@ -404,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("iss", help="ISS saliency maps of a recorded episode, stored in it")
     p.add_argument("episode")
+    p.add_argument("--method", default="iss", choices=METHODS,
+                   help="pixel ISS (default), token ISS, or a baseline to compare with")
     p.add_argument("--policy", default=DEFAULT_POLICY)
     p.add_argument("--device", default=None)
     p.add_argument("--n", type=int, default=100, help="masks per frame")
@@ -422,12 +520,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nmr", help="NMR@k per step and per episode from stored saliency")
     p.add_argument("episodes", nargs="+")
-    p.add_argument("--method", default="iss-improved")
+    p.add_argument("--method", default="iss-improved",
+                   help="stored maps to use: iss-improved, iss-plain, token-iss-improved, "
+                        "attention-rollout, attention-last, token-norm, gradient")
     p.add_argument("--k", default="10", help="comma-separated percentages, e.g. 1,5,10,20,50")
     p.add_argument("--normalization", default="count", choices=["count", "mass"])
     p.add_argument("--strict", action="store_true", help="count painted nuisance only")
+    p.add_argument("--masks", default=None,
+                   help="ISS toolkit mask .npy (0 nuisance, 1 support, 2 action; views side "
+                        "by side) to use instead of the episode's region maps")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nmr)
+
+    p = sub.add_parser("toolkit-export", help="an episode's saliency and region maps as the "
+                                              "ISS toolkit's heatmaps .npz and masks .npy")
+    p.add_argument("episode")
+    p.add_argument("--method", default="iss-improved")
+    p.add_argument("--out", required=True, help="folder for heatmaps.npz and masks.npy")
+    p.set_defaults(func=cmd_toolkit_export)
+
+    p = sub.add_parser("toolkit-import", help="store the ISS toolkit's heatmaps .npz in an "
+                                              "episode, so `vlascope nmr` can score them")
+    p.add_argument("episode")
+    p.add_argument("heatmaps")
+    p.add_argument("--name", default="toolkit", help="saliency method name to store under")
+    p.set_defaults(func=cmd_toolkit_import)
 
     p = sub.add_parser("report", help="the paper's protocol: NMR@k vs success, both "
                                       "reference models, tasks x variants, table + plots")
@@ -471,6 +588,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-variants", default="default")
     p.set_defaults(func=cmd_train_reference)
 
+    p = sub.add_parser("model-card", help="both reference models over tasks x variants, the "
+                                          "shortcut gap and the language check, as markdown")
+    p.add_argument("--policies", default="reference,reference-shortcut")
+    p.add_argument("--device", default=None)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--variants", default="default:30,shortcut_train:10,shortcut_test:10",
+                   help="comma list of variant[:episodes]")
+    p.add_argument("--episodes", type=int, default=10, help="episodes where a variant names none")
+    p.add_argument("--language-episodes", type=int, default=5,
+                   help="episodes per prompt of the language check (0: skip)")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--out", default="docs/model_card.md")
+    p.set_defaults(func=cmd_model_card)
+
     p = sub.add_parser("info", help="summary and provenance of a recorded episode")
     p.add_argument("episode")
     p.add_argument("--json", action="store_true")
@@ -491,7 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # the launch command: the GUI arrives with the inspector issue
         args = parser.parse_args(["demo"])
     for name in ("episodes", "episodes_per_task", "epochs"):
-        if getattr(args, name, 1) < 1:
+        value = getattr(args, name, 1)
+        if isinstance(value, int) and value < 1:  # `nmr` takes episode *files* as episodes
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
         return args.func(args)

@@ -140,21 +140,36 @@ def _fit_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str = "count",
-                strict: bool = False) -> dict[float, np.ndarray]:
-    """Per step NMR@k of a recorded episode from its stored saliency maps and region maps."""
+                strict: bool = False, regions: Mapping[str, np.ndarray] | None = None
+                ) -> dict[float, np.ndarray]:
+    """Per step NMR@k of a recorded episode from its stored saliency maps and its region maps
+    (or ``regions``: camera -> (H, W) for every step or (T, H, W), e.g. a toolkit mask)."""
     from .errors import EpisodeFormatError
 
     if method not in ep.saliency_methods():
         raise EpisodeFormatError(f"{ep.path}: no saliency '{method}' stored (have: "
                                  f"{', '.join(ep.saliency_methods()) or 'none'}); run "
                                  "`vlascope iss` first")
-    if not ep.has_regions():
+    if regions is None and not ep.has_regions():
         raise EpisodeFormatError(f"{ep.path}: episode has no region maps")
     cams = ep.saliency_cameras(method)
+    if regions is not None:
+        missing = [c for c in cams if c not in regions]
+        bad = [c for c in cams if c in regions and regions[c].ndim == 3
+               and len(regions[c]) != ep.n_steps]
+        if missing or bad:
+            raise EpisodeFormatError(f"{ep.path}: masks lack camera(s) {missing} or do not "
+                                     f"have {ep.n_steps} steps {bad}")
+
+    def labels(t: int, c: str) -> np.ndarray:
+        if regions is None:
+            return ep.regions(t, c)
+        return regions[c][t] if regions[c].ndim == 3 else regions[c]
+
     out = {k: np.empty(ep.n_steps) for k in ks}
     for t in range(ep.n_steps):
         sal = {c: ep.saliency(method, c, t) for c in cams}
-        reg = {c: _fit_labels(ep.regions(t, c), sal[c].shape) for c in cams}
+        reg = {c: _fit_labels(labels(t, c), sal[c].shape) for c in cams}
         for k in ks:
             out[k][t] = nmr_at_k(sal, reg, k, normalization=normalization, strict=strict)
     return out

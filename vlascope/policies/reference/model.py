@@ -24,7 +24,11 @@ class ReferenceConfig:
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: int = 96
     encoder_depth: int = 11  # EfficientNet-Lite0 blocks kept: 112 channels at stride 16
-    vision_dim: int = 112
+    # Earlier blocks whose outputs are pooled onto the grid and joined to each visual token:
+    # block 3 (24 channels, stride 4) still separates the red cube from the blue one, which
+    # block 11 at this resolution barely does (held-out linear probe: 97% vs 60%).
+    encoder_taps: tuple[int, ...] = (3,)
+    vision_dim: int = 136
     text_dim: int = 384
     text_tokens: int = 12
     state_dim: int = 4
@@ -47,12 +51,14 @@ class ReferenceConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cameras"] = list(self.cameras)
+        d["encoder_taps"] = list(self.encoder_taps)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ReferenceConfig:
         d = dict(d)
         d["cameras"] = tuple(d.get("cameras", cls.cameras))
+        d["encoder_taps"] = tuple(d.get("encoder_taps", ()))  # configs before taps had none
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from vlascope.core.errors import VLAScopeError
 from vlascope.core.runner import EvalCell, evaluate
 from vlascope.scenes.tabletop import TabletopScene
+from vlascope.scenes.tabletop.evaluation import PAIRS, LanguageRow, language_check
 
 from .policy import ReferencePolicy
 
@@ -96,3 +101,110 @@ Regenerate: `vlascope train-reference --variant {tr['variant']} --episodes-per-t
     path = folder / "model_card.md"
     path.write_text(card)
     return path
+
+
+def parse_variant_episodes(spec: str, default_episodes: int) -> list[tuple[str, int]]:
+    """``default:30,shortcut_test:10`` -> [(variant, episodes)]; a bare name takes the default."""
+    out = []
+    for part in (p for p in spec.split(",") if p):
+        name, _, n = part.partition(":")
+        try:
+            episodes = int(n) if n else default_episodes
+        except ValueError as e:
+            raise VLAScopeError(f"'{part}': episodes after ':' must be a whole number") from e
+        if episodes < 1:
+            raise VLAScopeError(f"'{part}': episodes must be at least 1")
+        out.append((name, episodes))
+    return out
+
+
+@dataclass
+class Comparison:
+    """Both reference models over tasks x variants, plus the language check of each."""
+
+    cells: dict[str, list[EvalCell]]  # policy -> cells
+    language: dict[str, list[LanguageRow]]  # policy -> rows
+    seed: int
+
+    def mean(self, policy: str, variant: str) -> float:
+        rates = [c.success_rate for c in self.cells[policy] if c.variant == variant]
+        return sum(rates) / len(rates) if rates else float("nan")
+
+    def as_dict(self) -> dict:
+        return {"seed": self.seed,
+                "cells": {p: [c.as_dict() for c in cs] for p, cs in self.cells.items()},
+                "language": {p: [{**r.__dict__, "rate": r.rate} for r in rows]
+                             for p, rows in self.language.items()}}
+
+
+def compare_models(policies: dict[str, object], tasks: list[str],
+                   variants: list[tuple[str, int]], language_episodes: int, seed: int = 1000,
+                   on_episode: Callable[[], None] | None = None) -> Comparison:
+    """Evaluate every policy on every (variant, episodes) and run the language check."""
+    cells: dict[str, list[EvalCell]] = {}
+    language: dict[str, list[LanguageRow]] = {}
+    tick = (lambda *_: on_episode()) if on_episode is not None else None
+    with TabletopScene() as scene:
+        for name, policy in policies.items():
+            cells[name] = [cell for variant, n in variants
+                           for cell in evaluate(scene, policy, tasks, [variant], n, seed,
+                                                policy_name=name, on_episode=tick)]
+            pairs = [p for p in PAIRS if set(p) & set(tasks)]  # the selected tasks' pairs
+            if language_episodes > 0 and pairs:
+                language[name] = language_check(scene, policy, language_episodes, seed,
+                                                pairs=pairs, on_episode=on_episode)
+    return Comparison(cells, language, seed)
+
+
+def language_table(rows: list[LanguageRow]) -> str:
+    lines = ["| task in the scene | instruction of | cube named | handled named | handled other |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.task} | {r.prompt_task} | {r.expected} | "
+                     f"{r.rate:.0%} ({r.handled_expected}/{r.episodes}) | "
+                     f"{r.handled_other}/{r.episodes} |")
+    total = sum(r.handled_expected for r in rows)
+    n = sum(r.episodes for r in rows)
+    lines.append(f"| **all** | | | **{total / n:.0%}** ({total}/{n}) | |" if n else "")
+    return "\n".join(lines)
+
+
+def comparison_markdown(comp: Comparison, command: str, shortcut_pair=("shortcut_train",
+                                                                         "shortcut_test")) -> str:
+    """The model card of the two shipped models: one table per model, the shortcut gap, the
+    language check, and the command that regenerates all of it."""
+    parts = ["# Reference models: evaluation",
+             "",
+             "Produced by one command (re-run it to regenerate this file):",
+             "",
+             f"    {command}",
+             "",
+             f"Seeds {comp.seed}.. per cell; each cell is successes/episodes. Machine: "
+             f"{platform.machine()}, {platform.processor() or 'CPU'}; "
+             f"written {time.strftime('%Y-%m-%d %H:%M')}.",
+             ""]
+    train, test = shortcut_pair
+    gap_rows = []
+    for name, cells in comp.cells.items():
+        parts += [f"## `{name}`", "", eval_table(cells), ""]
+        variants = {c.variant for c in cells}
+        if {train, test} <= variants:
+            a, b = comp.mean(name, train), comp.mean(name, test)
+            gap_rows.append(f"| `{name}` | {a:.0%} | {b:.0%} | {100 * (a - b):+.0f} |")
+    if gap_rows:
+        parts += ["## Shortcut test",
+                  "",
+                  f"Mean success with the cue intact (`{train}`) and broken (`{test}`); the "
+                  "last column is the loss in percentage points.",
+                  "",
+                  f"| model | {train} | {test} | loss (points) |",
+                  "|---|---|---|---|",
+                  *gap_rows, ""]
+    for name, rows in comp.language.items():
+        parts += [f"## Language check: `{name}`",
+                  "",
+                  "Paired tasks share the scene; the policy gets its own instruction or the "
+                  "pair's. 'handled' = the cube that moved most (> 2 cm).",
+                  "",
+                  language_table(rows), ""]
+    return "\n".join(parts)

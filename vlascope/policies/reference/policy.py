@@ -74,7 +74,11 @@ class ReferencePolicy:
             raise PluginError(f"reference policy: {weights_file} does not match its config "
                               f"({str(e).splitlines()[0]})") from e
         self.trunk = trunk.to(self.device, self.dtype).eval()
-        self.encoder = load_pretrained(cfg.encoder_depth).to(self.device, self.dtype).eval()
+        encoder = load_pretrained(cfg.encoder_depth, taps=cfg.encoder_taps)
+        if encoder.out_channels != cfg.vision_dim:
+            raise PluginError(f"reference policy: {folder / 'config.json'} says vision_dim "
+                              f"{cfg.vision_dim} but its encoder gives {encoder.out_channels}")
+        self.encoder = encoder.to(self.device, self.dtype).eval()
         self.text = InstructionEncoder(cfg.text_tokens, device=self.device)
         self.vision_hooks = nn.ModuleDict({c: HookPoint() for c in cfg.cameras})
         self.head = head or cfg.head
@@ -128,6 +132,23 @@ class ReferencePolicy:
         tokens in ``tokens.visual`` are the cameras' grids concatenated in this order."""
         return self.trunk.layout()
 
+    def readout_positions(self) -> list[int]:
+        """Sequence positions of the action-query tokens the heads read the actions from."""
+        n = self.cfg.text_tokens + 1 + len(self.cameras) * self.cfg.grid ** 2
+        return list(range(n, n + self.cfg.horizon))
+
+    def actions_from_pixels(self, observations: Sequence[Observation],
+                            pixels: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Differentiable action chunks (B, horizon, A) from float images (B, H, W, 3) in
+        0..255 per camera (for gradient saliency); the rest of each observation as usual.
+        The flow head uses one fixed noise draw, the same for every row."""
+        noise = None
+        if self.head == "flow":
+            g = torch.Generator(device="cpu").manual_seed(self.seed)
+            noise = torch.randn(1, self.cfg.horizon, self.cfg.action_dim, generator=g)
+            noise = noise.expand(len(observations), -1, -1).to(self.device, self.dtype)
+        return self._trunk_act(self._encode(pixels), observations, noise)
+
     def attention_maps(self, observations: Sequence[Observation]) -> list[torch.Tensor]:
         """Per trunk layer, (B, heads, tokens, tokens) attention weights."""
         attns = [b.attn for b in self.trunk.blocks]
@@ -142,16 +163,20 @@ class ReferencePolicy:
                 a.capture, a.last_weights = False, None
 
     # Internals --------------------------------------------------------------------------
-    def _vision(self, observations: Sequence[Observation]) -> torch.Tensor:
+    def _pixels(self, observations: Sequence[Observation]) -> dict[str, torch.Tensor]:
+        for obs in observations:
+            missing = [c for c in self.cameras if c not in obs.images]
+            if missing:
+                raise ObservationError(f"reference policy needs camera(s) {missing}")
+            obs.check_images(self.image_size)
+        return {c: torch.from_numpy(np.stack([o.images[c] for o in observations]))
+                for c in self.cameras}
+
+    def _encode(self, pixels: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, H, W, 3) images per camera, uint8 or float in 0..255 -> (B, cams, tokens, C)."""
         feats = []
         for cam in self.cameras:
-            imgs = []
-            for obs in observations:
-                if cam not in obs.images:
-                    raise ObservationError(f"reference policy needs camera '{cam}'")
-                obs.check_images(self.image_size)
-                imgs.append(obs.images[cam])
-            x = torch.from_numpy(np.stack(imgs)).to(self.device).permute(0, 3, 1, 2)
+            x = pixels[cam].to(self.device).permute(0, 3, 1, 2)
             f = self.encoder(x).flatten(2).transpose(1, 2)  # (B, tokens, C)
             feats.append(self.vision_hooks[cam](f))
         return torch.stack(feats, dim=1)
@@ -159,17 +184,21 @@ class ReferencePolicy:
     def _act(self, observations: Sequence[Observation]) -> torch.Tensor:
         if not observations:
             raise ObservationError("batch_infer needs at least one observation")
-        vision = self._vision(observations)
+        noise = None
+        if self.head == "flow":
+            noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
+                                generator=self._noise).to(self.device, self.dtype)
+        return self._trunk_act(self._encode(self._pixels(observations)), observations, noise)
+
+    def _trunk_act(self, vision: torch.Tensor, observations: Sequence[Observation],
+                   noise: torch.Tensor | None) -> torch.Tensor:
         text, mask = self.text([o.instruction for o in observations])
+        text = text.clone()  # the encoder's cache holds inference tensors; autograd needs these
         state = torch.from_numpy(np.stack([np.asarray(o.state, np.float32)
                                            for o in observations]))
         if state.shape[1] != self.cfg.state_dim:
             raise ObservationError(f"reference policy expects a state of {self.cfg.state_dim} "
                                    f"numbers, got {state.shape[1]}")
-        noise = None
-        if self.head == "flow":
-            noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
-                                generator=self._noise).to(self.device, self.dtype)
         return self.trunk.act(vision, text.to(self.device, self.dtype), mask.to(self.device),
                               state.to(self.device, self.dtype), self.head, noise)
 

@@ -54,7 +54,7 @@ def _autocast(device: torch.device):
 
 
 def featurize(demos: Demos, cfg: ReferenceConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    encoder = load_pretrained(cfg.encoder_depth).to(device)
+    encoder = load_pretrained(cfg.encoder_depth, taps=cfg.encoder_taps).to(device)
     vision = torch.stack([encode_images(encoder, demos.images[c], device=device)
                           for c in cfg.cameras], dim=1)  # (N, cams, tokens, C)
     text_enc = InstructionEncoder(cfg.text_tokens, device=device)
@@ -113,7 +113,7 @@ def _cache_key(cfg: ReferenceConfig, st: TrainSettings) -> str:
     fields = {k: getattr(st, k) for k in ("variant", "tasks", "episodes_per_task", "seed",
                                           "noise_std", "noisy_fraction")}
     enc = {k: getattr(cfg, k) for k in ("cameras", "image_size", "encoder_depth",
-                                        "text_tokens", "horizon")}
+                                        "encoder_taps", "text_tokens", "horizon")}
     blob = json.dumps([fields, enc, __version__], sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -1,0 +1,46 @@
+"""One name per way of explaining a frame, so episodes, the CLI and the GUI pick a method by
+name: ISS (pixel or token) and the baselines it is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import VLAScopeError
+from ..policy import Observation
+from . import METHODS
+from .baselines import attention_saliency, gradient_saliency, token_norm_saliency
+from .iss import ISSConfig, SaliencyMaps, pixel_iss, token_iss, visual_token_mean
+
+Explainer = Callable[[Observation, Sequence[str]], SaliencyMaps]
+
+
+def explainer(policy: Any, method: str, config: ISSConfig,
+              reference_frames: Sequence[Observation] = ()) -> Explainer:
+    """A function frame -> maps. ``reference_frames`` give token ISS its mean embedding
+    (the modality mean over recorded frames)."""
+    if method == "iss":
+        return lambda obs, cams: pixel_iss(policy, obs, config, cameras=cams)
+    if method == "token-iss":
+        if not reference_frames:
+            raise VLAScopeError("token ISS needs recorded frames for the mean visual token")
+        mean = visual_token_mean(policy, reference_frames, config.batch_size)
+        return lambda obs, cams: token_iss(policy, obs, mean, config)
+    if method.startswith("attention-"):
+        mode = method.removeprefix("attention-")
+        return lambda obs, cams: attention_saliency(policy, obs, mode)
+    if method == "token-norm":
+        return lambda obs, cams: token_norm_saliency(policy, obs)
+    if method == "gradient":
+        return lambda obs, cams: gradient_saliency(policy, obs)
+    raise VLAScopeError(f"unknown saliency method '{method}' (known: {', '.join(METHODS)})")
+
+
+def stored_name(method: str, config: ISSConfig) -> str:
+    """The name maps are stored under: ISS names carry their estimator."""
+    if method in ("iss", "token-iss"):
+        return f"{'token-' if method == 'token-iss' else ''}iss-{config.estimator}"
+    return method
+
+
+
