@@ -53,6 +53,9 @@ def main() -> None:
     print(f"batch 100: {b100:.1f} observations/s ({100 / b100:.2f} s per call, "
           f"{b100 / b1:.1f}x batch 1)")
     print(f"peak memory (RSS): {peak:.0f} MiB (process start {rss0 / 1024:.0f} MiB)")
+    if policy.device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
+              f"dtype {policy.dtype}, {torch.cuda.get_device_name()}")
 
 
 

@@ -51,6 +51,18 @@ def test_efficientnet_lite0_loads_imagenet_weights():
     assert float(logits.softmax(-1).max()) > 0.4
 
 
+def test_encoder_taps_join_early_features_to_the_grid():
+    x = torch.from_numpy(np.asarray(Image.open(DATA / "chelsea_224.jpg").resize((96, 96))))
+    x = x.permute(2, 0, 1)[None]
+    joined = load_pretrained(11, taps=(3,))(x)
+    assert joined.shape == (1, 24 + 112, 6, 6)
+    torch.testing.assert_close(joined[:, 24:], load_pretrained(11)(x))
+    early = torch.nn.functional.adaptive_avg_pool2d(load_pretrained(3)(x), (6, 6))
+    torch.testing.assert_close(joined[:, :24], early)
+    with pytest.raises(ValueError, match="taps"):
+        load_pretrained(11, taps=(11,))
+
+
 def test_instruction_encoder_tells_colours_apart():
     enc = InstructionEncoder(12)
     emb, mask = enc(["pick up the red cube", "pick up the blue cube", "pick up the red cube"])
@@ -118,6 +130,12 @@ def test_hook_replaces_activations(policy, observations):
         pass
 
 
+def test_readout_positions_are_the_action_queries(policy, observations):
+    cfg = policy.cfg
+    seq = cfg.text_tokens + 1 + len(cfg.cameras) * cfg.grid ** 2 + cfg.horizon
+    assert policy.readout_positions() == list(range(seq - cfg.horizon, seq))
+
+
 def test_token_layout_matches_encoder_grid(policy, observations):
     enc_grid = policy.encoder(torch.zeros(1, 3, 96, 96, dtype=torch.uint8)).shape[-2:]
     layout = policy.visual_token_layout()
@@ -178,6 +196,22 @@ def test_training_on_a_handful_of_demos_lowers_the_loss_and_reloads(scene, tmp_p
     torch.testing.assert_close(reloaded, direct, atol=0.02, rtol=0.05)
 
 
+def test_frame_stride_keeps_a_subset_with_the_full_run_labels(scene):
+    cfg = ReferenceConfig()
+    full = collect_demos(scene, cfg, ["pick_red"], "default", 2, seed=3, noisy_fraction=0.0)
+    sub = collect_demos(scene, cfg, ["pick_red"], "default", 2, seed=3, noisy_fraction=0.0,
+                        frame_stride=3)
+    per_episode = np.bincount(full.episode)
+    assert abs(len(sub) - len(full) / 3) <= 2
+    assert (np.bincount(sub.episode) <= per_episode // 3 + 1).all()
+    # Every kept sample is one of the full run's steps: same state, image and action chunk.
+    for i in range(len(sub)):
+        j = np.flatnonzero((full.states == sub.states[i]).all(1) & (full.episode == sub.episode[i]))
+        assert len(j) == 1, "a kept step must match exactly one step of the full run"
+        np.testing.assert_array_equal(full.chunks[j[0]], sub.chunks[i])
+        np.testing.assert_array_equal(full.images["front"][j[0]], sub.images["front"][i])
+
+
 def test_missing_and_corrupt_weights(tmp_path):
     with pytest.raises(PluginError, match="missing .*model.safetensors"):
         ReferencePolicy(weights=tmp_path)
@@ -191,6 +225,11 @@ def test_missing_and_corrupt_weights(tmp_path):
     info["config"]["d_model"] = 64
     (tmp_path / "config.json").write_text(json.dumps(info))
     with pytest.raises(PluginError, match="does not match"):
+        ReferencePolicy(weights=tmp_path)
+    info = json.loads((src / "config.json").read_text())
+    info["config"]["encoder_taps"] = []  # weights expect block 3 + block 11 features
+    (tmp_path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(PluginError, match="vision_dim 136 but its encoder gives 112"):
         ReferencePolicy(weights=tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(PluginError, match="not a valid config"):
@@ -261,3 +300,20 @@ def test_variant_episode_spec():
     for bad in ("default:x", "default:0"):
         with pytest.raises(VLAScopeError):
             parse_variant_episodes(bad, 5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_half_precision_agrees_with_cpu(observations):
+    """On a GPU the policy runs in fp16; its actions and ISS maps must match the CPU's."""
+    from vlascope.core.saliency.iss import ISSConfig, pixel_iss
+
+    cpu, gpu = ReferencePolicy(device="cpu"), ReferencePolicy(device="auto")
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float16
+    np.testing.assert_allclose(gpu.batch_infer(observations), cpu.batch_infer(observations),
+                               atol=0.05)
+    cfg = ISSConfig(n_masks=200, seed=7)
+    maps_cpu = pixel_iss(cpu, observations[0], cfg).maps
+    maps_gpu = pixel_iss(gpu, observations[0], cfg).maps
+    for cam in maps_cpu:
+        r = np.corrcoef(maps_cpu[cam].ravel(), maps_gpu[cam].ravel())[0, 1]
+        assert r > 0.9, f"{cam}: GPU and CPU ISS maps correlate only {r:.2f}"

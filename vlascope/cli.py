@@ -373,7 +373,8 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     cfg = ReferenceConfig()
     st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
                        episodes_per_task=args.episodes_per_task, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       frame_stride=args.frame_stride)
     result = train_reference(cfg, st, device=device, cache_dir=args.cache,
                              log=lambda line: print(line, flush=True))
     out = save_reference(args.out, result, cfg, st)
@@ -421,6 +422,15 @@ def cmd_model_card(args: argparse.Namespace) -> int:
         tmp.write_text(text)
         tmp.replace(path)
     print(f"model card -> {out} (+ {out.with_suffix('.json').name})")
+    if args.update_cards:
+        from .policies.reference.model_card import write_model_card
+        from .policies.reference.policy import shipped_weights
+
+        for name, cells in comp.cells.items():
+            card = write_model_card(shipped_weights(name), [v for v, _ in variants],
+                                    max(n for _, n in variants), seed=args.seed, cells=cells,
+                                    eval_cmd=command)
+            print(f"model card -> {card}")
     return 0
 
 
@@ -574,8 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-reference", help="train the reference VLA on expert demos")
     p.add_argument("--variant", default="diverse", help="training distribution")
     p.add_argument("--tasks", default="", help="comma-separated (default: all)")
-    p.add_argument("--episodes-per-task", type=int, default=60)
-    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--episodes-per-task", type=int, default=120)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--frame-stride", type=int, default=2,
+                   help="keep every k-th demo step: more distinct scenes for the same cost")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -600,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes per prompt of the language check (0: skip)")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="docs/model_card.md")
+    p.add_argument("--update-cards", action="store_true",
+                   help="also rewrite each shipped model's own model_card.md from these runs")
     p.set_defaults(func=cmd_model_card)
 
     p = sub.add_parser("info", help="summary and provenance of a recorded episode")

@@ -33,10 +33,13 @@ class Demos:
 
 def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[str],
                   variant: str, episodes_per_task: int, seed: int = 0,
-                  noise_std: float = 0.3, noisy_fraction: float = 0.5,
+                  noise_std: float = 0.3, noisy_fraction: float = 0.5, frame_stride: int = 1,
                   progress: Callable[[int, int], None] | None = None,
                   should_cancel: Callable[[], bool] | None = None) -> Demos:
-    """Roll out the expert; a fraction of episodes executes noisy actions."""
+    """Roll out the expert; a fraction of episodes executes noisy actions. Only every
+    ``frame_stride``-th step (from a random phase) is kept as a sample: neighbouring frames
+    are near duplicates, and distinct layouts, not more frames of one, are what keep the
+    policy from memorising scenes. Labels are always the full expert action sequence."""
     rng = np.random.default_rng(seed)
     size = (cfg.image_size, cfg.image_size)
     imgs: dict[str, list[np.ndarray]] = {c: [] for c in cfg.cameras}
@@ -49,16 +52,20 @@ def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[st
                 raise CancelledError("demonstration collection cancelled")
             scene.reset(task, seed * 100_003 + done + dropped, variant)
             noisy = rng.random() < noisy_fraction
-            actions, n_before = [], len(states)
-            for _ in range(limit):
-                frame = scene.observe(cameras=cfg.cameras, size=size)
+            actions, kept, n_before = [], [], len(states)
+            phase = int(rng.integers(frame_stride))
+            for t in range(limit):
+                keep = t % frame_stride == phase
+                frame = scene.observe(cameras=cfg.cameras if keep else (), size=size)
                 obs = frame.observation
                 a = expert_action(obs.extras["privileged"]).astype(np.float32)
-                for c in cfg.cameras:
-                    imgs[c].append(obs.images[c])
-                states.append(obs.state)
-                instr.append(obs.instruction)
-                epi.append(done)
+                if keep:
+                    for c in cfg.cameras:
+                        imgs[c].append(obs.images[c])
+                    states.append(obs.state)
+                    instr.append(obs.instruction)
+                    epi.append(done)
+                    kept.append(t)
                 actions.append(a)
                 executed = a.copy()
                 if noisy:
@@ -77,7 +84,7 @@ def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[st
             hold = np.zeros((cfg.horizon, acts.shape[1]), np.float32)
             hold[:, 3] = acts[-1, 3]  # after the end: stay, keep the gripper as it was
             padded = np.concatenate([acts, hold])
-            chunks.extend(padded[t:t + cfg.horizon] for t in range(len(acts)))
+            chunks.extend(padded[t:t + cfg.horizon] for t in kept)
             done += 1
             if progress is not None:
                 progress(done + dropped, total)

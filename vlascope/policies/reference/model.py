@@ -39,6 +39,10 @@ class ReferenceConfig:
     n_heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.1
+    # FiLM (as in RT-1): the instruction scales and shifts every visual token, so "which
+    # cube" is decided token by token instead of by a two-hop attention circuit the trunk
+    # did not learn in 16 epochs (the first shipped model ignored the colour word).
+    film: bool = True
     head: str = "l1"  # default head at inference: "l1" or "flow"
     flow_steps: int = 10
     n_action_steps: int = 1
@@ -59,6 +63,7 @@ class ReferenceConfig:
         d = dict(d)
         d["cameras"] = tuple(d.get("cameras", cls.cameras))
         d["encoder_taps"] = tuple(d.get("encoder_taps", ()))  # configs before taps had none
+        d.setdefault("film", False)  # nor FiLM
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -164,6 +169,10 @@ class ReferenceTrunk(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.l1_head = nn.Linear(d, cfg.action_dim)
         self.flow_head = FlowHead(cfg)
+        if cfg.film:
+            self.film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * d))
+            nn.init.zeros_(self.film[-1].weight)  # starts as the identity
+            nn.init.zeros_(self.film[-1].bias)
         self.hook_visual, self.hook_language = HookPoint(), HookPoint()
         self.hook_state = HookPoint()
 
@@ -174,6 +183,11 @@ class ReferenceTrunk(nn.Module):
                                                               start + (i + 1) * g * g))}
                 for i, cam in enumerate(self.cfg.cameras)}
 
+    def readout_positions(self) -> list[int]:
+        """The action queries come last in the sequence."""
+        n = self.cfg.text_tokens + 1 + len(self.cfg.cameras) * self.cfg.grid ** 2
+        return list(range(n, n + self.cfg.horizon))
+
     def encode(self, vision: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                state: torch.Tensor) -> torch.Tensor:
         """vision (B, cams, tokens, 112), text (B, L, 384), state (B, S) -> query outputs."""
@@ -181,6 +195,11 @@ class ReferenceTrunk(nn.Module):
         vis = self.vision_proj(vision) + self.grid_pos[None, None] + self.camera_emb[None]
         vis = self.hook_visual(vis.reshape(b, n_cam * n_tok, -1))
         txt = self.hook_language(self.text_proj(text) + self.text_pos[None])
+        if self.cfg.film:
+            w = text_mask[..., None].to(txt.dtype)
+            pooled = (txt * w).sum(1) / w.sum(1).clamp(min=1)
+            gamma, beta = self.film(pooled)[:, None].chunk(2, dim=-1)
+            vis = vis * (1 + gamma) + beta
         st = self.hook_state(self.state_proj(state)[:, None])
         q = self.queries[None].expand(b, -1, -1)
         x = torch.cat([txt, st, vis, q], dim=1)

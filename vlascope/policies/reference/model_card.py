@@ -18,6 +18,7 @@ from vlascope.core.runner import EvalCell, evaluate
 from vlascope.scenes.tabletop import TabletopScene
 from vlascope.scenes.tabletop.evaluation import PAIRS, LanguageRow, language_check
 
+from .model import ReferenceConfig
 from .policy import ReferencePolicy
 
 
@@ -44,8 +45,9 @@ def cells_from_eval_json(report: dict) -> list[EvalCell]:
 
 def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int,
                      device: str = "cpu", seed: int = 1000,
-                     cells: list[EvalCell] | None = None) -> Path:
-    """Evaluate (unless ``cells`` are given) and write ``model_card.md`` into ``folder``."""
+                     cells: list[EvalCell] | None = None, eval_cmd: str | None = None) -> Path:
+    """Evaluate (unless ``cells`` are given, with the ``eval_cmd`` that produced them) and
+    write ``model_card.md`` into ``folder``."""
     folder = Path(folder)
     info = json.loads((folder / "config.json").read_text())
     policy = ReferencePolicy(weights=folder, device=device)
@@ -57,9 +59,15 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
                 cells = evaluate(scene, policy, tasks, eval_variants, episodes, seed,
                                  on_episode=lambda r: bar.update())
     eval_variants = list(dict.fromkeys(c.variant for c in cells))
-    eval_cmd = (f"vlascope eval --policy {folder.name} --variants {','.join(eval_variants)} "
-                f"--episodes {episodes} --seed {seed}")
+    eval_cmd = eval_cmd or (f"vlascope eval --policy {folder.name} --variants "
+                            f"{','.join(eval_variants)} --episodes {episodes} --seed {seed}")
     tr, cfg = info["training"], info["config"]
+    arch = ReferenceConfig.from_dict(cfg)
+    grid = arch.grid
+    film = ("; FiLM: the pooled instruction scales and shifts every visual token"
+            if arch.film else "")
+    stride = tr.get("frame_stride", 1)
+    kept = f", one step in {stride} kept" if stride > 1 else ""
     secs = tr["seconds"]
     card = f"""# Reference VLA: `{folder.name}`
 
@@ -68,16 +76,17 @@ built-in tabletop suite. Weights: `model.safetensors` (fp16, sha256 `{policy.wei
 
 ## Architecture
 - Vision: EfficientNet-Lite0 (ImageNet, frozen), first {cfg['encoder_depth']} blocks,
-  {cfg['image_size']}x{cfg['image_size']} px -> {cfg['grid']}x{cfg['grid']} grid of
-  {cfg['vision_dim']}-d tokens per camera ({', '.join(cfg['cameras'])}).
-- Language: MiniLM-L6 (frozen), up to {cfg['text_tokens']} instruction tokens, 384-d.
+  {cfg['image_size']}x{cfg['image_size']} px -> {grid}x{grid} grid of
+  {cfg['vision_dim']}-d tokens per camera ({', '.join(cfg['cameras'])}); outputs of blocks
+  {cfg.get('encoder_taps') or 'none'} pooled onto the grid and joined to each token.
+- Language: MiniLM-L6 (frozen), up to {cfg['text_tokens']} instruction tokens, 384-d{film}.
 - Trunk: {cfg['n_layers']} transformer layers, d {cfg['d_model']}, {cfg['n_heads']} heads,
   {cfg['horizon']} action-query tokens, one proprio state token.
 - Heads: L1 regression of an action chunk of {cfg['horizon']} (default: `{cfg['head']}`) and
   flow matching ({cfg['flow_steps']} Euler steps, seeded noise).
 
 ## Data
-{tr['demo_episodes']} scripted-expert episodes ({tr['demo_steps']} steps) of every task,
+{tr['demo_episodes']} scripted-expert episodes ({tr['demo_steps']} samples{kept}) of every task,
 variant `{tr['variant']}`, {tr['noisy_fraction']:.0%} of them executed with N(0,
 {tr['noise_std']}) noise on the hand motion (labels: the expert's clean actions).
 
@@ -89,13 +98,13 @@ Time on {tr['machine']} ({platform.processor() or platform.machine()}): demos
 {secs['demos']:.0f} s, features {secs['features']:.0f} s, training {secs['train']:.0f} s.
 
 ## Evaluation
-{episodes} episodes per cell, seeds {seed}..{seed + episodes - 1}
-(`{eval_cmd}`):
+Seeds from {seed} on; each cell is successes/episodes (`{eval_cmd}`):
 
 {eval_table(cells)}
 
 Regenerate: `vlascope train-reference --variant {tr['variant']} --episodes-per-task
-{tr['episodes_per_task']} --epochs {tr['epochs']} --seed {tr['seed']} --out {folder}
+{tr['episodes_per_task']} --frame-stride {stride} --epochs {tr['epochs']} --seed {tr['seed']}
+--out {folder}
 --eval-episodes {episodes} --eval-variants {','.join(eval_variants)}`
 """
     path = folder / "model_card.md"
@@ -181,7 +190,8 @@ def comparison_markdown(comp: Comparison, command: str, shortcut_pair=("shortcut
              "",
              f"Seeds {comp.seed}.. per cell; each cell is successes/episodes. Machine: "
              f"{platform.machine()}, {platform.processor() or 'CPU'}; "
-             f"written {time.strftime('%Y-%m-%d %H:%M')}.",
+             f"written {time.strftime('%Y-%m-%d %H:%M')}. Architecture, data and training "
+             "time of each model: `resources/policies/<name>/model_card.md`.",
              ""]
     train, test = shortcut_pair
     gap_rows = []

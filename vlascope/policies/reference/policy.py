@@ -134,8 +134,7 @@ class ReferencePolicy:
 
     def readout_positions(self) -> list[int]:
         """Sequence positions of the action-query tokens the heads read the actions from."""
-        n = self.cfg.text_tokens + 1 + len(self.cameras) * self.cfg.grid ** 2
-        return list(range(n, n + self.cfg.horizon))
+        return self.trunk.readout_positions()
 
     def actions_from_pixels(self, observations: Sequence[Observation],
                             pixels: dict[str, torch.Tensor]) -> torch.Tensor:

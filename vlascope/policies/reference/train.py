@@ -35,6 +35,7 @@ class TrainSettings:
     seed: int = 0
     noise_std: float = 0.3
     noisy_fraction: float = 0.5
+    frame_stride: int = 1  # keep every k-th demo step (see collect_demos)
     extra: dict = field(default_factory=dict)
 
 
@@ -111,7 +112,7 @@ def train_trunk(data: dict[str, torch.Tensor], cfg: ReferenceConfig, st: TrainSe
 def _cache_key(cfg: ReferenceConfig, st: TrainSettings) -> str:
     """Everything that decides the demonstrations and their features."""
     fields = {k: getattr(st, k) for k in ("variant", "tasks", "episodes_per_task", "seed",
-                                          "noise_std", "noisy_fraction")}
+                                          "noise_std", "noisy_fraction", "frame_stride")}
     enc = {k: getattr(cfg, k) for k in ("cameras", "image_size", "encoder_depth",
                                         "encoder_taps", "text_tokens", "horizon")}
     blob = json.dumps([fields, enc, __version__], sort_keys=True, default=list)
@@ -154,7 +155,7 @@ def _demos_and_features(cfg: ReferenceConfig, st: TrainSettings, dev: torch.devi
         with tqdm(total=len(tasks) * st.episodes_per_task, desc="demos", unit="ep",
                   disable=None) as bar:
             demos = collect_demos(scene, cfg, tasks, st.variant, st.episodes_per_task, st.seed,
-                                  st.noise_std, st.noisy_fraction,
+                                  st.noise_std, st.noisy_fraction, st.frame_stride,
                                   progress=lambda d, t: bar.update(d - bar.n),
                                   should_cancel=should_cancel)
     times["demos"] = time.perf_counter() - t0
