@@ -276,7 +276,7 @@ def test_cli_model_card_compares_both_shipped_models(tmp_path):
     out = tmp_path / "card.md"
     args = [sys.executable, "-m", "vlascope.cli", "model-card", "--tasks", "pick_red",
             "--variants", "shortcut_train:2,shortcut_test:1", "--language-episodes", "1",
-            "--out", str(out)]
+            "--jobs", "2", "--out", str(out)]
     subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
     text = out.read_text()
     data = json.loads(out.with_suffix(".json").read_text())
@@ -290,6 +290,12 @@ def test_cli_model_card_compares_both_shipped_models(tmp_path):
         ("pick_blue", "pick_red")]
     assert "## Shortcut test" in text and "| `reference-shortcut` |" in text
     assert "vlascope model-card --policies reference,reference-shortcut --tasks pick_red" in text
+    # One process per model gives the same cells as one process for both.
+    sequential = tmp_path / "sequential.md"
+    subprocess.run([*args[:-1], str(sequential), "--jobs", "1"], capture_output=True,
+                   text=True, timeout=600, check=True)
+    again = json.loads(sequential.with_suffix(".json").read_text())
+    assert again["cells"] == data["cells"] and again["language"] == data["language"]
 
 
 def test_variant_episode_spec():

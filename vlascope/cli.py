@@ -391,6 +391,7 @@ def cmd_model_card(args: argparse.Namespace) -> int:
 
     from .policies.reference.model_card import (
         compare_models,
+        compare_models_in_processes,
         comparison_markdown,
         parse_variant_episodes,
     )
@@ -398,7 +399,9 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     reg = _registry()
     names = [n for n in args.policies.split(",") if n]
     options = {"device": args.device} if args.device else {}
-    policies = {n: reg.create_policy(n, **options) for n in names}
+    jobs = min(len(names), args.jobs or os.cpu_count() or 1)
+    for name in names:
+        reg.get("policy", name)  # an unknown or broken plugin fails here, not in a worker
     with reg.create_scene(DEFAULT_SCENE) as scene:
         variants = parse_variant_episodes(args.variants, args.episodes)
         tasks, _ = _tasks_and_variants(scene, args.tasks, ",".join(v for v, _ in variants))
@@ -408,8 +411,14 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     total = len(names) * (len(tasks) * sum(n for _, n in variants)
                           + 4 * pairs * args.language_episodes)
     with tqdm(total=total, desc="model card", unit="episode", disable=None) as bar:
-        comp = compare_models(policies, tasks, variants, args.language_episodes, args.seed,
-                              on_episode=bar.update)
+        if jobs > 1:
+            comp = compare_models_in_processes(names, options, tasks, variants,
+                                               args.language_episodes, args.seed, jobs,
+                                               on_episode=bar.update)
+        else:
+            policies = {n: reg.create_policy(n, **options) for n in names}
+            comp = compare_models(policies, tasks, variants, args.language_episodes,
+                                  args.seed, on_episode=bar.update)
     command = " ".join(["vlascope", "model-card", "--policies", args.policies, "--tasks",
                         args.tasks, "--variants", args.variants, "--episodes",
                         str(args.episodes), "--language-episodes", str(args.language_episodes),
@@ -585,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="diverse", help="training distribution")
     p.add_argument("--tasks", default="", help="comma-separated (default: all)")
     p.add_argument("--episodes-per-task", type=int, default=120)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=7)
     p.add_argument("--frame-stride", type=int, default=2,
                    help="keep every k-th demo step: more distinct scenes for the same cost")
     p.add_argument("--batch-size", type=int, default=128)
@@ -612,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes per prompt of the language check (0: skip)")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="docs/model_card.md")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="models evaluated side by side, one process each (default: one per "
+                        "core, at most one per model)")
     p.add_argument("--update-cards", action="store_true",
                    help="also rewrite each shipped model's own model_card.md from these runs")
     p.set_defaults(func=cmd_model_card)

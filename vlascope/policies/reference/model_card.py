@@ -5,9 +5,12 @@ the machine it was trained on, and an evaluation table produced by the same code
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
+import queue
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +166,46 @@ def compare_models(policies: dict[str, object], tasks: list[str],
                 language[name] = language_check(scene, policy, language_episodes, seed,
                                                 pairs=pairs, on_episode=on_episode)
     return Comparison(cells, language, seed)
+
+
+def _compare_in_worker(name: str, options: dict, tasks: list[str],
+                       variants: list[tuple[str, int]], language_episodes: int, seed: int,
+                       ticks, threads: int) -> Comparison:
+    import torch
+
+    from vlascope.core.plugins import PluginRegistry
+
+    torch.set_num_threads(threads)
+    policy = PluginRegistry.discover().create_policy(name, **options)
+    return compare_models({name: policy}, tasks, variants, language_episodes, seed,
+                          on_episode=lambda *_: ticks.put(1))
+
+
+def compare_models_in_processes(names: list[str], options: dict, tasks: list[str],
+                                variants: list[tuple[str, int]], language_episodes: int,
+                                seed: int = 1000, jobs: int = 2,
+                                on_episode: Callable[[], None] | None = None) -> Comparison:
+    """``compare_models`` with one process per model: a rollout (MuJoCo rendering plus a small
+    model at batch 1) keeps about one core busy, so two models on two cores take about half
+    the time. Same seeds, same cells as the sequential run."""
+    ctx = multiprocessing.get_context("spawn")  # no forked EGL contexts or torch threads
+    threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
+    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        ticks = manager.Queue()
+        futures = [pool.submit(_compare_in_worker, name, options, tasks, variants,
+                               language_episodes, seed, ticks, threads) for name in names]
+        while True:
+            try:
+                ticks.get(timeout=0.2)
+            except queue.Empty:
+                if all(f.done() for f in futures) and ticks.empty():
+                    break
+                continue
+            if on_episode is not None:
+                on_episode()
+        parts = [f.result() for f in futures]  # a worker's error is raised here
+    return Comparison({n: c for p in parts for n, c in p.cells.items()},
+                      {n: rows for p in parts for n, rows in p.language.items()}, seed)
 
 
 def language_table(rows: list[LanguageRow]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -49,9 +50,11 @@ class TrainResult:
 
 
 def _autocast(device: torch.device):
+    """bf16 on a GPU. On a CPU fp32: without AVX-512, bf16 matmuls are emulated and a training
+    step took 9x longer than in fp32 on the 2-core dev machine (31 s vs 3.5 s at batch 128)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def featurize(demos: Demos, cfg: ReferenceConfig, device: torch.device) -> dict[str, torch.Tensor]:
