@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 
 apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.0-0
-              libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core)
+              libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
+              # Qt's xcb platform, for the window on a desktop
+              libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
+              libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do

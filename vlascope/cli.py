@@ -443,6 +443,23 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """The inspector window (the default command)."""
+    from .app.launch import run_app
+
+    return run_app(episode=args.episode)
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from .app.screenshot import take_screenshot
+
+    out = take_screenshot(args.out, policy=args.policy, task=args.task, variant=args.variant,
+                          seed=args.seed, steps=args.steps, n_masks=args.masks,
+                          record_dir=args.record_dir)
+    print(f"screenshot -> {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Until the inspector window exists: roll out every task once, record, write a preview."""
     import numpy as np
@@ -633,6 +650,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("app", help="open the inspector window (the default command)")
+    p.add_argument("episode", nargs="?", default=None, help="episode file to open")
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("screenshot", help="render the inspector mid-rollout, with its ISS "
+                                          "overlay, to a PNG (no display needed)")
+    p.add_argument("--out", default="docs/images/inspector.png")
+    p.add_argument("--policy", default="reference")
+    p.add_argument("--task", default="pick_red")
+    p.add_argument("--variant", default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=25, help="steps to play before the capture")
+    p.add_argument("--masks", type=int, default=100, help="ISS masks for the overlay")
+    p.add_argument("--record-dir", default=None,
+                   help="where the rollout is recorded (default: the app's recordings folder)")
+    p.set_defaults(func=cmd_screenshot)
+
     p = sub.add_parser("demo", help="record one episode per task and write a preview image")
     _add_common(p)
     p.add_argument("--variant", default=None)
@@ -645,9 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:  # the launch command: the GUI arrives with the inspector issue
-        args = parser.parse_args(["demo"])
-    for name in ("episodes", "episodes_per_task", "epochs"):
+    if args.command is None:  # the launch command opens the inspector
+        args = parser.parse_args(["app"])
+    for name in ("episodes", "episodes_per_task", "epochs", "steps", "masks"):
         value = getattr(args, name, 1)
         if isinstance(value, int) and value < 1:  # `nmr` takes episode *files* as episodes
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

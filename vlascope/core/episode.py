@@ -241,6 +241,12 @@ class Episode:
         self.close()
 
 
+def policy_instruction(metadata: dict[str, Any]) -> str:
+    """The words the policy was given: a counterfactual prompt overrides the task's."""
+    prompts = [i for i in metadata.get("interventions", []) if i.get("kind") == "prompt"]
+    return str(prompts[-1]["text"]) if prompts else str(metadata.get("instruction", ""))
+
+
 def open_episode(path: str | Path) -> Episode:
     return Episode(path)
 

@@ -40,13 +40,19 @@ def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray]
 
 
 def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.ndarray]:
-    """Per camera, the pixels in the joint top k% of saliency (ties broken by order)."""
+    """Per camera, the pixels in the joint top k% of saliency (ties broken by order).
+
+    Linear time (a partition, not a sort), so NMR keeps up with a live view."""
     cams = list(saliency)
     flat = np.concatenate([np.asarray(saliency[c], np.float64).ravel() for c in cams])
     n_top = max(1, int(round(flat.size * k / 100.0)))
-    order = np.argsort(-flat, kind="stable")[:n_top]
-    chosen = np.zeros(flat.size, bool)
-    chosen[order] = True
+    if n_top >= flat.size:
+        chosen = np.ones(flat.size, bool)
+    else:
+        threshold = np.partition(flat, flat.size - n_top)[flat.size - n_top]
+        chosen = flat > threshold
+        ties = np.flatnonzero(flat == threshold)[:n_top - int(chosen.sum())]
+        chosen[ties] = True
     out, offset = {}, 0
     for c in cams:
         size = np.size(saliency[c])

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from .episode import SCHEMA, EpisodeWriter
 from .errors import CancelledError
-from .policy import Policy, check_action_chunks, policy_info
+from .live import LiveRollout
+from .policy import Policy
 from .scene import Scene
 
 ProgressFn = Callable[[int, int], None]
@@ -31,19 +30,6 @@ class RolloutResult:
     path: str | None = None
 
 
-def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
-                     policy_name: str, interventions: Sequence[dict] = ()) -> dict[str, Any]:
-    """Everything needed to re-run an episode."""
-    return {
-        "policy": {**policy_info(policy, policy_name), "name": policy_name},
-        "scene": scene.name, "task": task, "variant": variant, "seed": int(seed),
-        "instruction": scene.instruction(), "cameras": list(scene.cameras),
-        "action_dim": scene.action_dim, "interventions": list(interventions),
-        "vlascope_version": __version__, "schema": SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
 def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None = None, *,
             max_steps: int | None = None, record_to: str | Path | None = None,
             policy_name: str = "", image_size: tuple[int, int] | None = None,
@@ -52,56 +38,25 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
     """Run one episode until success or the step limit; optionally record it to a file.
 
     ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt).
+    A cancelled or failed rollout leaves no file behind.
     """
     t0 = time.perf_counter()
-    variant = scene.variant(variant).name
-    limit = max_steps or scene.task(task).max_steps
-    if hasattr(policy, "reset"):
-        policy.reset()
-    scene.reset(task, seed, variant)
-    policy_cams = getattr(policy, "cameras", None)
-    cams = tuple(scene.cameras) if record_to is not None or policy_cams is None else policy_cams
-    size = tuple(image_size or getattr(policy, "image_size", None) or scene.default_image_size)
-    n_exec = max(1, int(getattr(policy, "n_action_steps", 1)))
-    interventions = [] if instruction is None else [{"kind": "prompt", "text": instruction}]
-    writer = (EpisodeWriter(record_to, episode_metadata(scene, policy, task, variant, seed,
-                                                        policy_name, interventions))
-              if record_to is not None else None)
-    success, steps, chunk, idx = False, 0, None, 0
+    live = LiveRollout(scene, policy, task, seed, variant, max_steps=max_steps,
+                       record_to=record_to, policy_name=policy_name, image_size=image_size,
+                       instruction=instruction)
     try:
-        for steps in range(1, limit + 1):  # noqa: B007 (steps is used after the loop)
+        while not live.done:
             if should_cancel is not None and should_cancel():
-                raise CancelledError(f"rollout cancelled at step {steps - 1}")
-            frame = scene.observe(cameras=cams, size=size, regions=writer is not None)
-            images, obs = frame.observation.images, frame.observation
-            if policy_cams is not None and tuple(images) != tuple(policy_cams):
-                # hand the policy only the cameras it asked for
-                obs = replace(obs, images={c: images[c] for c in policy_cams})
-            if instruction is not None:
-                obs = replace(obs, instruction=instruction)
-            if chunk is None or idx >= min(n_exec, len(chunk)):
-                chunk = check_action_chunks(policy.batch_infer([obs]), 1, scene.action_dim)[0]
-                idx = 0
-            action = chunk[idx]
-            scene.step(action)
-            success = scene.success()
-            if writer is not None:
-                writer.append(state=obs.state, action=action, action_chunk=chunk,
-                              chunk_index=idx, success=success, images=images,
-                              regions=frame.regions)
-            idx += 1
+                raise CancelledError(f"rollout cancelled at step {live.t}")
+            live.step()
             if progress is not None:
-                progress(steps, limit)
-            if success:
-                break
-        path = None
-        if writer is not None:
-            path = str(writer.close({"success": success, "steps": steps}))
+                progress(live.t, live.max_steps)
+        path = live.close()
     except BaseException:
-        if writer is not None:
-            writer.discard()
+        live.discard()
         raise
-    return RolloutResult(task, variant, seed, success, steps, time.perf_counter() - t0, path)
+    return RolloutResult(task, live.variant, seed, live.success, live.t,
+                         time.perf_counter() - t0, path)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..episode import Episode, update_episode
+from ..episode import Episode, policy_instruction, update_episode
 from ..errors import CancelledError, EpisodeFormatError, VLAScopeError
 from ..policy import Observation, Policy
 from .iss import ISSConfig, SaliencyMaps
@@ -36,7 +36,7 @@ def episode_observation(ep: Episode, t: int, cameras: Sequence[str],
         if size is not None and img.shape[:2] != tuple(size):
             img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
         images[c] = img
-    return Observation(images, ep.states()[t], ep.metadata.get("instruction", ""))
+    return Observation(images, ep.states()[t], policy_instruction(ep.metadata))
 
 
 def steps_to_compute(n_steps: int, every: int) -> list[int]:

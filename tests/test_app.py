@@ -1,0 +1,266 @@
+"""The inspector window, driven by real key and mouse events in an offscreen Qt: play, pause,
+scrub, explain a frame, open episodes, survive failing plugins and workers, keep the
+recording when closed mid-run, remember its layout."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
+
+from vlascope.app.launch import check_display
+from vlascope.app.main_window import MainWindow
+from vlascope.app.overlay import normalise
+from vlascope.core.episode import Episode
+from vlascope.core.errors import VLAScopeError
+from vlascope.core.plugins import PluginRegistry
+from vlascope.core.recording import FileRecording
+from vlascope.core.runner import rollout
+
+POLICY = "reference"
+WAIT_MS = 120_000
+
+FAILING = """
+import numpy as np
+
+class ExplodingPolicy:
+    cameras = ("front",)
+    def __init__(self):
+        self.calls = 0
+    def batch_infer(self, observations):
+        self.calls += 1
+        if self.calls > 2:
+            raise RuntimeError("the policy crashed on its third call")
+        return np.zeros((len(observations), 1, 4), np.float32)
+
+def wont_load(**options):
+    raise FileNotFoundError("no checkpoint at /nowhere/model.safetensors")
+
+POLICIES = {"exploding": ExplodingPolicy, "wont_load": wont_load}
+"""
+
+
+@pytest.fixture
+def plugin_dir(tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "failing.py").write_text(FAILING)
+    (folder / "broken_import.py").write_text("import a_module_that_does_not_exist\n")
+    return folder
+
+
+def make_window(qtbot, tmp_path, plugin_dir, policy=POLICY):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(registry=PluginRegistry.discover([plugin_dir]), settings=settings,
+                        record_dir=tmp_path / "recordings")
+    qtbot.addWidget(window)
+    window.workspace.update_run(policy=policy, task="pick_red", seed=0)
+    window.workspace.update_saliency(n_masks=24)
+    window.resize(1200, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    window.start()
+    qtbot.waitUntil(lambda: window.workspace.policy_label != "", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.scene_dock.task_box.count() > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.workspace.recording is not None, timeout=WAIT_MS)
+    idle(qtbot, window)
+    return window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, plugin_dir):
+    w = make_window(qtbot, tmp_path, plugin_dir)
+    yield w
+    w.close()
+
+
+def idle(qtbot, window):
+    qtbot.waitUntil(lambda: not window.engine.busy(), timeout=WAIT_MS)
+
+
+def play_steps(qtbot, window, n):
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.workspace.n_steps >= n, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    idle(qtbot, window)
+    assert not window.workspace.playing
+
+
+def errors_shown(window):
+    return [d for d in window.findChildren(QMessageBox) if d.isVisible()]
+
+
+def dismiss_errors(qtbot, window):
+    """Close the dialogs and give the focus back to the window, as a window manager would."""
+    for d in errors_shown(window):
+        d.close()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=WAIT_MS)
+
+
+def test_play_pause_scrub_match_the_episode_file(qtbot, window, tmp_path):
+    ws = window.workspace
+    # before play, the scene as reset is on screen
+    assert ws.n_steps == 0 and set(ws.recording.preview) == {"front", "wrist"}
+    for cam, view in window.scene_dock.views.items():
+        np.testing.assert_array_equal(view.frame.image, ws.recording.preview[cam])
+    play_steps(qtbot, window, 8)
+    n = ws.n_steps
+    assert n >= 8 and ws.step == n - 1
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    assert ws.step == 0
+    for _ in range(3):
+        qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert ws.step == 3
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    assert ws.step == 2
+    # a click on the timeline plot moves the cursor to the clicked step
+    plot = window.timeline_dock.plot
+    vb = plot.plotItem.vb
+    target = 5
+    scene_pt = vb.mapViewToScene(vb.mapSceneToView(vb.sceneBoundingRect().center()))
+    scene_pt.setX(vb.mapViewToScene(vb.mapSceneToView(scene_pt)).x())
+    view_pt = vb.mapSceneToView(scene_pt)
+    view_pt.setX(target)
+    widget_pt = plot.mapFromScene(vb.mapViewToScene(view_pt))
+    qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(widget_pt))
+    assert ws.step == target
+    # publishing the recording (Ctrl+R starts the next rollout), then compare with the file
+    live = ws.recording
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    idle(qtbot, window)
+    path = live.path
+    assert path is not None and path.is_file() and path.parent == tmp_path / "recordings"
+    window.open_episode(str(path))
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    t = ws.step
+    assert t == n - 2
+    with Episode(path) as ep:
+        assert ep.n_steps == n
+        for cam, view in window.scene_dock.views.items():
+            np.testing.assert_array_equal(view.frame.image, ep.frame(t, cam))
+        np.testing.assert_allclose(window.timeline_dock.action_curves[0].yData,
+                                   ep.actions()[:, 0])
+    assert window.timeline_dock.cursor.value() == t
+    assert window.timeline_dock.slider.value() == t
+    assert f"step {t + 1} / {n}" in window.timeline_dock.label.text()
+
+
+def test_explain_shows_the_overlay_and_nmr(qtbot, window):
+    ws = window.workspace
+    play_steps(qtbot, window, 3)
+    dock = window.saliency_dock
+    dock.raise_()
+    qtbot.mouseClick(dock.compute, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ws.maps_at() is not None, timeout=WAIT_MS)
+    maps = ws.maps_at()
+    assert set(maps) == {"front", "wrist"}
+    for cam, view in window.scene_dock.views.items():
+        assert view.overlay.image is not None
+        np.testing.assert_allclose(view.overlay.image, normalise(maps[cam]))
+        assert view.overlay.opacity() == pytest.approx(ws.saliency.opacity)
+        assert np.ptp(maps[cam]) > 0  # a real map, not a constant
+    assert dock.nmr.text().startswith("NMR@10: 0.") or dock.nmr.text() == "NMR@10: 1.000"
+    # the opacity slider drives the overlay
+    dock.opacity.setValue(20)
+    assert window.scene_dock.views["front"].overlay.opacity() == pytest.approx(0.2)
+    # scrubbing to a step without maps clears the overlay; back again shows the cached one
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    assert window.scene_dock.views["front"].overlay.image is None
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    assert window.scene_dock.views["front"].overlay.image is not None
+    assert not errors_shown(window)
+
+
+def test_cancel_saliency_leaves_the_app_usable(qtbot, window):
+    ws = window.workspace
+    play_steps(qtbot, window, 2)
+    ws.update_saliency(n_masks=5000)
+    window.saliency_dock.compute.click()
+    qtbot.waitUntil(lambda: window.saliency_dock.cancel.isEnabled(), timeout=WAIT_MS)
+    qtbot.mouseClick(window.saliency_dock.cancel, Qt.MouseButton.LeftButton)
+    idle(qtbot, window)
+    assert ws.maps_at() is None and not errors_shown(window)
+    play_steps(qtbot, window, ws.n_steps + 2)
+
+
+def test_open_saved_episode_and_bad_files(qtbot, window, scene, expert, tmp_path):
+    path = rollout(scene, expert, "place_red_on_plate", 4, record_to=tmp_path / "ep.h5",
+                   max_steps=30).path
+    assert window.open_episode(path)
+    ws = window.workspace
+    assert isinstance(ws.recording, FileRecording) and ws.n_steps == 30
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    with Episode(path) as ep:
+        np.testing.assert_array_equal(window.scene_dock.views["wrist"].frame.image,
+                                      ep.frame(29, "wrist"))
+    assert window.recent_files()[0] == str(path)
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
+    assert not window.open_episode(str(bad))
+    assert any("Could not open" in d.windowTitle() for d in errors_shown(window))
+    assert str(ws.recording.path) == path and ws.n_steps == 30  # nothing lost
+
+
+def test_failing_plugins_and_worker_errors_do_not_kill_the_app(qtbot, window):
+    table = window.plugins_dock.table
+    rows = {table.item(i, 1).text(): table.item(i, 2).text() for i in range(table.rowCount())}
+    assert rows["broken_import"] == "failed" and rows["reference"] == "ok"
+    errors = {table.item(i, 1).text(): table.item(i, 3).text() for i in range(table.rowCount())}
+    assert "a_module_that_does_not_exist" in errors["broken_import"]
+    # a policy whose factory raises: a dialog, and the previous policy keeps working
+    window.scene_dock.policy_box.setCurrentText("wont_load")
+    qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
+    assert "no checkpoint" in errors_shown(window)[0].text()
+    dismiss_errors(qtbot, window)
+    # a policy that raises mid-rollout: the run stops with the traceback in a dialog
+    window.scene_dock.policy_box.setCurrentText("exploding")
+    idle(qtbot, window)
+    assert window.workspace.policy_label == "exploding"
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
+    dialog = errors_shown(window)[0]
+    assert "third call" in dialog.text() and "Traceback" in dialog.detailedText()
+    assert not window.workspace.playing
+    dismiss_errors(qtbot, window)
+    # still usable: back to the reference policy, a fresh rollout runs
+    window.scene_dock.policy_box.setCurrentText(POLICY)
+    window.controller.reset()
+    idle(qtbot, window)
+    play_steps(qtbot, window, 3)
+    assert not errors_shown(window)
+
+
+def test_closing_mid_run_keeps_the_recording(qtbot, tmp_path, plugin_dir):
+    window = make_window(qtbot, tmp_path, plugin_dir)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.workspace.n_steps >= 3, timeout=WAIT_MS)
+    assert window.workspace.playing
+    window.close()
+    files = list((tmp_path / "recordings").glob("*.h5"))
+    assert len(files) == 1
+    with Episode(files[0]) as ep:
+        assert ep.n_steps >= 3 and ep.metadata["stopped_early"] is True
+        assert ep.metadata["policy"]["name"] == POLICY
+
+
+def test_layout_and_settings_persist(qtbot, tmp_path, plugin_dir):
+    window = make_window(qtbot, tmp_path, plugin_dir)
+    window.plugins_dock.close()
+    window.workspace.update_saliency(n_masks=77, opacity=0.35)
+    window.close()
+    again = make_window(qtbot, tmp_path, plugin_dir)
+    assert again.plugins_dock.isHidden()
+    assert again.workspace.saliency.n_masks == 24  # make_window sets it after the restore
+    assert again.workspace.saliency.opacity == pytest.approx(0.35)
+    assert again.saliency_dock.opacity.value() == 35
+    again.actions_by_name["reset-layout"].trigger()
+    assert not again.plugins_dock.isHidden()
+    again.close()
+
+
+def test_no_display_is_a_clear_error():
+    with pytest.raises(VLAScopeError, match="no display"):
+        check_display({}, platform="linux")
+    check_display({"DISPLAY": ":0"}, platform="linux")
+    check_display({"QT_QPA_PLATFORM": "offscreen"}, platform="linux")

@@ -1,0 +1,276 @@
+"""What the window's actions do: load, reset, step, play, scrub, explain. Turns user intent
+into engine jobs and feeds their results into the workspace, which the docks follow."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from vlascope.core.errors import VLAScopeError
+from vlascope.core.live import StepRecord
+from vlascope.core.recording import LiveRecording
+from vlascope.core.session import Session
+from vlascope.core.workspace import Workspace
+
+from .engine import Engine, JobContext
+
+
+@dataclass
+class StepResult:
+    record: StepRecord
+    done: bool
+
+
+class Controller(QObject):
+    """The one place where GUI intent meets the worker. Lives on the GUI thread."""
+
+    error = Signal(str, str, str)  # title, message, details
+    status = Signal(str)
+    saliency_progress = Signal(int, int)  # done, total (0, 0 = idle)
+    fps_changed = Signal(float)
+    policy_state = Signal(str)  # "loading", "ready", "failed"
+
+    def __init__(self, workspace: Workspace, engine: Engine, parent: QObject | None = None):
+        super().__init__(parent)
+        self.ws, self.engine = workspace, engine
+        self.weights: str | None = None
+        self._stepping = False
+        self._live_done = True
+        self._stamps: deque[float] = deque(maxlen=30)
+        self._pending_saliency: set[tuple[str, int]] = set()
+        self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
+
+    # helpers ----------------------------------------------------------------------------
+    def _fail(self, title: str) -> Callable[[str, str], None]:
+        def report(message: str, details: str) -> None:
+            self.ws.set_playing(False)
+            self._stepping = False
+            self.error.emit(title, message, details)
+        return report
+
+    @property
+    def live(self) -> bool:
+        """A rollout is running in the worker and can take more steps."""
+        return isinstance(self.ws.recording, LiveRecording) and not self._live_done
+
+    # policy -----------------------------------------------------------------------------
+    def load_policy(self, name: str | None = None, weights: str | None = None,
+                    device: str | None = None) -> None:
+        """Load (or reload) the policy in the worker. On failure a dialog explains why and
+        the previous policy stays in use."""
+        name = name or self.ws.run.policy
+        device = device or self.ws.run.device
+        previous = (self.ws.run.policy, self.ws.run.device, self.weights)
+        # Jobs queued from now on (a reset, an explain) use the new policy.
+        self.ws.update_run(policy=name, device=device)
+        self.weights = weights
+        self.policy_state.emit("loading")
+
+        def job(session: Session, ctx: JobContext) -> tuple[str, str]:
+            session.load_policy(name, device, weights)
+            return name if weights is None else f"{name} ({Path(weights).name})", \
+                session.policy_device()
+
+        def done(result: tuple[str, str]) -> None:
+            if self.live:  # the worker ended the old policy's rollout: start afresh
+                self._live_done = True
+                self.reset()
+            self.ws.set_policy_loaded(*result)
+            self.policy_state.emit("ready")
+            self.status.emit(f"policy {result[0]} ready on {result[1]}")
+
+        def failed(message: str, details: str) -> None:
+            self.policy_state.emit("failed")
+            if self.ws.run.policy == name:  # back to the policy still in use
+                self.ws.update_run(policy=previous[0], device=previous[1])
+                self.weights = previous[2]
+            self._fail("Could not load the policy")(message, details)
+
+        self.engine.submit("load-policy", job, on_done=done, on_error=failed)
+
+    # rollouts ---------------------------------------------------------------------------
+    def reset(self, then_play: bool = False) -> None:
+        """Start a fresh rollout with the current run settings (publishing the old one)."""
+        self.ws.set_playing(False)
+        self.engine.cancel("step")
+        run, weights = self.ws.run, self.weights
+
+        def job(session: Session, ctx: JobContext) -> dict[str, Any]:
+            old = session.stop()
+            live = session.start(run, weights)
+            return {"old": old, "metadata": live.metadata, "cameras": list(live.cameras),
+                    "path": str(live.path) if live.path is not None else None,
+                    "device": session.policy_device(), "task": live.task,
+                    "variant": live.variant, "preview": live.peek()}
+
+        def done(result: dict[str, Any]) -> None:
+            self._live_done = False
+            self._stamps.clear()
+            self.ws.begin_live(result["metadata"], result["cameras"], result["path"],
+                               result["preview"])
+            self.ws.update_run(task=result["task"], variant=result["variant"])
+            if not self.ws.policy_label:
+                self.ws.set_policy_loaded(run.policy, result["device"])
+            if result["old"]:
+                self.status.emit(f"recorded {result['old']}")
+            if then_play:
+                self.play()
+
+        self.engine.submit("reset", job, on_done=done, on_error=self._fail("Could not start"))
+
+    def step_once(self) -> None:
+        """Simulate one step (starting a rollout when none is running)."""
+        if not self.live:
+            self.reset()
+        if self._stepping:
+            return
+        self._stepping = True
+
+        def job(session: Session, ctx: JobContext) -> StepResult:
+            record = session.step()
+            return StepResult(record, session.live.done if session.live else True)
+
+        self.engine.submit("step", job, on_done=self._stepped,
+                           on_error=self._fail("The rollout failed"),
+                           on_cancel=lambda _m: setattr(self, "_stepping", False))
+
+    def _stepped(self, result: StepResult) -> None:
+        self._stepping = False
+        self._stamps.append(time.perf_counter())
+        if len(self._stamps) > 1:
+            span = self._stamps[-1] - self._stamps[0]
+            self.fps_changed.emit((len(self._stamps) - 1) / span if span > 0 else 0.0)
+        if not isinstance(self.ws.recording, LiveRecording):
+            return
+        self.ws.append_step(result.record)
+        if self.ws.saliency.live:
+            self.explain(result.record.t)
+        if result.done:
+            self._live_done = True
+            self.ws.set_playing(False)
+            self.stop()
+        elif self.ws.playing:
+            self.step_once()
+
+    def play(self) -> None:
+        if not self.live:
+            self.reset(then_play=True)
+            return
+        self.ws.set_playing(True)
+        if self.ws.step < self.ws.n_steps - 1:
+            self.ws.set_step(self.ws.n_steps - 1)
+        self.step_once()
+
+    def pause(self) -> None:
+        self.ws.set_playing(False)
+
+    def toggle_play(self) -> None:
+        self.pause() if self.ws.playing else self.play()
+
+    def stop(self) -> None:
+        """Publish the running rollout's recording."""
+        self.ws.set_playing(False)
+        self._live_done = True
+
+        def done(path: str | None) -> None:
+            self.ws.live_published(path)
+            if path:
+                self.status.emit(f"recorded {path}")
+
+        self.engine.submit("stop", lambda session, ctx: session.stop(), on_done=done,
+                           on_error=self._fail("Could not save the recording"))
+
+    # scrubbing --------------------------------------------------------------------------
+    def next_step(self) -> None:
+        """Right arrow: scrub forward; at the end of a running rollout, simulate a step."""
+        if self.ws.step < self.ws.n_steps - 1:
+            self.ws.set_step(self.ws.step + 1)
+        elif not self.ws.playing:
+            self.step_once()
+
+    def previous_step(self) -> None:
+        self.pause()
+        self.ws.set_step(self.ws.step - 1)
+
+    def first_step(self) -> None:
+        self.pause()
+        self.ws.set_step(0)
+
+    def last_step(self) -> None:
+        self.ws.set_step(self.ws.n_steps - 1)
+
+    def open_episode(self, path: str) -> bool:
+        """Show a recorded episode; a bad file gives a dialog and changes nothing."""
+        self.pause()
+        if self.live:
+            self.stop()
+        try:
+            self.ws.open_episode(path)
+        except VLAScopeError as e:
+            self.error.emit("Could not open the episode", str(e), "")
+            return False
+        self.status.emit(f"opened {path}")
+        return True
+
+    # saliency ---------------------------------------------------------------------------
+    def explain(self, t: int | None = None) -> None:
+        """Compute the overlay of step ``t`` (default: current) unless cached or queued."""
+        rec = self.ws.recording
+        if rec is None or rec.n_steps == 0:
+            self.status.emit("nothing to explain yet: run or open an episode")
+            return
+        t = self.ws.step if t is None else t
+        settings = self.ws.saliency
+        key = (settings.key(), t)
+        if self.ws.maps_at(t) is not None or key in self._pending_saliency:
+            return
+        obs = rec.observation(t)
+        refs = ([rec.observation(i) for i in range(0, rec.n_steps,
+                                                   max(1, rec.n_steps // 16))]
+                if settings.method == "token-iss" else [])
+        weights = self.weights
+        run = self.ws.run
+        self._pending_saliency.add(key)
+
+        def job(session: Session, ctx: JobContext) -> dict[str, Any]:
+            session.load_policy(run.policy, run.device, weights)
+            return session.explain(obs, settings, refs, progress=ctx.progress,
+                                   should_cancel=ctx.cancelled)
+
+        def finish() -> None:
+            self._pending_saliency.discard(key)
+            if not self._pending_saliency:
+                self.saliency_progress.emit(0, 0)
+
+        def done(result: dict[str, Any]) -> None:
+            finish()
+            self.ws.put_maps(t, result["key"], result["maps"])
+
+        def failed(message: str, details: str) -> None:
+            finish()
+            self.ws.update_saliency(live=False)
+            self.error.emit("Saliency failed", message, details)
+
+        def cancelled(message: str) -> None:
+            finish()
+            self.status.emit(message)
+
+        self.saliency_progress.emit(0, settings.n_masks)
+        self.engine.submit("saliency", job, on_done=done, on_error=failed,
+                           on_progress=lambda d, n: self.saliency_progress.emit(d, n),
+                           on_cancel=cancelled)
+
+    def cancel_saliency(self) -> None:
+        self.ws.update_saliency(live=False)
+        self.engine.cancel("saliency")
+
+    def shutdown(self) -> bool:
+        """Stop workers; the running rollout's recording is published by the session."""
+        self.ws.set_playing(False)
+        return self.engine.shutdown()

@@ -1,0 +1,61 @@
+"""Plugin manager: every discovered policy and scene plugin with its status, the error of
+any that failed to import, and loading a policy from a checkpoint folder."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from vlascope.core.plugins import PluginRegistry
+
+from . import Panel
+
+
+class PluginsDock(Panel):
+    def __init__(self, registry: PluginRegistry, controller, parent: QWidget | None = None):
+        super().__init__("Plugins", "dock-plugins", parent)
+        self.controller = controller
+        col = self.body
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["kind", "name", "status", "source / error"])
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        col.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.load_button = QPushButton("Load policy checkpoint...")
+        self.load_button.setToolTip("A folder with the policy's weights (for the selected "
+                                    "policy plugin)")
+        row.addWidget(self.load_button)
+        row.addStretch(1)
+        col.addLayout(row)
+        self.load_button.clicked.connect(self._pick_checkpoint)
+        self.show_registry(registry)
+
+    def show_registry(self, registry: PluginRegistry) -> None:
+        self.table.setRowCount(len(registry.entries))
+        for i, e in enumerate(registry.entries):
+            cells = [e.kind, e.name, "ok" if e.ok else "failed", e.source if e.ok else e.error]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text or "")
+                if not e.ok:
+                    item.setForeground(QColor("#e63946"))
+                    item.setToolTip(e.error or "")
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
+
+    def load_checkpoint(self, folder: str) -> None:
+        self.controller.load_policy(weights=folder)
+
+    def _pick_checkpoint(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Policy checkpoint folder")
+        if folder:
+            self.load_checkpoint(folder)

@@ -1,0 +1,155 @@
+"""Saliency controls: method and parameters, overlay opacity, compute / cancel with progress,
+live mode, and NMR@k of the current frame."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
+
+from vlascope.core.errors import VLAScopeError
+from vlascope.core.saliency import METHODS
+from vlascope.core.saliency.iss import ESTIMATORS
+from vlascope.core.workspace import SaliencySettings, Workspace
+
+from . import Panel
+
+
+class SaliencyDock(Panel):
+    def __init__(self, workspace: Workspace, controller, parent: QWidget | None = None):
+        super().__init__("Saliency", "dock-saliency", parent)
+        self.ws, self.controller = workspace, controller
+        col = self.body
+        form = QFormLayout()
+        self.method = QComboBox()
+        self.method.addItems(list(METHODS))
+        self.estimator = QComboBox()
+        self.estimator.addItems(list(ESTIMATORS))
+        self.estimator.setToolTip("improved: stratified masks + control variate, same map "
+                                  "with fewer forward passes")
+        self.n_masks = QSpinBox()
+        self.n_masks.setRange(1, 100000)
+        self.p_keep = QDoubleSpinBox()
+        self.p_keep.setRange(0.01, 0.99)
+        self.p_keep.setSingleStep(0.05)
+        self.sigma = QDoubleSpinBox()
+        self.sigma.setRange(0.0, 100.0)
+        self.grid = QSpinBox()
+        self.grid.setRange(1, 64)
+        self.k = QDoubleSpinBox()
+        self.k.setRange(0.1, 100.0)
+        self.k.setSuffix(" %")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        for label, w in (("method", self.method), ("estimator", self.estimator),
+                         ("masks N", self.n_masks), ("keep p", self.p_keep),
+                         ("blur sigma", self.sigma), ("grid", self.grid),
+                         ("NMR k", self.k), ("opacity", self.opacity)):
+            form.addRow(label, w)
+        col.addLayout(form)
+        self.live = QCheckBox("live: explain every step as the rollout runs")
+        col.addWidget(self.live)
+        row = QHBoxLayout()
+        self.compute = QPushButton("Explain frame")
+        self.compute.setShortcut("E")
+        self.compute.setToolTip("Compute the overlay of the current step (E)")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        row.addWidget(self.compute)
+        row.addWidget(self.cancel)
+        col.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        col.addWidget(self.progress)
+        self.nmr = QLabel("NMR@10: -")
+        self.nmr.setObjectName("nmr-label")
+        font = self.nmr.font()
+        font.setPointSize(font.pointSize() + 2)
+        font.setBold(True)
+        self.nmr.setFont(font)
+        col.addWidget(self.nmr)
+        col.addStretch(1)
+
+        self._load(workspace.saliency)
+        for w in (self.method, self.estimator):
+            w.currentTextChanged.connect(self._edited)
+        for w in (self.n_masks, self.p_keep, self.sigma, self.grid, self.k):
+            w.valueChanged.connect(self._edited)
+        self.opacity.valueChanged.connect(
+            lambda v: self.ws.update_saliency(opacity=v / 100.0))
+        self.live.toggled.connect(self._live_toggled)
+        self.compute.clicked.connect(lambda: controller.explain())
+        self.cancel.clicked.connect(controller.cancel_saliency)
+        controller.saliency_progress.connect(self._progress)
+        workspace.saliency_settings_changed.connect(self._settings_changed)
+        workspace.step_changed.connect(lambda _t: self._show_nmr())
+        workspace.saliency_changed.connect(lambda _t: self._show_nmr())
+        workspace.recording_changed.connect(lambda _r: self._show_nmr())
+
+    def _load(self, s: SaliencySettings) -> None:
+        widgets = (self.method, self.estimator, self.n_masks, self.p_keep, self.sigma,
+                   self.grid, self.k, self.opacity, self.live)
+        for w in widgets:
+            w.blockSignals(True)
+        self.method.setCurrentText(s.method)
+        self.estimator.setCurrentText(s.estimator)
+        self.n_masks.setValue(s.n_masks)
+        self.p_keep.setValue(s.p_keep)
+        self.sigma.setValue(s.sigma)
+        self.grid.setValue(s.grid)
+        self.k.setValue(s.k)
+        self.opacity.setValue(int(round(s.opacity * 100)))
+        self.live.setChecked(s.live)
+        for w in widgets:
+            w.blockSignals(False)
+        iss = s.method in ("iss", "token-iss")
+        for w in (self.estimator, self.n_masks, self.p_keep, self.grid):
+            w.setEnabled(iss)
+        self.sigma.setEnabled(s.method == "iss")
+
+    def _edited(self, *_args) -> None:
+        try:
+            self.ws.update_saliency(
+                method=self.method.currentText(), estimator=self.estimator.currentText(),
+                n_masks=self.n_masks.value(), p_keep=round(self.p_keep.value(), 4),
+                sigma=self.sigma.value(), grid=self.grid.value(), k=self.k.value())
+        except VLAScopeError as e:
+            self.controller.status.emit(str(e))
+
+    def _settings_changed(self, s: SaliencySettings) -> None:
+        self._load(s)
+        self._show_nmr()
+
+    def _live_toggled(self, on: bool) -> None:
+        self.ws.update_saliency(live=on)
+        if on:
+            self.controller.explain()
+
+    def _progress(self, done: int, total: int) -> None:
+        busy = total > 0
+        self.cancel.setEnabled(busy)
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done if busy else 0)
+
+    def _show_nmr(self) -> None:
+        k = f"{self.ws.saliency.k:g}"
+        value = self.ws.nmr_at()
+        if value is None:
+            why = "no maps" if self.ws.maps_at() is None else "no region labels"
+            self.nmr.setText(f"NMR@{k}: - ({why})")
+        elif value != value:  # NaN
+            self.nmr.setText(f"NMR@{k}: undefined (flat map)")
+        else:
+            self.nmr.setText(f"NMR@{k}: {value:.3f}")

@@ -1,0 +1,210 @@
+"""The scene viewer: every camera side by side with the saliency overlay on top, and the
+run controls (policy, task, variant, seed, instruction, reset / play / step)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from vlascope.core.episode import policy_instruction
+from vlascope.core.workspace import Workspace
+
+from ..overlay import lookup_table, normalise
+from . import Panel
+
+
+class CameraView:
+    """One camera: frame image and overlay image in a locked-aspect view box."""
+
+    def __init__(self, layout: pg.GraphicsLayout, name: str, col: int):
+        self.name = name
+        self.box = layout.addViewBox(row=1, col=col, lockAspect=True, invertY=True,
+                                     enableMouse=False)
+        self.title = layout.addLabel(name, row=0, col=col)
+        self.frame = pg.ImageItem(axisOrder="row-major")
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setLookupTable(lookup_table())
+        self.overlay.setLevels((0.0, 1.0))
+        self.box.addItem(self.frame)
+        self.box.addItem(self.overlay)
+        self.shape: tuple[int, int] | None = None
+
+    def show_frame(self, image: np.ndarray) -> None:
+        self.frame.setImage(image, autoLevels=False, levels=(0, 255))
+        if self.shape != image.shape[:2]:
+            self.shape = image.shape[:2]
+            self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
+                              padding=0)
+
+    def show_overlay(self, saliency: np.ndarray | None, opacity: float) -> None:
+        if saliency is None:
+            self.overlay.clear()
+            return
+        self.overlay.setImage(normalise(saliency), autoLevels=False, levels=(0.0, 1.0))
+        self.overlay.setOpacity(opacity)
+
+
+class SceneViewDock(Panel):
+    """Cameras + run controls. Reads the workspace; acts through the window's actions."""
+
+    def __init__(self, workspace: Workspace, actions: dict[str, QAction],
+                 parent: QWidget | None = None):
+        super().__init__("Scene", "dock-scene", parent)
+        self.ws = workspace
+        col = self.body
+
+        row = QHBoxLayout()
+        self.policy_box = QComboBox()
+        self.policy_box.setToolTip("policy plugin")
+        self.task_box = QComboBox()
+        self.task_box.setToolTip("task")
+        self.variant_box = QComboBox()
+        self.variant_box.setToolTip("scene variant")
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setPrefix("seed ")
+        for w in (self.policy_box, self.task_box, self.variant_box, self.seed_box):
+            row.addWidget(w)
+        col.addLayout(row)
+
+        row = QHBoxLayout()
+        self.instruction = QLineEdit()
+        self.instruction.setPlaceholderText("instruction (empty: the task's own)")
+        self.instruction.setToolTip("A different instruction is a counterfactual prompt; "
+                                    "it applies from the next reset.")
+        row.addWidget(self.instruction, 1)
+        for name in ("reset", "play", "step"):
+            button = QToolButton()
+            button.setDefaultAction(actions[name])
+            row.addWidget(button)
+        col.addLayout(row)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("#202020")
+        self.graphics.setMinimumSize(320, 200)
+        col.addWidget(self.graphics, 1)
+        self.caption = QLabel("Press play (Space) to run the policy, or open an episode.")
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        col.addWidget(self.caption)
+        self.views: dict[str, CameraView] = {}
+
+        self.task_box.currentTextChanged.connect(self._task_picked)
+        self.variant_box.currentTextChanged.connect(
+            lambda v: v and self.ws.update_run(variant=v))
+        self.policy_box.currentTextChanged.connect(self._policy_picked)
+        self.seed_box.valueChanged.connect(lambda s: self.ws.update_run(seed=int(s)))
+        self.instruction.editingFinished.connect(
+            lambda: self.ws.update_run(instruction=self.instruction.text().strip() or None))
+        workspace.run_changed.connect(self._show_run)
+        workspace.recording_changed.connect(self._rebuild)
+        workspace.step_changed.connect(lambda _t: self.refresh())
+        workspace.saliency_changed.connect(self._saliency_arrived)
+        workspace.saliency_settings_changed.connect(lambda _s: self.refresh_overlays())
+        self.policy_change_requested = None  # set by the window: fn(name)
+
+    # choices ----------------------------------------------------------------------------
+    def set_choices(self, policies: list[str], tasks: list[tuple[str, str]],
+                    variants: list[str]) -> None:
+        """Fill the pickers (tasks as (name, instruction)) and select the run's values."""
+        run = self.ws.run
+        for box, items, current in ((self.policy_box, policies, run.policy),
+                                    (self.variant_box, variants, run.variant)):
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(items)
+            if current in items:
+                box.setCurrentText(current)
+            box.blockSignals(False)
+        self.task_box.blockSignals(True)
+        self.task_box.clear()
+        for name, instruction in tasks:
+            self.task_box.addItem(name, instruction)
+        if run.task:
+            self.task_box.setCurrentText(run.task)
+        self.task_box.blockSignals(False)
+        self.seed_box.blockSignals(True)
+        self.seed_box.setValue(run.seed)
+        self.seed_box.blockSignals(False)
+        self.instruction.setText(run.instruction or "")
+        self._show_task_instruction()
+        self.ws.update_run(task=self.task_box.currentText(),
+                           variant=self.variant_box.currentText())
+
+    def _show_run(self, run) -> None:
+        """Keep the pickers in step with the workspace (a failed load, a restored run)."""
+        for box, value in ((self.policy_box, run.policy), (self.task_box, run.task),
+                           (self.variant_box, run.variant)):
+            if value and box.findText(value) >= 0 and box.currentText() != value:
+                box.blockSignals(True)
+                box.setCurrentText(value)
+                box.blockSignals(False)
+        if self.seed_box.value() != run.seed:
+            self.seed_box.blockSignals(True)
+            self.seed_box.setValue(run.seed)
+            self.seed_box.blockSignals(False)
+
+    def _task_picked(self, name: str) -> None:
+        if name:
+            self.ws.update_run(task=name)
+            self._show_task_instruction()
+
+    def _show_task_instruction(self) -> None:
+        words = self.task_box.currentData()
+        self.instruction.setPlaceholderText(f"{words}  (type to change the prompt)"
+                                            if words else "instruction")
+
+    def _policy_picked(self, name: str) -> None:
+        if name and name != self.ws.run.policy and self.policy_change_requested:
+            self.policy_change_requested(name)
+
+    # drawing ----------------------------------------------------------------------------
+    def _rebuild(self, _recording: object = None) -> None:
+        self.graphics.clear()
+        self.views = {}
+        rec = self.ws.recording
+        if rec is not None:
+            for i, cam in enumerate(rec.cameras):
+                self.views[cam] = CameraView(self.graphics.ci, cam, i)
+        self.refresh()
+
+    def _saliency_arrived(self, t: int) -> None:
+        if t == self.ws.step:
+            self.refresh_overlays()
+
+    def refresh_overlays(self) -> None:
+        maps = self.ws.maps_at() or {}
+        for cam, view in self.views.items():
+            view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
+
+    def refresh(self) -> None:
+        """Draw the current step's frames and overlays."""
+        rec = self.ws.recording
+        if rec is None or rec.n_steps == 0:
+            preview = getattr(rec, "preview", None) or {}
+            for cam, v in self.views.items():
+                v.overlay.clear()
+                if cam in preview:
+                    v.show_frame(preview[cam])
+                else:
+                    v.frame.clear()
+            if rec is not None:
+                self.caption.setText(f"{rec.title}  |  \"{policy_instruction(rec.metadata)}\""
+                                     "  |  ready: press play (Space)")
+            return
+        t = self.ws.step
+        for cam, view in self.views.items():
+            view.show_frame(rec.frame(t, cam))
+        self.refresh_overlays()
+        words = policy_instruction(rec.metadata)
+        self.caption.setText(f"{rec.title}  |  step {t + 1}/{rec.n_steps}  |  \"{words}\"")

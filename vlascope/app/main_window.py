@@ -1,0 +1,247 @@
+"""The inspector window: docks around the live scene, menus and shortcuts, a status bar, and
+layout + settings that persist between runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QWidget
+
+from vlascope.core.plugins import PluginRegistry
+from vlascope.core.session import Session
+from vlascope.core.workspace import Workspace
+
+from .controller import Controller
+from .docks.plugins import PluginsDock
+from .docks.saliency import SaliencyDock
+from .docks.scene_view import SceneViewDock
+from .docks.timeline import TimelineDock
+from .engine import Engine, JobContext
+from .errors import install_excepthook, show_error
+
+EPISODE_SUFFIXES = (".h5", ".hdf5")
+MAX_RECENT = 8
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, registry: PluginRegistry | None = None,
+                 settings: QSettings | None = None, record_dir: str | Path | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("VLAScope")
+        self.setObjectName("vlascope-main")
+        self.setDockNestingEnabled(True)
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else QSettings("VLAScope", "VLAScope")
+        self.registry = registry if registry is not None else PluginRegistry.discover()
+        self.workspace = Workspace()
+        self.engine = Engine(lambda: Session(self.registry, record_dir), self)
+        self.controller = Controller(self.workspace, self.engine, self)
+        self.dialogs: list = []
+        self._closed = False
+
+        self.actions_by_name = self._make_actions()
+        self.scene_dock = SceneViewDock(self.workspace, self.actions_by_name, self)
+        self.timeline_dock = TimelineDock(self.workspace, self)
+        self.saliency_dock = SaliencyDock(self.workspace, self.controller, self)
+        self.plugins_dock = PluginsDock(self.registry, self.controller, self)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.scene_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.saliency_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
+        self.saliency_dock.raise_()
+        self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock, self.plugins_dock]
+        self.resize(1280, 800)
+        self.resizeDocks([self.scene_dock, self.saliency_dock], [880, 360],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.scene_dock, self.timeline_dock], [520, 240],
+                         Qt.Orientation.Vertical)
+        self._make_menus()
+        self._make_status_bar()
+
+        self.controller.error.connect(self.show_error)
+        self.controller.status.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.controller.fps_changed.connect(lambda f: self.fps_label.setText(f"{f:5.1f} steps/s"))
+        self.controller.policy_state.connect(self._policy_state)
+        self.workspace.policy_loaded.connect(
+            lambda label, dev: (self.model_label.setText(f"model: {label}"),
+                                self.device_label.setText(f"device: {dev}")))
+        self.workspace.run_changed.connect(
+            lambda run: self.scene_label.setText(f"scene: {run.scene}/{run.task}/{run.variant}"))
+        self.workspace.playing_changed.connect(self._playing_changed)
+        self.scene_dock.policy_change_requested = lambda name: self.controller.load_policy(name)
+        self._restore_excepthook = install_excepthook(self)
+        self._restore()
+
+    # construction -----------------------------------------------------------------------
+    def _make_actions(self) -> dict[str, QAction]:
+        c = self.controller
+        specs = {
+            "open": ("&Open episode...", QKeySequence.StandardKey.Open, self.open_dialog),
+            "quit": ("&Quit", QKeySequence.StandardKey.Quit, self.close),
+            "reset": ("Reset", "Ctrl+R", lambda: c.reset()),
+            "play": ("Play", "Space", c.toggle_play),
+            "step": ("Step", "Right", c.next_step),
+            "back": ("Step back", "Left", c.previous_step),
+            "first": ("First step", "Home", c.first_step),
+            "last": ("Last step", "End", c.last_step),
+            "explain": ("Explain frame", "", lambda: c.explain()),
+            "reset-layout": ("Reset layout", "", self.reset_layout),
+        }
+        actions = {}
+        for name, (text, key, slot) in specs.items():
+            a = QAction(text, self)
+            if key:
+                a.setShortcut(QKeySequence(key))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.triggered.connect(lambda _=False, s=slot: s())
+            self.addAction(a)
+            actions[name] = a
+        return actions
+
+    def _make_menus(self) -> None:
+        a = self.actions_by_name
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(a["open"])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        file_menu.addAction(a["quit"])
+        run_menu = self.menuBar().addMenu("&Run")
+        for name in ("reset", "play", "step", "back", "first", "last", "explain"):
+            run_menu.addAction(a[name])
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in self.docks:
+            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction(a["reset-layout"])
+        toolbar = self.addToolBar("Run")
+        toolbar.setObjectName("toolbar-run")
+        for name in ("open", "reset", "play", "step", "explain"):
+            toolbar.addAction(a[name])
+        self._default_state = self.saveState()
+
+    def _make_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_label = QLabel("device: -")
+        self.model_label = QLabel("model: -")
+        self.scene_label = QLabel("scene: -")
+        self.fps_label = QLabel("- steps/s")
+        for w in (self.device_label, self.model_label, self.scene_label, self.fps_label):
+            bar.addPermanentWidget(w)
+
+    # startup ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the policy and describe the scene in the worker (the window shows at once)."""
+        run = self.workspace.run
+
+        def describe(session: Session, ctx: JobContext) -> dict:
+            scene = session.load_scene(run.scene)
+            return {"tasks": [(t.name, t.instruction) for t in scene.tasks()],
+                    "variants": [v.name for v in scene.variants()]}
+
+        def described(info: dict) -> None:
+            self.scene_dock.set_choices(self.registry.names("policy"), info["tasks"],
+                                        info["variants"])
+            if self.workspace.recording is None:
+                self.controller.reset()  # show the scene before the first play
+
+        self.controller.load_policy()
+        self.engine.submit("describe-scene", describe, on_done=described,
+                           on_error=lambda m, d: self.show_error("Could not load the scene", m, d))
+
+    # files ------------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open episode", "",
+                                              "VLAScope episodes (*.h5 *.hdf5);;All files (*)")
+        if path:
+            self.open_episode(path)
+
+    def open_episode(self, path: str) -> bool:
+        ok = self.controller.open_episode(path)
+        if ok:
+            self._remember(path)
+        return ok
+
+    def _remember(self, path: str) -> None:
+        recent = [p for p in self.recent_files() if p != str(path)]
+        recent.insert(0, str(path))
+        self.settings.setValue("recent", json.dumps(recent[:MAX_RECENT]))
+        self._fill_recent()
+
+    def recent_files(self) -> list[str]:
+        try:
+            value = json.loads(self.settings.value("recent", "[]") or "[]")
+        except (TypeError, json.JSONDecodeError):
+            return []
+        return [str(p) for p in value] if isinstance(value, list) else []
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_files():
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_episode(p))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        urls = event.mimeData().urls()
+        if urls and all(u.toLocalFile().endswith(EPISODE_SUFFIXES) for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_episode(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+    # feedback ---------------------------------------------------------------------------
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        self.dialogs = [d for d in self.dialogs if d.isVisible()]
+        self.dialogs.append(show_error(self, title, message, details))
+        self.statusBar().showMessage(f"{title}: {message}", 10000)
+
+    def _policy_state(self, state: str) -> None:
+        if state == "loading":
+            self.model_label.setText(f"model: {self.workspace.run.policy} (loading...)")
+        elif state == "failed":
+            label = self.workspace.policy_label or "none"
+            self.model_label.setText(f"model: {label} (last load failed)")
+
+    def _playing_changed(self, playing: bool) -> None:
+        self.actions_by_name["play"].setText("Pause" if playing else "Play")
+
+    # persistence ------------------------------------------------------------------------
+    def _restore(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray | bytes):
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window-state")
+        if isinstance(state, QByteArray | bytes):
+            self.restoreState(state)
+        with contextlib.suppress(TypeError, json.JSONDecodeError):
+            self.workspace.restore(json.loads(self.settings.value("workspace", "{}") or "{}"))
+        self._fill_recent()
+
+    def save_settings(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window-state", self.saveState())
+        self.settings.setValue("workspace", json.dumps(self.workspace.state()))
+        self.settings.sync()
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+        for dock in self.docks:
+            dock.show()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if not self._closed:
+            self._closed = True
+            self.save_settings()
+            self.controller.shutdown()
+            if self.workspace.recording is not None:
+                self.workspace.recording.close()
+            self._restore_excepthook()
+        event.accept()

@@ -1,0 +1,24 @@
+"""Colour-mapping of saliency maps for display: one lookup table shared by every view, so a
+map looks the same in the live viewer, the screenshots and exported videos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalise(saliency: np.ndarray) -> np.ndarray:
+    """Scale a map to [0, 1] for display (robust to a constant or negative map)."""
+    s = np.asarray(saliency, np.float32)
+    lo, hi = float(np.min(s)), float(np.percentile(s, 99.5))
+    if hi <= lo:
+        return np.zeros_like(s)
+    return np.clip((s - lo) / (hi - lo), 0.0, 1.0)
+
+
+def lookup_table(name: str = "inferno", n: int = 256) -> np.ndarray:
+    """(n, 4) uint8 RGBA table; alpha ramps up so low saliency leaves the frame visible."""
+    from matplotlib import colormaps
+
+    rgba = (colormaps[name](np.linspace(0.0, 1.0, n)) * 255).astype(np.uint8)
+    rgba[:, 3] = (np.linspace(0.0, 1.0, n) ** 0.5 * 255).astype(np.uint8)
+    return rgba

@@ -1,0 +1,144 @@
+"""A rollout one step at a time: the CLI loops over it, the inspector steps it from a worker
+so it can show every frame, pause, scrub back, and stop with the recording kept."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .episode import SCHEMA, EpisodeWriter
+from .errors import VLAScopeError
+from .policy import Observation, Policy, check_action_chunks, policy_info
+from .scene import Scene
+
+
+@dataclass
+class StepRecord:
+    """One executed step: what the policy saw and what it did."""
+
+    t: int
+    observation: Observation  # images of every recorded camera, at the policy's size
+    regions: dict[str, np.ndarray] | None
+    action: np.ndarray  # (action_dim,)
+    action_chunk: np.ndarray  # (horizon, action_dim)
+    chunk_index: int
+    success: bool
+
+
+def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
+                     policy_name: str, interventions: list[dict]) -> dict[str, Any]:
+    """Everything needed to re-run an episode."""
+    return {
+        "policy": {**policy_info(policy, policy_name), "name": policy_name},
+        "scene": scene.name, "task": task, "variant": variant, "seed": int(seed),
+        "instruction": scene.instruction(), "cameras": list(scene.cameras),
+        "action_dim": scene.action_dim, "interventions": list(interventions),
+        "vlascope_version": __version__, "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class LiveRollout:
+    """Reset the scene and the policy, then ``step()`` until ``done``; ``close()`` publishes
+    the recording atomically (also after a stop midway), ``discard()`` drops it.
+
+    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt).
+    Not thread-safe: create and step it on one thread (MuJoCo's GL context is per thread).
+    """
+
+    def __init__(self, scene: Scene, policy: Policy, task: str, seed: int,
+                 variant: str | None = None, *, max_steps: int | None = None,
+                 record_to: str | Path | None = None, policy_name: str = "",
+                 image_size: tuple[int, int] | None = None, instruction: str | None = None,
+                 render_all: bool = False):
+        self.scene, self.policy = scene, policy
+        self.task, self.seed = task, int(seed)
+        self.variant = scene.variant(variant).name
+        self.max_steps = max_steps or scene.task(task).max_steps
+        if self.max_steps < 1:
+            raise VLAScopeError("a rollout needs at least one step")
+        self.instruction = instruction
+        if hasattr(policy, "reset"):
+            policy.reset()
+        scene.reset(task, self.seed, self.variant)
+        self._policy_cams = getattr(policy, "cameras", None)
+        show = render_all or record_to is not None or self._policy_cams is None
+        self.cameras = tuple(scene.cameras) if show else tuple(self._policy_cams)
+        self.size = tuple(image_size or getattr(policy, "image_size", None)
+                          or scene.default_image_size)
+        self._n_exec = max(1, int(getattr(policy, "n_action_steps", 1)))
+        self._regions = record_to is not None or render_all
+        self.interventions = ([] if instruction is None
+                              else [{"kind": "prompt", "text": instruction, "step": 0}])
+        self.metadata = episode_metadata(scene, policy, task, self.variant, self.seed,
+                                         policy_name, self.interventions)
+        self._writer = (EpisodeWriter(record_to, self.metadata)
+                        if record_to is not None else None)
+        self.t = 0
+        self.success = False
+        self._chunk: np.ndarray | None = None
+        self._idx = 0
+
+    @property
+    def path(self) -> Path | None:
+        """Where the recording will be published (None when not recording)."""
+        return self._writer.path if self._writer is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self.success or self.t >= self.max_steps
+
+    def peek(self) -> dict[str, np.ndarray]:
+        """The cameras' images now, without acting (the first frame before play)."""
+        return self.scene.observe(cameras=self.cameras, size=self.size).observation.images
+
+    def step(self) -> StepRecord:
+        """Observe, (re-)plan when the chunk is used up, act, record."""
+        if self.done:
+            raise VLAScopeError("the rollout is over; start a new one")
+        frame = self.scene.observe(cameras=self.cameras, size=self.size, regions=self._regions)
+        obs = frame.observation
+        policy_obs = obs
+        if self._policy_cams is not None and tuple(obs.images) != tuple(self._policy_cams):
+            policy_obs = replace(obs, images={c: obs.images[c] for c in self._policy_cams})
+        if self.instruction is not None:
+            obs = replace(obs, instruction=self.instruction)
+            policy_obs = replace(policy_obs, instruction=self.instruction)
+        if self._chunk is None or self._idx >= min(self._n_exec, len(self._chunk)):
+            acts = self.policy.batch_infer([policy_obs])
+            self._chunk = check_action_chunks(acts, 1, self.scene.action_dim)[0]
+            self._idx = 0
+        action = self._chunk[self._idx]
+        self.scene.step(action)
+        self.success = bool(self.scene.success())
+        record = StepRecord(self.t, obs, frame.regions, action, self._chunk, self._idx,
+                            self.success)
+        if self._writer is not None:
+            self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
+                                chunk_index=self._idx, success=self.success,
+                                images=obs.images, regions=frame.regions)
+        self._idx += 1
+        self.t += 1
+        return record
+
+    def close(self) -> str | None:
+        """Publish the recording (nothing to publish before the first step)."""
+        if self._writer is None:
+            return None
+        writer, self._writer = self._writer, None
+        if writer.n_steps == 0:
+            writer.discard()
+            return None
+        stopped = not self.done
+        return str(writer.close({"success": self.success, "steps": self.t,
+                                 "stopped_early": stopped}))
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None

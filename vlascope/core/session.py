@@ -1,0 +1,154 @@
+"""The live side of the inspector: the loaded scene and policy, the running rollout, and
+saliency of a frame. The GUI's worker owns one and calls it from its own thread only
+(MuJoCo's offscreen GL context belongs to the thread that made it); scripts use it directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import VLAScopeError
+from .live import LiveRollout, StepRecord
+from .plugins import PluginRegistry
+from .policy import Observation
+from .scene import Scene
+from .workspace import RunSettings, SaliencySettings
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+def default_recordings_dir() -> Path:
+    """Where the inspector records rollouts unless told otherwise."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return data_home / "vlascope" / "recordings"
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+class Session:
+    """Scene + policy + the current rollout. Not thread-safe by design (see module doc)."""
+
+    def __init__(self, registry: PluginRegistry | None = None,
+                 record_dir: str | Path | None = None):
+        self.registry = registry if registry is not None else PluginRegistry.discover()
+        self.record_dir = Path(record_dir) if record_dir is not None else default_recordings_dir()
+        self.scene: Scene | None = None
+        self.scene_name = ""
+        self.policy: Any = None
+        self.policy_key: tuple = ()
+        self.live: LiveRollout | None = None
+        self._explainers: dict[tuple, Callable] = {}
+
+    # loading ----------------------------------------------------------------------------
+    def load_scene(self, name: str) -> Scene:
+        if self.scene is None or name != self.scene_name:
+            self.stop()
+            scene = self.registry.create_scene(name)
+            if self.scene is not None:
+                self.scene.close()
+            self.scene, self.scene_name = scene, name
+        return self.scene
+
+    def load_policy(self, name: str, device: str = "auto", weights: str | None = None) -> Any:
+        """Build a policy plugin (cached while name, device and weights stay the same)."""
+        key = (name, device, weights)
+        if self.policy is None or key != self.policy_key:
+            entry = self.registry.get("policy", name)
+            options: dict[str, Any] = {}
+            if device != "auto" and _accepts(entry.factory, "device"):
+                options["device"] = device
+            if weights is not None:
+                if not _accepts(entry.factory, "weights"):
+                    raise VLAScopeError(f"policy '{name}' does not load checkpoints from a path")
+                options["weights"] = weights
+            policy = self.registry.create_policy(name, **options)
+            self.stop()
+            self.policy, self.policy_key = policy, key
+            self._explainers.clear()
+        return self.policy
+
+    def policy_device(self) -> str:
+        dev = getattr(self.policy, "device", None)
+        return str(dev) if dev is not None else "cpu"
+
+    # rollouts ---------------------------------------------------------------------------
+    def start(self, run: RunSettings, weights: str | None = None,
+              record: bool = True) -> LiveRollout:
+        """Reset scene and policy for a new rollout (the previous one is published first)."""
+        self.stop()
+        scene = self.load_scene(run.scene)
+        policy = self.load_policy(run.policy, run.device, weights)
+        task = run.task or scene.tasks()[0].name
+        path = None
+        if record:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            variant = scene.variant(run.variant or None).name
+            path = self.record_dir / f"{stamp}_{task}_{variant}_seed{run.seed}.h5"
+        self.live = LiveRollout(scene, policy, task, run.seed, run.variant or None,
+                                record_to=path, policy_name=run.policy,
+                                instruction=run.instruction or None, render_all=True)
+        return self.live
+
+    def step(self) -> StepRecord:
+        if self.live is None:
+            raise VLAScopeError("no rollout is running; press play or reset first")
+        return self.live.step()
+
+    def stop(self) -> str | None:
+        """Publish the running rollout's recording (also when stopped midway)."""
+        live, self.live = self.live, None
+        return live.close() if live is not None else None
+
+    # saliency ---------------------------------------------------------------------------
+    def explain(self, obs: Observation, settings: SaliencySettings,
+                reference_frames: Sequence[Observation] = (),
+                progress: ProgressFn | None = None,
+                should_cancel: CancelFn | None = None) -> dict[str, Any]:
+        """Saliency maps of one frame for the current policy, per camera it reads."""
+        from .saliency.iss import pixel_iss, token_iss, visual_token_mean
+        from .saliency.methods import explainer
+
+        if self.policy is None:
+            raise VLAScopeError("load a policy before computing saliency")
+        settings.check()
+        cfg = settings.iss_config()
+        cams = [c for c in (getattr(self.policy, "cameras", None) or obs.images)
+                if c in obs.images]
+        size = getattr(self.policy, "image_size", None)
+        if size is not None:
+            obs.check_images(tuple(size))
+        if settings.method == "iss":
+            result = pixel_iss(self.policy, obs, cfg, cameras=cams, progress=progress,
+                               should_cancel=should_cancel)
+        elif settings.method == "token-iss":
+            if not reference_frames:
+                raise VLAScopeError("token ISS needs recorded frames for the mean token")
+            key = ("mean-token", len(reference_frames))
+            if key not in self._explainers:
+                self._explainers[key] = visual_token_mean(self.policy, reference_frames,
+                                                          cfg.batch_size)
+            result = token_iss(self.policy, obs, self._explainers[key], cfg,
+                               progress=progress, should_cancel=should_cancel)
+        else:
+            result = explainer(self.policy, settings.method, cfg)(obs, cams)
+            if progress is not None:
+                progress(1, 1)
+        return {"maps": result.maps, "key": settings.key(), "n_forward": result.n_forward}
+
+    def close(self) -> None:
+        self.stop()
+        if self.scene is not None:
+            self.scene.close()
+            self.scene = None

@@ -1,0 +1,248 @@
+"""The inspector's state without the GUI (napari style): what is loaded, which rollout is
+shown, the current step, saliency settings and cached maps, interventions. Views subscribe
+to its events; workers compute and hand results back through its methods. Single-threaded:
+mutate it only from the thread that owns the views."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import VLAScopeError
+from .events import Event
+from .live import StepRecord
+from .metrics import nmr_at_k
+from .recording import FileRecording, LiveRecording, Recording
+from .saliency import METHODS
+from .saliency.iss import ISSConfig
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the next rollout uses; ``instruction`` None means the task's own words."""
+
+    policy: str = "reference"
+    scene: str = "tabletop"
+    task: str = ""
+    variant: str = ""
+    seed: int = 0
+    instruction: str | None = None
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class SaliencySettings:
+    """How overlays are computed and shown. ``key()`` names a cache entry: maps made with
+    different parameters never mix."""
+
+    method: str = "iss"
+    n_masks: int = 100
+    p_keep: float = 0.3
+    sigma: float = 10.0
+    grid: int = 7
+    estimator: str = "improved"
+    seed: int = 0
+    opacity: float = 0.5
+    k: float = 10.0
+    live: bool = False
+
+    def iss_config(self) -> ISSConfig:
+        cfg = ISSConfig(n_masks=self.n_masks, grid=self.grid, p_keep=self.p_keep,
+                        sigma=self.sigma, estimator=self.estimator, seed=self.seed)
+        cfg.check()
+        return cfg
+
+    def key(self) -> str:
+        if self.method in ("iss", "token-iss"):
+            return (f"{self.method}-{self.estimator}:n{self.n_masks}:p{self.p_keep:g}"
+                    f":g{self.grid}:s{self.sigma:g}:seed{self.seed}")
+        return self.method
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise VLAScopeError(f"unknown saliency method '{self.method}' "
+                                f"(known: {', '.join(METHODS)})")
+        if not 0.0 <= self.opacity <= 1.0:
+            raise VLAScopeError("overlay opacity must be in [0, 1]")
+        if not 0 < self.k <= 100:
+            raise VLAScopeError(f"k must be in (0, 100], got {self.k}")
+        self.iss_config()
+
+
+@dataclass
+class Workspace:
+    """Everything the docks show. Change it through the methods so events fire."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    saliency: SaliencySettings = field(default_factory=SaliencySettings)
+
+    def __post_init__(self) -> None:
+        self.recording: Recording | None = None
+        self.step = 0
+        self.playing = False
+        self.interventions: list[dict[str, Any]] = []
+        self.policy_label = ""
+        self.device = ""
+        self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self._nmr: dict[tuple[str, int, float], float | None] = {}
+        self.run_changed = Event("run_changed")
+        self.saliency_settings_changed = Event("saliency_settings_changed")
+        self.recording_changed = Event("recording_changed")
+        self.steps_appended = Event("steps_appended")
+        self.step_changed = Event("step_changed")
+        self.saliency_changed = Event("saliency_changed")
+        self.interventions_changed = Event("interventions_changed")
+        self.playing_changed = Event("playing_changed")
+        self.policy_loaded = Event("policy_loaded")
+
+    # settings ---------------------------------------------------------------------------
+    def update_run(self, **changes: Any) -> None:
+        new = replace(self.run, **changes)
+        if new != self.run:
+            self.run = new
+            self.run_changed.emit(new)
+
+    def update_saliency(self, **changes: Any) -> None:
+        new = replace(self.saliency, **changes)
+        new.check()
+        if new != self.saliency:
+            self.saliency = new
+            self.saliency_settings_changed.emit(new)
+
+    def set_playing(self, playing: bool) -> None:
+        if playing != self.playing:
+            self.playing = playing
+            self.playing_changed.emit(playing)
+
+    def set_policy_loaded(self, label: str, device: str) -> None:
+        self.policy_label, self.device = label, device
+        self.policy_loaded.emit(label, device)
+
+    # recordings -------------------------------------------------------------------------
+    def _replace_recording(self, rec: Recording | None) -> None:
+        if self.recording is not None and self.recording is not rec:
+            self.recording.close()
+        self.recording = rec
+        self._maps.clear()
+        self._nmr.clear()
+        self.step = 0
+        self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
+        self.recording_changed.emit(rec)
+        self.interventions_changed.emit(self.interventions)
+        self.step_changed.emit(self.step)
+
+    def begin_live(self, metadata: dict[str, Any], cameras: list[str],
+                   path: str | Path | None,
+                   preview: dict[str, np.ndarray] | None = None) -> LiveRecording:
+        rec = LiveRecording(metadata, cameras, path)
+        rec.preview = dict(preview or {})
+        self._replace_recording(rec)
+        return rec
+
+    def append_step(self, record: StepRecord) -> None:
+        """A new step of the live rollout; the cursor follows when it was at the end."""
+        rec = self.recording
+        if not isinstance(rec, LiveRecording):
+            raise VLAScopeError("no live rollout to append to")
+        follow = rec.n_steps == 0 or self.step >= rec.n_steps - 1
+        rec.append(record)
+        self.steps_appended.emit(rec.n_steps)
+        if follow:
+            self.step = rec.n_steps - 1
+            self.step_changed.emit(self.step)
+
+    def open_episode(self, path: str | Path) -> FileRecording:
+        rec = FileRecording(path)
+        self._replace_recording(rec)
+        return rec
+
+    def live_published(self, path: str | None) -> None:
+        """The live rollout's file is complete on disk."""
+        if isinstance(self.recording, LiveRecording) and path:
+            self.recording.path = Path(path)
+            self.recording_changed.emit(self.recording)
+
+    # cursor -----------------------------------------------------------------------------
+    @property
+    def n_steps(self) -> int:
+        return self.recording.n_steps if self.recording is not None else 0
+
+    def set_step(self, t: int) -> None:
+        if self.recording is None or self.n_steps == 0:
+            return
+        t = int(np.clip(t, 0, self.n_steps - 1))
+        if t != self.step:
+            self.step = t
+            self.step_changed.emit(t)
+
+    # saliency ---------------------------------------------------------------------------
+    def maps_at(self, t: int | None = None) -> dict[str, np.ndarray] | None:
+        """Maps of step ``t`` (default: current) for the current settings, if computed."""
+        t = self.step if t is None else t
+        key = (self.saliency.key(), t)
+        if key not in self._maps and self.recording is not None and 0 <= t < self.n_steps:
+            stored = self.recording.stored_saliency(self._stored_name(), t)
+            if stored:
+                self._maps[key] = stored
+        return self._maps.get(key)
+
+    def _stored_name(self) -> str:
+        from .saliency.methods import stored_name  # torch-free callers never reach here
+
+        return stored_name(self.saliency.method, self.saliency.iss_config())
+
+    def put_maps(self, t: int, key: str, maps: dict[str, np.ndarray]) -> None:
+        self._maps[(key, t)] = {c: np.asarray(m, np.float32) for c, m in maps.items()}
+        self._nmr = {k: v for k, v in self._nmr.items() if k[:2] != (key, t)}
+        self.saliency_changed.emit(t)
+
+    def cached_steps(self) -> list[int]:
+        key = self.saliency.key()
+        return sorted(t for k, t in self._maps if k == key)
+
+    def nmr_at(self, t: int | None = None) -> float | None:
+        """NMR@k of a step from its maps and region labels; None when either is missing,
+        NaN when the map is flat (the policy ignored every perturbation)."""
+        t = self.step if t is None else t
+        memo = (self.saliency.key(), t, self.saliency.k)
+        if memo in self._nmr:
+            return self._nmr[memo]
+        maps = self.maps_at(t)
+        if maps is None or self.recording is None:
+            return None
+        regions = self.recording.regions(t)
+        value = None
+        if regions and all(c in regions for c in maps):
+            if all(np.ptp(m) == 0 for m in maps.values()):
+                value = float("nan")  # a flat map has no top k%: NMR is undefined
+            else:
+                value = float(nmr_at_k(maps, {c: regions[c] for c in maps}, self.saliency.k))
+        self._nmr[memo] = value
+        return value
+
+    # interventions ----------------------------------------------------------------------
+    def add_intervention(self, intervention: dict[str, Any]) -> None:
+        self.interventions.append(dict(intervention))
+        self.interventions_changed.emit(self.interventions)
+
+    def state(self) -> dict[str, Any]:
+        """Settings to persist between sessions."""
+        return {"run": asdict(self.run), "saliency": asdict(self.saliency)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Apply persisted settings, ignoring what no longer fits (a renamed field)."""
+        for attr, cls, event in (("run", RunSettings, self.run_changed),
+                                 ("saliency", SaliencySettings, self.saliency_settings_changed)):
+            known = {f for f in cls.__dataclass_fields__}
+            values = {k: v for k, v in (state.get(attr) or {}).items() if k in known}
+            try:
+                new = cls(**{**asdict(getattr(self, attr)), **values})
+                if isinstance(new, SaliencySettings):
+                    new.check()
+            except (TypeError, ValueError, VLAScopeError):
+                continue
+            setattr(self, attr, new)
+            event.emit(new)
