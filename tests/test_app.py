@@ -202,7 +202,7 @@ def test_open_saved_episode_and_bad_files(qtbot, window, scene, expert, tmp_path
     assert str(ws.recording.path) == path and ws.n_steps == 30  # nothing lost
 
 
-def test_failing_plugins_and_worker_errors_do_not_kill_the_app(qtbot, window):
+def test_failing_plugins_and_worker_errors_do_not_kill_the_app(qtbot, window, tmp_path):
     table = window.plugins_dock.table
     rows = {table.item(i, 1).text(): table.item(i, 2).text() for i in range(table.rowCount())}
     assert rows["broken_import"] == "failed" and rows["reference"] == "ok"
@@ -212,6 +212,12 @@ def test_failing_plugins_and_worker_errors_do_not_kill_the_app(qtbot, window):
     window.scene_dock.policy_box.setCurrentText("wont_load")
     qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
     assert "no checkpoint" in errors_shown(window)[0].text()
+    dismiss_errors(qtbot, window)
+    # a checkpoint folder without weights: a clear error naming the missing file
+    window.plugins_dock.load_checkpoint(str(tmp_path))
+    qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
+    assert "model.safetensors" in errors_shown(window)[0].text()
+    assert window.workspace.run.policy == POLICY
     dismiss_errors(qtbot, window)
     # a policy that raises mid-rollout: the run stops with the traceback in a dialog
     window.scene_dock.policy_box.setCurrentText("exploding")
@@ -264,3 +270,21 @@ def test_no_display_is_a_clear_error():
         check_display({}, platform="linux")
     check_display({"DISPLAY": ":0"}, platform="linux")
     check_display({"QT_QPA_PLATFORM": "offscreen"}, platform="linux")
+
+
+def test_device_choice_is_checked(qtbot, window):
+    import torch
+
+    box = window.scene_dock.device_box
+    if torch.cuda.is_available():
+        box.setCurrentText("cuda")
+        idle(qtbot, window)
+        assert window.workspace.device.startswith("cuda")
+        return
+    box.setCurrentText("cuda")
+    qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
+    assert "no CUDA GPU" in errors_shown(window)[0].text()
+    assert window.workspace.run.device == "auto" and box.currentText() == "auto"
+    box.setCurrentText("cpu")
+    idle(qtbot, window)
+    assert window.workspace.device == "cpu" and not window.workspace.playing

@@ -54,13 +54,11 @@ class Job:
 class Engine(QObject):
     """Owns the worker thread and the Session that lives on it."""
 
-    started = Signal(int, str)
     progressed = Signal(int, int, int)
     partial = Signal(int, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int, str)
-    idle = Signal()
 
     def __init__(self, session_factory: Callable[[], Session] = Session,
                  parent: QObject | None = None):
@@ -121,8 +119,6 @@ class Engine(QObject):
             if job is None:
                 break
             self._run(job)
-            if self._queue.empty():
-                self.idle.emit()
         if self.session is not None:
             try:
                 self.session.close()
@@ -133,7 +129,6 @@ class Engine(QObject):
         if job.cancel.is_set():
             self.cancelled.emit(job.id, f"{job.name} cancelled before it started")
             return
-        self.started.emit(job.id, job.name)
         try:
             if self.session is None:
                 self.session = self._session_factory()

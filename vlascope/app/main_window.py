@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.workspace.run_changed.connect(
             lambda run: self.scene_label.setText(f"scene: {run.scene}/{run.task}/{run.variant}"))
         self.workspace.playing_changed.connect(self._playing_changed)
-        self.scene_dock.policy_change_requested = lambda name: self.controller.load_policy(name)
+        self.scene_dock.policy_change_requested = self._change_policy
         self._restore_excepthook = install_excepthook(self)
         self._restore()
 
@@ -132,6 +132,12 @@ class MainWindow(QMainWindow):
         self.fps_label = QLabel("- steps/s")
         for w in (self.device_label, self.model_label, self.scene_label, self.fps_label):
             bar.addPermanentWidget(w)
+
+    def _change_policy(self, name: str, device: str) -> None:
+        """A picker changed: a new device keeps the loaded checkpoint, a new policy does not."""
+        same = name == self.workspace.run.policy
+        self.controller.load_policy(name, weights=self.controller.weights if same else None,
+                                    device=device)
 
     # startup ----------------------------------------------------------------------------
     def start(self) -> None:

@@ -71,10 +71,15 @@ class SceneViewDock(Panel):
         self.task_box.setToolTip("task")
         self.variant_box = QComboBox()
         self.variant_box.setToolTip("scene variant")
+        self.device_box = QComboBox()
+        self.device_box.addItems(["auto", "cpu", "cuda"])
+        self.device_box.setToolTip("where the policy runs: auto = CUDA (half precision) when "
+                                   "a GPU is present, else CPU")
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setPrefix("seed ")
-        for w in (self.policy_box, self.task_box, self.variant_box, self.seed_box):
+        for w in (self.policy_box, self.device_box, self.task_box, self.variant_box,
+                  self.seed_box):
             row.addWidget(w)
         col.addLayout(row)
 
@@ -103,6 +108,7 @@ class SceneViewDock(Panel):
         self.variant_box.currentTextChanged.connect(
             lambda v: v and self.ws.update_run(variant=v))
         self.policy_box.currentTextChanged.connect(self._policy_picked)
+        self.device_box.currentTextChanged.connect(self._device_picked)
         self.seed_box.valueChanged.connect(lambda s: self.ws.update_run(seed=int(s)))
         self.instruction.editingFinished.connect(
             lambda: self.ws.update_run(instruction=self.instruction.text().strip() or None))
@@ -111,7 +117,7 @@ class SceneViewDock(Panel):
         workspace.step_changed.connect(lambda _t: self.refresh())
         workspace.saliency_changed.connect(self._saliency_arrived)
         workspace.saliency_settings_changed.connect(lambda _s: self.refresh_overlays())
-        self.policy_change_requested = None  # set by the window: fn(name)
+        self.policy_change_requested = None  # set by the window: fn(name, device)
 
     # choices ----------------------------------------------------------------------------
     def set_choices(self, policies: list[str], tasks: list[tuple[str, str]],
@@ -144,7 +150,7 @@ class SceneViewDock(Panel):
     def _show_run(self, run) -> None:
         """Keep the pickers in step with the workspace (a failed load, a restored run)."""
         for box, value in ((self.policy_box, run.policy), (self.task_box, run.task),
-                           (self.variant_box, run.variant)):
+                           (self.variant_box, run.variant), (self.device_box, run.device)):
             if value and box.findText(value) >= 0 and box.currentText() != value:
                 box.blockSignals(True)
                 box.setCurrentText(value)
@@ -166,7 +172,11 @@ class SceneViewDock(Panel):
 
     def _policy_picked(self, name: str) -> None:
         if name and name != self.ws.run.policy and self.policy_change_requested:
-            self.policy_change_requested(name)
+            self.policy_change_requested(name, self.ws.run.device)
+
+    def _device_picked(self, device: str) -> None:
+        if device and device != self.ws.run.device and self.policy_change_requested:
+            self.policy_change_requested(self.ws.run.policy, device)
 
     # drawing ----------------------------------------------------------------------------
     def _rebuild(self, _recording: object = None) -> None:
