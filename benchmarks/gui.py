@@ -136,7 +136,8 @@ def bench_scrub(app: QApplication, window: MainWindow, path: Path, n_moves: int)
         ws.put_maps(t, key, {c: blob_maps((224, 224), t) for c in ws.recording.cameras})
     paint(app, window)
     rng = np.random.default_rng(0)
-    targets = rng.integers(0, ws.n_steps, n_moves)
+    # random jumps, never to the step already shown (that would draw nothing)
+    targets = (ws.step + np.cumsum(rng.integers(1, ws.n_steps, n_moves))) % ws.n_steps
     times = []
     for t in targets:
         t0 = time.perf_counter()

@@ -288,3 +288,18 @@ def test_device_choice_is_checked(qtbot, window):
     box.setCurrentText("cpu")
     idle(qtbot, window)
     assert window.workspace.device == "cpu" and not window.workspace.playing
+
+
+def test_launch_without_a_display_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "vlascope.cli"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("vlascope: error: no display found")
+    assert "Traceback" not in out.stderr

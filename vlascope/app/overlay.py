@@ -20,5 +20,5 @@ def lookup_table(name: str = "inferno", n: int = 256) -> np.ndarray:
     from matplotlib import colormaps
 
     rgba = (colormaps[name](np.linspace(0.0, 1.0, n)) * 255).astype(np.uint8)
-    rgba[:, 3] = (np.linspace(0.0, 1.0, n) ** 0.5 * 255).astype(np.uint8)
+    rgba[:, 3] = (np.linspace(0.0, 1.0, n) * 255).astype(np.uint8)
     return rgba
