@@ -303,3 +303,18 @@ def test_launch_without_a_display_says_so(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("vlascope: error: no display found")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_screenshot_command_draws_scene_overlay_and_plot(tmp_path):
+    from PIL import Image
+
+    from vlascope.app.screenshot import take_screenshot
+
+    out = take_screenshot(tmp_path / "shot.png", policy=POLICY, steps=4, n_masks=24,
+                          record_dir=tmp_path / "rec", size=(1200, 760))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec", "shot.png"]
+    img = np.asarray(Image.open(out).convert("RGB")).astype(np.float32)
+    assert img.shape[:2] == (760, 1200)
+    assert img.std() > 30  # not a blank or black window
+    assert len(list((tmp_path / "rec").glob("*.h5"))) == 1

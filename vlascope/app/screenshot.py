@@ -4,6 +4,7 @@ README's pictures are made by this, so they show what the app really draws."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +40,8 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
     app = QApplication.instance() or QApplication(["vlascope"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = QSettings(str(out.with_suffix(".ini")), QSettings.Format.IniFormat)
-    settings.clear()
+    scratch = tempfile.TemporaryDirectory()  # default layout, user settings untouched
+    settings = QSettings(str(Path(scratch.name) / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, record_dir=record_dir)
     errors: list[str] = []
     window.controller.error.connect(lambda title, msg, _d: errors.append(f"{title}: {msg}"))
@@ -68,7 +69,7 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
             raise VLAScopeError(f"could not write {out}")
     finally:
         window.close()
-        settings.clear()
-        Path(settings.fileName()).unlink(missing_ok=True)
         app.processEvents()
+        del settings
+        scratch.cleanup()
     return out

@@ -175,7 +175,8 @@ def _compare_in_worker(name: str, options: dict, tasks: list[str],
 
     from vlascope.core.plugins import PluginRegistry
 
-    torch.set_num_threads(threads)
+    # Never more threads than the user allowed (OMP_NUM_THREADS) in the parent.
+    torch.set_num_threads(min(threads, torch.get_num_threads()))
     policy = PluginRegistry.discover().create_policy(name, **options)
     return compare_models({name: policy}, tasks, variants, language_episodes, seed,
                           on_episode=lambda *_: ticks.put(1))
@@ -187,7 +188,8 @@ def compare_models_in_processes(names: list[str], options: dict, tasks: list[str
                                 on_episode: Callable[[], None] | None = None) -> Comparison:
     """``compare_models`` with one process per model: a rollout (MuJoCo rendering plus a small
     model at batch 1) keeps about one core busy, so two models on two cores take about half
-    the time. Same seeds, same cells as the sequential run."""
+    the time. Same seeds, same cells as the sequential run at the same torch thread count
+    (a different count changes float reduction order, so step counts may differ)."""
     ctx = multiprocessing.get_context("spawn")  # no forked EGL contexts or torch threads
     threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
     with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
