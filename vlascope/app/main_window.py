@@ -7,6 +7,7 @@ import contextlib
 import json
 from pathlib import Path
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QWidget
@@ -24,6 +25,17 @@ from .engine import Engine, JobContext
 from .errors import install_excepthook, show_error
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
+_COLLECTOR: GarbageCollector | None = None
+
+
+def collect_garbage_on_gui_thread() -> None:
+    """Python's cyclic GC runs on whichever thread allocates; when the worker triggers it
+    and it frees a closed window's Qt objects, ~QObject runs off the GUI thread and
+    deadlocks on the GIL (seen in CI while the worker loaded a model). pyqtgraph's
+    collector turns automatic GC off and collects from a timer on the GUI thread."""
+    global _COLLECTOR
+    if _COLLECTOR is None:
+        _COLLECTOR = GarbageCollector(interval=1.0)
 MAX_RECENT = 8
 
 
@@ -32,6 +44,7 @@ class MainWindow(QMainWindow):
                  settings: QSettings | None = None, record_dir: str | Path | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
+        collect_garbage_on_gui_thread()
         self.setWindowTitle("VLAScope")
         self.setObjectName("vlascope-main")
         self.setDockNestingEnabled(True)
