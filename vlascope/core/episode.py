@@ -24,15 +24,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from .errors import EpisodeFormatError, VLAScopeError
+from .policy import Observation
 
 FORMAT = "vlascope-episode"
 SCHEMA = 1
@@ -245,6 +247,18 @@ def policy_instruction(metadata: dict[str, Any]) -> str:
     """The words the policy was given: a counterfactual prompt overrides the task's."""
     prompts = [i for i in metadata.get("interventions", []) if i.get("kind") == "prompt"]
     return str(prompts[-1]["text"]) if prompts else str(metadata.get("instruction", ""))
+
+
+def episode_observation(ep: Episode, t: int, cameras: Sequence[str],
+                        size: tuple[int, int] | None) -> Observation:
+    """The observation the policy saw at step ``t`` (frames resized to ``size`` if needed)."""
+    images = {}
+    for c in cameras:
+        img = ep.frame(t, c)
+        if size is not None and img.shape[:2] != tuple(size):
+            img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
+        images[c] = img
+    return Observation(images, ep.states()[t], policy_instruction(ep.metadata))
 
 
 def open_episode(path: str | Path) -> Episode:

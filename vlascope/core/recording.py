@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .episode import Episode, policy_instruction
+from .episode import Episode, episode_observation
 from .errors import VLAScopeError
 from .live import StepRecord
 from .policy import Observation
@@ -113,7 +113,6 @@ class FileRecording(Recording):
             raise VLAScopeError(f"{self.path}: episode has no camera frames to show")
         self._actions = self.episode.actions()
         self._successes = self.episode.successes()
-        self._states = self.episode.states()
         self._has_regions = self.episode.has_regions()
 
     @property
@@ -135,8 +134,7 @@ class FileRecording(Recording):
         return self._successes
 
     def observation(self, t: int) -> Observation:
-        images = {c: self.frame(t, c) for c in self.cameras}
-        return Observation(images, self._states[t], policy_instruction(self.metadata))
+        return episode_observation(self.episode, self.check_step(t), self.cameras, None)
 
     def stored_saliency(self, name: str, t: int) -> dict[str, np.ndarray] | None:
         cams = self.episode.saliency_cameras(name)

@@ -8,11 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from ..episode import Episode, policy_instruction, update_episode
+from ..episode import Episode, episode_observation, update_episode
 from ..errors import CancelledError, EpisodeFormatError, VLAScopeError
-from ..policy import Observation, Policy
+from ..policy import Policy
 from .iss import ISSConfig, SaliencyMaps
 from .methods import explainer, stored_name
 
@@ -25,18 +24,6 @@ class EpisodeSaliency:
     check_steps: list[int]
     interpolation_error: float | None  # mean relative L2 error on the held-out steps
     interpolation_corr: float | None  # mean correlation on the held-out steps
-
-
-def episode_observation(ep: Episode, t: int, cameras: Sequence[str],
-                        size: tuple[int, int] | None) -> Observation:
-    """The observation the policy saw at step ``t`` (frames resized to ``size`` if needed)."""
-    images = {}
-    for c in cameras:
-        img = ep.frame(t, c)
-        if size is not None and img.shape[:2] != tuple(size):
-            img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
-        images[c] = img
-    return Observation(images, ep.states()[t], policy_instruction(ep.metadata))
 
 
 def steps_to_compute(n_steps: int, every: int) -> list[int]:
