@@ -1,7 +1,7 @@
 """One worker thread for all model and simulator work, so the window never waits on it.
 
 Jobs run one at a time in submission order on the worker thread (the MuJoCo GL context and
-the policy live there); their progress, partial results, results and errors come back as Qt
+the policy live there); their progress, results and errors come back as Qt
 signals, delivered on the GUI thread. Every job can be cancelled; a job that raises becomes
 a ``failed`` signal with the traceback, never a dead app.
 """
@@ -23,16 +23,13 @@ from vlascope.core.session import Session
 
 
 class JobContext:
-    """Handed to a job: report progress, publish partial results, check for cancel."""
+    """Handed to a job: report progress, check for cancel."""
 
     def __init__(self, engine: Engine, job: Job):
         self._engine, self._job = engine, job
 
     def progress(self, done: int, total: int) -> None:
         self._engine.progressed.emit(self._job.id, int(done), int(total))
-
-    def publish(self, value: Any) -> None:
-        self._engine.partial.emit(self._job.id, value)
 
     def cancelled(self) -> bool:
         return self._job.cancel.is_set()
@@ -47,7 +44,6 @@ class Job:
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[str, str], None] | None = None
     on_progress: Callable[[int, int], None] | None = None
-    on_partial: Callable[[Any], None] | None = None
     on_cancel: Callable[[str], None] | None = None
 
 
@@ -55,7 +51,6 @@ class Engine(QObject):
     """Owns the worker thread and the Session that lives on it."""
 
     progressed = Signal(int, int, int)
-    partial = Signal(int, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int, str)
@@ -75,7 +70,6 @@ class Engine(QObject):
         self.finished.connect(self._dispatch_done)
         self.failed.connect(self._dispatch_error)
         self.progressed.connect(self._dispatch_progress)
-        self.partial.connect(self._dispatch_partial)
         self.cancelled.connect(self._dispatch_cancel)
         self._thread = threading.Thread(target=self._loop, name="vlascope-engine", daemon=True)
         self._thread.start()
@@ -85,10 +79,9 @@ class Engine(QObject):
                on_done: Callable[[Any], None] | None = None,
                on_error: Callable[[str, str], None] | None = None,
                on_progress: Callable[[int, int], None] | None = None,
-               on_partial: Callable[[Any], None] | None = None,
                on_cancel: Callable[[str], None] | None = None) -> Job:
         job = Job(next(self._ids), name, fn, on_done=on_done, on_error=on_error,
-                  on_progress=on_progress, on_partial=on_partial, on_cancel=on_cancel)
+                  on_progress=on_progress, on_cancel=on_cancel)
         with self._lock:
             self._jobs[job.id] = job
         self._queue.put(job)
@@ -175,8 +168,3 @@ class Engine(QObject):
         job = self._peek(job_id)
         if job is not None and job.on_progress is not None:
             job.on_progress(done, total)
-
-    def _dispatch_partial(self, job_id: int, value: Any) -> None:
-        job = self._peek(job_id)
-        if job is not None and job.on_partial is not None:
-            job.on_partial(value)
