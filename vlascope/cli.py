@@ -673,6 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="vlascope-demo")
     p.set_defaults(func=cmd_demo)
+
+    from .cli_mechanistic import register
+
+    register(sub, _add_common)
     return parser
 
 

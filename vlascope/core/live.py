@@ -3,7 +3,9 @@ so it can show every frame, pause, scrub back, and stop with the recording kept.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .capture import ActivationCapture
 from .episode import SCHEMA, EpisodeWriter
 from .errors import VLAScopeError
+from .interventions import Intervention, Prompt, bind
 from .policy import Observation, Policy, check_action_chunks, policy_info
 from .scene import Scene
 
@@ -36,7 +40,8 @@ def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: i
     return {
         "policy": {**policy_info(policy, policy_name), "name": policy_name},
         "scene": scene.name, "task": task, "variant": variant, "seed": int(seed),
-        "instruction": scene.instruction(), "cameras": list(scene.cameras),
+        "target_object": scene.task(task).target_object, "instruction": scene.instruction(),
+        "cameras": list(scene.cameras),
         "action_dim": scene.action_dim, "interventions": list(interventions),
         "vlascope_version": __version__, "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -47,7 +52,10 @@ class LiveRollout:
     """Reset the scene and the policy, then ``step()`` until ``done``; ``close()`` publishes
     the recording atomically (also after a stop midway), ``discard()`` drops it.
 
-    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt).
+    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt,
+    the same as a ``Prompt`` intervention); ``interventions`` are applied at every step and
+    recorded in the metadata; ``capture`` names hook points whose activations are recorded
+    per step (``pooling`` "tokens" or "mean").
     Not thread-safe: create and step it on one thread (MuJoCo's GL context is per thread).
     """
 
@@ -55,7 +63,8 @@ class LiveRollout:
                  variant: str | None = None, *, max_steps: int | None = None,
                  record_to: str | Path | None = None, policy_name: str = "",
                  image_size: tuple[int, int] | None = None, instruction: str | None = None,
-                 render_all: bool = False):
+                 render_all: bool = False, interventions: Sequence[Intervention | dict] = (),
+                 capture: Sequence[str] = (), pooling: str = "tokens"):
         self.scene, self.policy = scene, policy
         self.task, self.seed = task, int(seed)
         self.variant = scene.variant(variant).name
@@ -63,6 +72,14 @@ class LiveRollout:
         if self.max_steps < 1:
             raise VLAScopeError("a rollout needs at least one step")
         self.instruction = instruction
+        if instruction is not None:
+            interventions = [Prompt(text=instruction), *interventions]
+        self._applied = bind(interventions, policy)
+        limit = self._applied.limit()  # an injection source that ends the rollout
+        if limit is not None:
+            self.max_steps = max(1, min(self.max_steps, limit))
+        self._capture = ActivationCapture(policy, capture, pooling) if capture else None
+        self._activations: dict[str, np.ndarray] = {}
         if hasattr(policy, "reset"):
             policy.reset()
         scene.reset(task, self.seed, self.variant)
@@ -73,10 +90,11 @@ class LiveRollout:
                           or scene.default_image_size)
         self._n_exec = max(1, int(getattr(policy, "n_action_steps", 1)))
         self._regions = record_to is not None or render_all
-        self.interventions = ([] if instruction is None
-                              else [{"kind": "prompt", "text": instruction, "step": 0}])
+        self.interventions = self._applied.records()
         self.metadata = episode_metadata(scene, policy, task, self.variant, self.seed,
                                          policy_name, self.interventions)
+        if self._capture is not None:
+            self.metadata["capture"] = self._capture.metadata()
         self._writer = (EpisodeWriter(record_to, self.metadata)
                         if record_to is not None else None)
         self.t = 0
@@ -103,16 +121,17 @@ class LiveRollout:
             raise VLAScopeError("the rollout is over; start a new one")
         frame = self.scene.observe(cameras=self.cameras, size=self.size, regions=self._regions)
         obs = frame.observation
+        obs = self._applied.observation(obs, self.t)  # what the policy sees is recorded
         policy_obs = obs
         if self._policy_cams is not None and tuple(obs.images) != tuple(self._policy_cams):
             policy_obs = replace(obs, images={c: obs.images[c] for c in self._policy_cams})
-        if self.instruction is not None:
-            obs = replace(obs, instruction=self.instruction)
-            policy_obs = replace(policy_obs, instruction=self.instruction)
         if self._chunk is None or self._idx >= min(self._n_exec, len(self._chunk)):
-            acts = self.policy.batch_infer([policy_obs])
+            with self._applied.hooks(self.t), self._capturing():
+                acts = self.policy.batch_infer([policy_obs])
             self._chunk = check_action_chunks(acts, 1, self.scene.action_dim)[0]
             self._idx = 0
+            if self._capture is not None:  # steps that reuse a chunk repeat these
+                self._activations = dict(self._capture.last)
         action = self._chunk[self._idx]
         self.scene.step(action)
         self.success = bool(self.scene.success())
@@ -121,10 +140,14 @@ class LiveRollout:
         if self._writer is not None:
             self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
                                 chunk_index=self._idx, success=self.success,
-                                images=obs.images, regions=frame.regions)
+                                images=obs.images, regions=frame.regions,
+                                activations=self._activations or None)
         self._idx += 1
         self.t += 1
         return record
+
+    def _capturing(self):
+        return self._capture.hooks() if self._capture is not None else contextlib.nullcontext()
 
     def close(self) -> str | None:
         """Publish the recording (nothing to publish before the first step)."""

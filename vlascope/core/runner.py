@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from .errors import CancelledError
-from .live import LiveRollout
+from .interventions import Intervention
+from .live import LiveRollout, StepRecord
 from .policy import Policy
 from .scene import Scene
 
@@ -33,22 +34,28 @@ class RolloutResult:
 def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None = None, *,
             max_steps: int | None = None, record_to: str | Path | None = None,
             policy_name: str = "", image_size: tuple[int, int] | None = None,
-            instruction: str | None = None, progress: ProgressFn | None = None,
+            instruction: str | None = None, interventions: Sequence[Intervention | dict] = (),
+            capture: Sequence[str] = (), pooling: str = "tokens",
+            progress: ProgressFn | None = None, on_step: Callable[[StepRecord], None] | None = None,
             should_cancel: CancelFn | None = None) -> RolloutResult:
     """Run one episode until success or the step limit; optionally record it to a file.
 
-    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt).
-    A cancelled or failed rollout leaves no file behind.
+    ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt);
+    ``interventions`` act at every step; ``capture`` records activations of hook points in
+    the file. A cancelled or failed rollout leaves no file behind.
     """
     t0 = time.perf_counter()
     live = LiveRollout(scene, policy, task, seed, variant, max_steps=max_steps,
                        record_to=record_to, policy_name=policy_name, image_size=image_size,
-                       instruction=instruction)
+                       instruction=instruction, interventions=interventions,
+                       capture=capture, pooling=pooling)
     try:
         while not live.done:
             if should_cancel is not None and should_cancel():
                 raise CancelledError(f"rollout cancelled at step {live.t}")
-            live.step()
+            record = live.step()
+            if on_step is not None:
+                on_step(record)
             if progress is not None:
                 progress(live.t, live.max_steps)
         path = live.close()

@@ -21,6 +21,7 @@ class TaskSpec:
     instruction: str
     max_steps: int
     description: str = ""
+    target_object: str = ""  # the object the instruction asks to move ("" if none/unknown)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class Scene(ABC):
         return self.task(self.current_task).instruction
 
     current_task: str = ""
+
+    def object_positions(self) -> dict[str, np.ndarray]:
+        """Positions of the movable task objects (empty if the scene does not say): lets
+        experiments tell which object a policy handled."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most scenes hold nothing
         """Release renderers and simulator resources."""

@@ -97,7 +97,8 @@ class TimelineDock(Panel):
             self.plot.removeItem(m)
         self.markers = []
         for iv in self.ws.interventions:
-            line = pg.InfiniteLine(pos=int(iv.get("step", 0)), angle=90, movable=False,
+            start = int(iv.get("start", iv.get("step", 0)))
+            line = pg.InfiniteLine(pos=start, angle=90, movable=False,
                                    pen=pg.mkPen("#ff006e", width=1, style=Qt.PenStyle.DashLine),
                                    label=str(iv.get("kind", "intervention")),
                                    labelOpts={"position": 0.9, "color": "#ff006e"})

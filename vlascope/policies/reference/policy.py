@@ -136,6 +136,14 @@ class ReferencePolicy:
         """Sequence positions of the action-query tokens the heads read the actions from."""
         return self.trunk.readout_positions()
 
+    def token_groups(self) -> dict[str, list[int]]:
+        """Sequence positions of each kind of token in the trunk's layers, so interventions
+        can target language, state, visual or action-query tokens only."""
+        n_text = self.cfg.text_tokens
+        visual = [p for cam in self.visual_token_layout().values() for p in cam["positions"]]
+        return {"language": list(range(n_text)), "state": [n_text], "visual": visual,
+                "queries": self.readout_positions()}
+
     def actions_from_pixels(self, observations: Sequence[Observation],
                             pixels: dict[str, torch.Tensor]) -> torch.Tensor:
         """Differentiable action chunks (B, horizon, A) from float images (B, H, W, 3) in

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlascope.core.measures import handled_object
 from vlascope.core.policy import Policy
 from vlascope.core.runner import rollout
 
@@ -16,14 +17,11 @@ from .tasks import TASKS
 
 PAIRS = (("pick_red", "pick_blue"), ("place_red_on_plate", "place_blue_on_plate"),
          ("place_red_in_zone", "place_blue_in_zone"), ("stack_red_on_blue", "stack_blue_on_red"))
-MOVED = 0.02  # metres a cube must move to count as handled
 
 
 def handled_cube(scene: TabletopScene, start: dict[str, np.ndarray]) -> str | None:
     """The cube that moved most since ``start`` (None if neither moved)."""
-    moved = {c: float(np.linalg.norm(scene.object_position(c) - p)) for c, p in start.items()}
-    best = max(moved, key=moved.get)
-    return best if moved[best] > MOVED else None
+    return handled_object(start, scene.object_positions())
 
 
 @dataclass
@@ -52,7 +50,7 @@ def language_check(scene: TabletopScene, policy: Policy, episodes: int, seed: in
             row = LanguageRow(task, prompt, expected, 0, 0, 0, 0)
             for k in range(episodes):
                 scene.reset(task, seed + k, variant)
-                start = {c: scene.object_position(c) for c in ("cube_a", "cube_b")}
+                start = scene.object_positions()
                 instruction = None if prompt == task else scene.task(prompt).instruction
                 res = rollout(scene, policy, task, seed + k, variant, instruction=instruction)
                 moved = handled_cube(scene, start)

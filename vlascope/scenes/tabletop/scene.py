@@ -79,7 +79,8 @@ class TabletopScene(Scene):
     def tasks(self) -> list[TaskSpec]:
         colors = {"cube_a": "red", "cube_b": "blue"}
         return [TaskSpec(t.name, t.instruction(colors), t.max_steps,
-                         f"{t.kind}: {t.obj}" + (f" -> {t.target}" if t.target else ""))
+                         f"{t.kind}: {t.obj}" + (f" -> {t.target}" if t.target else ""),
+                         target_object=t.obj)
                 for t in TASKS]
 
     def variants(self) -> list[VariantSpec]:
@@ -198,6 +199,9 @@ class TabletopScene(Scene):
     def finger_gap(self) -> float:
         q = self.data.qpos
         return float(q[self._qadr["finger_l"]] + q[self._qadr["finger_r"]])
+
+    def object_positions(self) -> dict[str, np.ndarray]:
+        return {n: self.object_position(n) for n in ("cube_a", "cube_b")}
 
     def object_position(self, name: str) -> np.ndarray:
         return self.data.xpos[self._body(name)].copy()

@@ -1,0 +1,557 @@
+"""Headless commands of the mechanistic toolkit: capture, sae train / stats, steer, ablate,
+inject, perturb, probe. Each prints a table, writes a JSON result, and, where it runs
+rollouts, episodes the inspector opens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .core.errors import VLAScopeError
+
+
+# Shared helpers --------------------------------------------------------------------------
+def episode_paths(items: Sequence[str]) -> list[str]:
+    """Episode files given directly or as folders (every ``*.h5`` inside, sorted)."""
+    paths: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += [str(f) for f in sorted(p.glob("*.h5")) if not f.name.startswith(".")]
+        elif p.is_file():
+            paths.append(str(p))
+        else:
+            raise VLAScopeError(f"{item}: no such episode file or folder")
+    if not paths:
+        raise VLAScopeError(f"no episode files in {', '.join(items)}")
+    return paths
+
+
+def _positions(policy: Any, spec: str) -> tuple[int, ...]:
+    """'all', a token group of the policy ('language', 'visual', ...) or a comma list."""
+    if spec in ("", "all"):
+        return ()
+    groups = getattr(policy, "token_groups", lambda: {})()
+    if spec in groups:
+        return tuple(groups[spec])
+    try:
+        return tuple(int(v) for v in spec.split(","))
+    except ValueError:
+        raise VLAScopeError(f"--positions: '{spec}' is neither 'all', a token group "
+                            f"({', '.join(groups) or 'none'}) nor a list of positions") from None
+
+
+def _floats(spec: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in spec.split(",") if v]
+    except ValueError:
+        raise VLAScopeError(f"{what}: '{spec}' is not a comma list of numbers") from None
+    bad = [v for v in values if v != v or v in (float("inf"), float("-inf"))]
+    if bad or not values:
+        raise VLAScopeError(f"{what} must be finite numbers, got '{spec}'")
+    return values
+
+
+def _write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Atomic: a crash leaves the previous result, never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="episode", disable=None)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, Callable[[Any], str]]]) -> str:
+    """A markdown table of ``rows``: (header, key, format) per column."""
+    head = "| " + " | ".join(h for h, _, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(fmt(r.get(k)) for _, k, fmt in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _partner_pairs(scene: Any, tasks: Sequence[str]) -> list[tuple[str, str]]:
+    """Each task with the task whose instruction names the other object (shared scene)."""
+    from .core.interventions import counterfactual_prompt
+
+    by_instruction = {t.instruction: t.name for t in scene.tasks()}
+    pairs = []
+    for name in tasks:
+        other = by_instruction.get(counterfactual_prompt(scene.task(name).instruction,
+                                                         "wrong_object"))
+        if other is None:
+            raise VLAScopeError(f"task '{name}' has no partner task naming the other object; "
+                                "give --pairs target:source")
+        pairs.append((name, other))
+    return pairs
+
+
+def _parse_pairs(scene: Any, spec: str, tasks: Sequence[str]) -> list[tuple[str, str]]:
+    if spec == "auto":
+        return _partner_pairs(scene, tasks)
+    pairs = []
+    for item in spec.split(","):
+        target, _, source = item.partition(":")
+        if not source:
+            raise VLAScopeError(f"--pairs: '{item}' is not target:source")
+        pairs.append((scene.task(target).name, scene.task(source).name))
+    return pairs
+
+
+# Commands --------------------------------------------------------------------------------
+def cmd_capture(args: argparse.Namespace) -> int:
+    from .cli import _open, _tasks_and_variants
+    from .core.experiments import capture_episodes
+    from .core.interventions import Prompt, from_dict
+
+    scene, policy = _open(args)
+    layers = [v for v in args.layers.split(",") if v]
+    ivs = [from_dict(d) for d in _load_interventions(args.interventions)]
+    if args.prompt is not None:
+        ivs.insert(0, Prompt(text=args.prompt))
+    with scene:
+        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
+        with _bar(len(tasks) * args.episodes, "capture") as bar:
+            rows = capture_episodes(scene, policy, tasks, args.episodes, args.out, layers,
+                                    pooling=args.pooling, variant=args.variant, seed=args.seed,
+                                    interventions=ivs, policy_name=args.policy,
+                                    tick=bar.update)
+    result = {"command": "capture", "policy": args.policy, "layers": layers,
+              "pooling": args.pooling, "interventions": [i.to_dict() for i in ivs],
+              "episodes": rows}
+    path = _write_json(Path(args.out) / "capture.json", result)
+    ok = sum(r["success"] for r in rows)
+    print(f"captured {', '.join(layers)} ({args.pooling}) in {len(rows)} episodes "
+          f"({ok} successes) -> {args.out}; summary {path}")
+    return 0
+
+
+def _load_interventions(path: str | None) -> list[dict]:
+    if not path:
+        return []
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise VLAScopeError(f"{path}: cannot read interventions ({e})") from e
+    return data if isinstance(data, list) else [data]
+
+
+def cmd_sae_train(args: argparse.Namespace) -> int:
+    from .core.capture import load_activations
+    from .core.sae import SAEConfig, save_sae, train_sae
+
+    paths = episode_paths(args.episodes)
+    results = {}
+    for layer in [v for v in args.layers.split(",") if v]:
+        acts = load_activations(paths, layer, max_vectors=args.max_vectors, seed=args.seed)
+        cfg = SAEConfig(d_in=acts.x.shape[1], expansion=args.expansion, kind=args.kind,
+                        k=args.k, layer=layer, pooling=acts.pooling)
+        from tqdm import tqdm
+
+        with tqdm(desc=f"sae {layer}", unit="step", disable=None) as bar:
+            def progress(step: int, total: int, metrics: dict, bar=bar) -> None:
+                bar.total = total
+                bar.update(step - bar.n)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()
+                                 if isinstance(v, float)})
+
+            sae, res = train_sae(acts.x, cfg, steps=args.steps, batch_size=args.batch_size,
+                                 lr=args.lr, seed=args.seed, device=args.device or "cpu",
+                                 progress=progress)
+        folder = save_sae(sae, Path(args.out) / layer, extra={
+            "episodes": paths, "vectors": int(len(acts.x))})
+        results[layer] = {"folder": str(folder), "vectors": int(len(acts.x)),
+                          **res.report.as_dict(), "seconds": res.seconds,
+                          "samples_per_s": res.samples_per_s}
+        r = res.report
+        print(f"{layer}: {len(acts.x)} vectors, FVE {r.fve:.3f}, L0 {r.l0:.1f}, dead "
+              f"{r.dead_fraction:.1%} ({res.seconds:.0f} s) -> {folder}")
+    _write_json(Path(args.out) / "sae_train.json", {"command": "sae train", "saes": results})
+    return 0
+
+
+def _sample_info(acts: Any):
+    """Task, target object and motion phase of every activation vector."""
+    import numpy as np
+
+    from .core.episode import Episode
+    from .core.measures import motion_phases
+    from .core.sae.stats import SampleInfo
+
+    tasks, objects, phases = [], [], []
+    for path in acts.paths:
+        with Episode(path) as ep:
+            md = ep.metadata
+            tasks.append(md.get("task", ""))
+            objects.append(md.get("target_object", ""))
+            phases.append(motion_phases(ep.states(), ep.actions()))
+    ep_idx = acts.episode
+    return SampleInfo(episode=ep_idx, step=acts.step, token=acts.token,
+                      task=np.asarray(tasks)[ep_idx], object=np.asarray(objects)[ep_idx],
+                      phase=np.asarray([phases[e][s] for e, s in zip(ep_idx, acts.step,
+                                                                      strict=True)]))
+
+
+def cmd_sae_stats(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .core.capture import load_activations
+    from .core.sae import load_sae
+    from .core.sae.atlas import atlas
+    from .core.sae.stats import concept_features, feature_stats
+
+    sae = load_sae(args.sae)
+    acts = load_activations(episode_paths(args.episodes), sae.cfg.layer,
+                            max_vectors=args.max_vectors, seed=args.seed)
+    if acts.pooling != sae.cfg.pooling:
+        raise VLAScopeError(f"the episodes hold '{acts.pooling}'-pooled activations, the SAE "
+                            f"was trained on '{sae.cfg.pooling}'")
+    info = _sample_info(acts)
+    with torch.no_grad():
+        codes = np.concatenate([sae.encode(torch.from_numpy(acts.x[i:i + 8192])).numpy()
+                                for i in range(0, len(acts.x), 8192)])
+    stats = feature_stats(codes, info, n_top=args.top)
+    out = Path(args.out or args.sae)
+    stats.save(out / "stats")
+    concepts = {}
+    for name, groups in (("task", info.task), ("object", info.object), ("phase", info.phase)):
+        concepts[name] = {str(g): [(int(f), float(d)) for f, d in
+                                   concept_features(codes, groups, str(g), top=args.concepts)]
+                          for g in sorted(set(groups.tolist()))}
+    emb, method = atlas(sae.decoder_directions().detach().numpy(), out / "atlas_decoder.npz",
+                        wait=args.umap)
+    result = {"command": "sae stats", "sae": str(args.sae), "vectors": int(len(acts.x)),
+              "dead_fraction": float((stats.density == 0).mean()),
+              "concepts": concepts, "atlas": {"method": method, "points": int(len(emb))}}
+    _write_json(out / "sae_stats.json", result)
+    for name, by_group in concepts.items():
+        for g, feats in by_group.items():
+            shown = ", ".join(f"{f} (d={d:.1f}, {stats.labels[f]})" for f, d in feats[:3])
+            print(f"{name} {g}: {shown or 'no feature with d >= 0.8'}")
+    print(f"stats -> {out}; atlas ({method}) -> {out / 'atlas_decoder.npz'}")
+    return 0
+
+
+def _concept_feature(sae_dir: str, concept: str) -> int:
+    """The top feature of a concept ('object:cube_b', 'task:pick_red', ...) from sae stats."""
+    kind, _, group = concept.partition(":")
+    path = Path(sae_dir) / "sae_stats.json"
+    if not path.is_file():
+        raise VLAScopeError(f"{path} missing: run `vlascope sae stats --sae {sae_dir}` first")
+    concepts = json.loads(path.read_text())["concepts"]
+    feats = concepts.get(kind, {}).get(group)
+    if not feats:
+        raise VLAScopeError(f"no feature identifies '{concept}' (known: " + ", ".join(
+            f"{k}:{g}" for k, gs in concepts.items() for g, f in gs.items() if f) + ")")
+    return int(feats[0][0])
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    from .cli import _open, _tasks_and_variants
+    from .core.experiments import steering_sweep
+    from .core.sae import load_sae
+
+    if (args.feature is None) == (args.concept is None):
+        raise VLAScopeError("give either --feature N or --concept kind:group")
+    sae = load_sae(args.sae)
+    feature = args.feature if args.feature is not None else _concept_feature(args.sae,
+                                                                             args.concept)
+    alphas = _floats(args.alphas, "--alphas")
+    scene, policy = _open(args)
+    with scene:
+        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
+        with _bar(len(tasks) * len(alphas) * args.episodes, "steer") as bar:
+            rows = steering_sweep(scene, policy, tasks, alphas, sae=args.sae,
+                                  layer=sae.cfg.layer, feature=feature, episodes=args.episodes,
+                                  seed=args.seed, variant=args.variant,
+                                  positions=_positions(policy, args.positions), tick=bar.update)
+    result = {"command": "steer", "policy": args.policy, "sae": args.sae,
+              "layer": sae.cfg.layer, "feature": feature, "concept": args.concept,
+              "positions": args.positions, "rows": rows}
+    print(f"feature {feature} of {sae.cfg.layer} ({args.concept or 'given'}), "
+          f"{args.episodes} episodes per cell")
+    print(_table(rows, [("task", "task", str), ("alpha", "extra", lambda e: f"{e['alpha']:g}"),
+                        ("success", "success_rate", _pct),
+                        ("handled named", "handled_target_rate", _pct),
+                        ("handled other", "handled_other_rate", _pct)]))
+    _write_json(args.json_out, result)
+    return 0
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    from .cli import _open, _tasks_and_variants
+    from .core.experiments import INJECTION_CONDITIONS, injection_table
+
+    scene, policy = _open(args)
+    conditions = (list(INJECTION_CONDITIONS) if args.conditions == "all"
+                  else [c for c in args.conditions.split(",") if c])
+    if "baseline" not in conditions:
+        conditions.insert(0, "baseline")
+    with scene:
+        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
+        pairs = _parse_pairs(scene, args.pairs, tasks)
+        with _bar(len(pairs) * args.episodes * len(conditions), "inject") as bar:
+            rows = injection_table(scene, policy, pairs, layer=args.layer,
+                                   episodes=args.episodes, out_dir=args.out, seed=args.seed,
+                                   variant=args.variant,
+                                   positions=_positions(policy, args.positions),
+                                   conditions=conditions, on_short=args.on_short,
+                                   policy_name=args.policy, tick=bar.update)
+    result = {"command": "inject", "policy": args.policy, "layer": args.layer,
+              "positions": args.positions, "pairs": pairs, "rows": rows}
+    _write_json(Path(args.out) / "inject.json", result)
+    print(_table(rows, [("task", "task", str), ("condition", "condition", str),
+                        ("success", "success_rate", _pct),
+                        ("handled named", "handled_target_rate", _pct),
+                        ("handled other", "handled_other_rate", _pct),
+                        ("displacement", "displacement", _num),
+                        ("action cosine", "cosine", _num)]))
+    return 0
+
+
+def cmd_perturb(args: argparse.Namespace) -> int:
+    from .cli import _open, _tasks_and_variants
+    from .core.experiments import perturbation_sweep
+    from .core.perturbations import perturbation_kinds
+
+    kinds = perturbation_kinds() if args.kinds == "all" else args.kinds.split(",")
+    scene, policy = _open(args)
+    with scene:
+        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
+        with _bar(len(tasks) * (len(kinds) + 1) * args.episodes, "perturb") as bar:
+            rows = perturbation_sweep(scene, policy, tasks, kinds, severity=args.severity,
+                                      episodes=args.episodes, seed=args.seed,
+                                      variant=args.variant, tick=bar.update)
+    _write_json(args.json_out, {"command": "perturb", "policy": args.policy,
+                                "severity": args.severity, "rows": rows})
+    print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
+                        ("success", "success_rate", _pct),
+                        ("handled named", "handled_target_rate", _pct)]))
+    return 0
+
+
+def _frames(paths: Sequence[str], policy: Any, n: int, seed: int) -> list:
+    """``n`` recorded observations spread over the episodes (seeded)."""
+    import numpy as np
+
+    from .core.episode import Episode, episode_observation
+
+    index = []
+    for p in paths:
+        with Episode(p) as ep:
+            index += [(p, t) for t in range(ep.n_steps)]
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(index), min(n, len(index)), replace=False).tolist())
+    cams = getattr(policy, "cameras", None)
+    size = getattr(policy, "image_size", None)
+    obs = []
+    for i in pick:
+        p, t = index[i]
+        with Episode(p) as ep:
+            obs.append(episode_observation(ep, t, cams or ep.cameras, size))
+    return obs
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .cli import _registry
+    from .core.experiments import ablation_effects, zero_effect_summary
+    from .core.sae import load_sae
+
+    sae = load_sae(args.sae)
+    if args.features:
+        features = [int(v) for v in args.features.split(",")]
+    else:  # every concept feature found by `sae stats`
+        path = Path(args.sae) / "sae_stats.json"
+        if not path.is_file():
+            raise VLAScopeError(f"{path} missing: give --features or run `vlascope sae stats`")
+        concepts = json.loads(path.read_text())["concepts"]
+        features = sorted({int(f) for gs in concepts.values() for fs in gs.values()
+                           for f, _ in fs})
+    if not features:
+        raise VLAScopeError("no features to ablate")
+    policy = _registry().create_policy(args.policy,
+                                       **({"device": args.device} if args.device else {}))
+    obs = _frames(episode_paths(args.episodes), policy, args.frames, args.seed)
+    from tqdm import tqdm
+
+    with tqdm(total=len(features), desc="ablate", unit="feature", disable=None) as bar:
+        effects = ablation_effects(policy, obs, sae=args.sae, layer=sae.cfg.layer,
+                                   features=features, mode=args.mode, tick=bar.update)
+    summary = zero_effect_summary(effects, features)
+    result = {"command": "ablate", "policy": args.policy, "sae": args.sae,
+              "layer": sae.cfg.layer, "mode": args.mode, "frames": len(obs), **summary}
+    _write_json(args.json_out, result)
+    rates = ", ".join(f"{v:.0%} within {k}" for k, v in summary["zero_effect_rate"].items())
+    print(f"{len(features)} concept features of {sae.cfg.layer} ablated one at a time "
+          f"({args.mode}) on {len(obs)} frames: zero-effect rate {rates}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core.capture import load_activations
+    from .core.probes import probe_layers
+
+    paths = episode_paths(args.episodes)
+    acts, info = {}, None
+    for layer in [v for v in args.layers.split(",") if v]:
+        a = load_activations(paths, layer)
+        if a.token[0] >= 0:  # per token: one vector per step, the mean over tokens
+            keys = a.episode * 100_000 + a.step
+            _, inv = np.unique(keys, return_inverse=True)
+            sums = np.zeros((inv.max() + 1, a.x.shape[1]))
+            np.add.at(sums, inv, a.x)
+            counts = np.bincount(inv)[:, None]
+            first = np.unique(inv, return_index=True)[1]
+            a.x, a.episode, a.step = (sums / counts).astype(np.float32), a.episode[first], \
+                a.step[first]
+            a.token = np.full(len(a.x), -1)
+        acts[layer] = a.x
+        info = info or _sample_info(a)
+    targets = {"task": info.task, "object": info.object, "phase": info.phase}
+    targets = {k: v for k, v in targets.items() if k in args.targets.split(",")}
+    results = probe_layers(acts, targets, groups=info.episode, seed=args.seed)
+    rows = [r.__dict__ for r in results]
+    _write_json(args.json_out, {"command": "probe", "episodes": paths, "rows": rows})
+    print(_table(rows, [("layer", "layer", str), ("target", "target", str),
+                        ("held-out accuracy", "accuracy", _pct), ("chance", "chance", _pct),
+                        ("train / test", "n_train", str)]))
+    return 0
+
+
+# Parser ----------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
+    """Add the mechanistic commands to the main parser."""
+    p = sub.add_parser("capture", help="roll out and record activations of hook points")
+    add_common(p)
+    p.add_argument("--layers", required=True, help="comma-separated hook points")
+    p.add_argument("--pooling", default="tokens", choices=("tokens", "mean"))
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=5, help="per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default=None, help="counterfactual prompt for every episode")
+    p.add_argument("--interventions", default=None, help="JSON file of interventions")
+    p.add_argument("--out", required=True, help="folder for the episodes")
+    p.set_defaults(func=cmd_capture)
+
+    sae = sub.add_parser("sae", help="sparse autoencoders: train, stats").add_subparsers(
+        dest="sae_command", required=True)
+    p = sae.add_parser("train", help="train an SAE per layer on captured activations")
+    p.add_argument("--episodes", nargs="+", required=True, help="episode files or folders")
+    p.add_argument("--layers", required=True)
+    p.add_argument("--kind", default="topk", choices=("topk", "relu"))
+    p.add_argument("--k", type=int, default=64)
+    p.add_argument("--expansion", type=int, default=8)
+    p.add_argument("--steps", type=int, default=None, help="default: the trainer's")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--max-vectors", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="folder; one SAE per layer inside")
+    p.set_defaults(func=cmd_sae_train)
+
+    p = sae.add_parser("stats", help="feature statistics, concepts (Cohen's d), atlas")
+    p.add_argument("--sae", required=True, help="an SAE folder")
+    p.add_argument("--episodes", nargs="+", required=True)
+    p.add_argument("--max-vectors", type=int, default=200_000)
+    p.add_argument("--top", type=int, default=16, help="top-activating samples per feature")
+    p.add_argument("--concepts", type=int, default=10, help="features per concept")
+    p.add_argument("--umap", action="store_true", help="wait for the UMAP atlas (slow "
+                   "the first time: numba compiles); otherwise PCA now, UMAP in background")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default: the SAE folder")
+    p.set_defaults(func=cmd_sae_stats)
+
+    p = sub.add_parser("steer", help="steering sweep: success and handled object per alpha")
+    add_common(p)
+    p.add_argument("--sae", required=True)
+    p.add_argument("--feature", type=int, default=None)
+    p.add_argument("--concept", default=None, help="e.g. object:cube_b (from sae stats)")
+    p.add_argument("--alphas", default="-2,-1,0,1,2")
+    p.add_argument("--positions", default="all", help="all, a token group or a list")
+    p.add_argument("--tasks", default="pick_red,pick_blue")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default="steer.json")
+    p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("inject", help="cross-task / null-language injection and "
+                       "counterfactual prompts: success and displacement per condition")
+    add_common(p)
+    p.add_argument("--layer", default="trunk.1.resid")
+    p.add_argument("--positions", default="all")
+    p.add_argument("--tasks", default="pick_red,pick_blue")
+    p.add_argument("--pairs", default="auto", help="target:source,...; auto: the task "
+                   "naming the other object")
+    p.add_argument("--conditions", default="all")
+    p.add_argument("--on-short", default="hold", choices=("hold", "stop"),
+                   help="when the source episode is shorter than the target's")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for episodes and inject.json")
+    p.set_defaults(func=cmd_inject)
+
+    p = sub.add_parser("perturb", help="success under visual corruptions")
+    add_common(p)
+    p.add_argument("--kinds", default="all")
+    p.add_argument("--severity", type=int, default=3, choices=range(1, 6))
+    p.add_argument("--tasks", default="pick_red")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default="perturb.json")
+    p.set_defaults(func=cmd_perturb)
+
+    p = sub.add_parser("ablate", help="zero-effect rate of concept-feature ablation")
+    p.add_argument("--policy", default="reference")
+    p.add_argument("--device", default=None)
+    p.add_argument("--sae", required=True)
+    p.add_argument("--features", default=None, help="default: the concept features")
+    p.add_argument("--mode", default="zero", choices=("zero", "mean"))
+    p.add_argument("--episodes", nargs="+", required=True, help="frames to ablate on")
+    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default="ablate.json")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("probe", help="linear probes per layer: task, object, phase")
+    p.add_argument("--episodes", nargs="+", required=True)
+    p.add_argument("--layers", required=True)
+    p.add_argument("--targets", default="task,object,phase")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default="probe.json")
+    p.set_defaults(func=cmd_probe)

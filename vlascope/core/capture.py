@@ -1,0 +1,110 @@
+"""Activation capture at named hook points: read during a rollout's forward passes, stored
+per step in the episode file (``/activations/<layer>``), read back for SAEs and probes.
+
+Memory stays bounded: a rollout keeps only the last step's activations (the episode writer
+streams them to disk), and ``load_activations`` subsamples to a fixed number of vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import PluginError, UnknownNameError, VLAScopeError
+
+POOLINGS = ("tokens", "mean")
+
+
+class ActivationCapture:
+    """Record the activations of ``layers`` of ``policy`` at every forward pass (batch row 0
+    in a rollout): per token (tokens, d) or the mean over tokens (d,)."""
+
+    def __init__(self, policy: Any, layers: Sequence[str], pooling: str = "tokens"):
+        if pooling not in POOLINGS:
+            raise UnknownNameError("pooling", pooling, POOLINGS)
+        if not layers:
+            raise VLAScopeError("capture: no layers given")
+        if not hasattr(policy, "layers") or not hasattr(policy, "hook"):
+            raise PluginError(f"{type(policy).__name__} exposes no hook points to capture")
+        known = list(policy.layers())
+        for name in layers:
+            if name not in known:
+                raise UnknownNameError("hook point", name, known)
+        self.policy, self.layers, self.pooling = policy, list(layers), pooling
+        self.last: dict[str, np.ndarray] = {}
+
+    def _read(self, name: str, act: torch.Tensor) -> None:
+        a = act.detach()[0].float()
+        if self.pooling == "mean" and a.ndim >= 2:
+            a = a.mean(0)
+        self.last[name] = a.cpu().numpy()
+
+    @contextmanager
+    def hooks(self) -> Iterator[None]:
+        """Register read-only hooks; register them after any edits so they see the result."""
+        with ExitStack() as stack:
+            for name in self.layers:
+                stack.enter_context(self.policy.hook(
+                    name, lambda a, n=name: self._read(n, a)))
+            yield
+
+    def metadata(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "pooling": self.pooling}
+
+
+@dataclass
+class ActivationSet:
+    """Vectors of one layer from several episodes, with where each came from."""
+
+    x: np.ndarray  # (N, d) float32
+    episode: np.ndarray  # (N,) index into ``paths``
+    step: np.ndarray  # (N,)
+    token: np.ndarray  # (N,) token position, -1 when pooled
+    paths: list[str]
+    layer: str
+    pooling: str
+
+
+def load_activations(paths: Sequence[str | Path], layer: str, *, max_vectors: int | None = None,
+                     seed: int = 0, positions: Sequence[int] | None = None) -> ActivationSet:
+    """Stack a layer's recorded activations over episodes, one row per token (or per step
+    when pooled); ``max_vectors`` draws a seeded uniform subsample so memory stays bounded."""
+    from .episode import Episode
+
+    if not paths:
+        raise VLAScopeError("no episodes given")
+    chunks, eps, steps, toks, pooling = [], [], [], [], None
+    for i, path in enumerate(paths):
+        with Episode(path) as ep:
+            if layer not in ep.activation_names:
+                raise VLAScopeError(f"{path} has no activations of '{layer}' (recorded: "
+                                    f"{', '.join(ep.activation_names) or 'none'})")
+            p = ep.metadata.get("capture", {}).get("pooling", "tokens")
+            if pooling is not None and p != pooling:
+                raise VLAScopeError(f"{path}: '{p}' pooling, the other episodes '{pooling}'")
+            pooling = p
+            a = ep.activations(layer).astype(np.float32)
+        t = np.arange(len(a))
+        if a.ndim == 3:  # (T, tokens, d)
+            tok = np.arange(a.shape[1]) if positions is None else np.asarray(positions)
+            a = a[:, tok]
+            chunks.append(a.reshape(-1, a.shape[-1]))
+            steps.append(np.repeat(t, len(tok)))
+            toks.append(np.tile(tok, len(t)))
+        else:
+            chunks.append(a)
+            steps.append(t)
+            toks.append(np.full(len(t), -1))
+        eps.append(np.full(len(chunks[-1]), i))
+    x = np.concatenate(chunks)
+    ep_idx, step, tok = np.concatenate(eps), np.concatenate(steps), np.concatenate(toks)
+    if max_vectors is not None and len(x) > max_vectors:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_vectors, replace=False))
+        x, ep_idx, step, tok = x[keep], ep_idx[keep], step[keep], tok[keep]
+    return ActivationSet(x, ep_idx, step, tok, [str(p) for p in paths], layer, pooling)

@@ -1,0 +1,134 @@
+"""Saving and loading SAEs: a folder with ``sae.safetensors`` (weights and z-scoring stats)
+and ``sae.json`` (config, report, metadata), both written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlascope.core.errors import VLAScopeError
+
+from .model import SAE, SAEConfig, SAEReport
+
+FORMAT = "vlascope-sae"
+VERSION = 1
+WEIGHTS, META = "sae.safetensors", "sae.json"
+TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std", "feature_scale", "feature_mean")
+
+
+class SAEMismatchError(VLAScopeError):
+    """A saved SAE opened for a different hook point or pooling than it was trained on."""
+
+
+def _atomic_write(path: Path, write) -> None:  # noqa: ANN001
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
+    """Write ``sae`` to the folder ``path`` (created if needed); ``extra`` (JSON-able) is
+    merged over ``sae.metadata`` and comes back as ``load_sae(...).metadata``."""
+    from safetensors.torch import save_file
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VLAScopeError(f"cannot create the SAE folder {folder}: {e}") from e
+    state = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous()
+             for name in TENSORS}
+    metadata = {**sae.metadata, **(extra or {})}
+    meta = {"format": FORMAT, "version": VERSION, "config": sae.cfg.to_dict(),
+            "report": sae.report.as_dict() if sae.report is not None else None,
+            "metadata": metadata}
+    try:
+        text = json.dumps(meta, indent=2, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise VLAScopeError(f"SAE metadata for {folder} is not JSON-serialisable: {e}") from e
+    try:
+        _atomic_write(folder / WEIGHTS,
+                      lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+        _atomic_write(folder / META, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    except OSError as e:
+        raise VLAScopeError(f"cannot write the SAE to {folder}: {e}") from e
+    return folder
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta_path = folder / META
+    if not meta_path.is_file():
+        raise VLAScopeError(f"no SAE at {folder}: {META} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VLAScopeError(f"{meta_path} is corrupt or unreadable ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise VLAScopeError(f"{meta_path} is not a vlascope SAE file")
+    if int(meta.get("version", 0)) > VERSION:
+        raise VLAScopeError(f"{meta_path} has SAE format version {meta.get('version')}; "
+                            f"this vlascope reads up to {VERSION}, update it")
+    return meta
+
+
+def load_sae(path: str | Path, *, layer: str | None = None, pooling: str | None = None,
+             device: str = "cpu") -> SAE:
+    """Read an SAE saved by ``save_sae`` (the folder, or a file in it). ``layer``/``pooling``
+    when given must match what it was trained on, else SAEMismatchError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if folder.is_file() and folder.name in (WEIGHTS, META):
+        folder = folder.parent
+    if not folder.is_dir():
+        raise VLAScopeError(f"no SAE at {folder}: not a folder")
+    meta = _read_meta(folder)
+    try:
+        cfg = SAEConfig.from_dict(meta.get("config"))
+    except (TypeError, ValueError, VLAScopeError) as e:
+        raise VLAScopeError(f"{folder / META} has a bad SAE config: {e}") from e
+    if layer is not None and layer != cfg.layer:
+        raise SAEMismatchError(f"the SAE in {folder} was trained on layer '{cfg.layer}', "
+                               f"not '{layer}'")
+    if pooling is not None and pooling != cfg.pooling:
+        raise SAEMismatchError(f"the SAE in {folder} was trained on '{cfg.pooling}' pooled "
+                               f"activations, not '{pooling}'")
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise VLAScopeError(f"no SAE weights at {weights}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise VLAScopeError(f"{weights} is corrupt or not a safetensors file ({e})") from e
+    sae = SAE(cfg)
+    missing = [k for k in TENSORS if k not in state]
+    if missing:
+        raise VLAScopeError(f"{weights} lacks {', '.join(missing)}")
+    expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
+    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in TENSORS
+             if tuple(state[k].shape) != expected[k]]
+    if wrong:
+        raise VLAScopeError(f"{weights} does not match its config: {'; '.join(wrong)}")
+    if not all(bool(torch.isfinite(state[k]).all()) for k in TENSORS):
+        raise VLAScopeError(f"{weights} holds non-finite values")
+    sae.load_state_dict({k: state[k].float() for k in TENSORS}, strict=True)
+    report = meta.get("report")
+    if isinstance(report, dict):
+        try:
+            sae.report = SAEReport(**report)
+        except TypeError:
+            sae.report = None
+    sae.metadata = dict(meta.get("metadata") or {})
+    from vlascope.core.device import pick_device
+
+    return sae.to(pick_device(device)).eval()
