@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlascope.core.capture import load_activations
+from vlascope.core.capture import load_activations, step_means
 from vlascope.core.episode import Episode, policy_instruction
 from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.experiments import run_episode
@@ -23,8 +23,9 @@ from vlascope.core.interventions import (
     bind,
     counterfactual_prompt,
     from_dict,
+    layer_mean,
 )
-from vlascope.core.measures import displacement, handled_object, motion_phases
+from vlascope.core.measures import action_cosine, displacement, handled_object, motion_phases
 from vlascope.core.runner import rollout
 from vlascope.core.sae import SAEConfig, load_sae, save_sae, train_sae
 from vlascope.core.sae.io import SAEMismatchError
@@ -76,7 +77,14 @@ def test_capture_records_every_step_per_token_and_pooled(scene, policy, recorded
         np.testing.assert_allclose(ep.activations(LAYER), tokens.mean(1), atol=1e-5)
     sub = load_activations([recorded], LAYER, max_vectors=100, seed=1)
     assert sub.x.shape == (100, 128) and sub.token.max() < 93
-    np.testing.assert_allclose(sub.x[0], tokens[sub.step[0], sub.token[0]], atol=1e-6)
+    np.testing.assert_allclose(sub.x, tokens[sub.step, sub.token], atol=1e-6)
+    # several episodes, some positions: every drawn row is the recorded one, from its episode
+    both = load_activations([recorded, recorded], LAYER, max_vectors=50, seed=2,
+                            positions=[0, 90])
+    assert set(both.episode) == {0, 1} and set(both.token) == {0, 90}
+    np.testing.assert_allclose(both.x, tokens[both.step, both.token], atol=1e-6)
+    with pytest.raises(VLAScopeError, match="positions outside"):
+        load_activations([recorded], LAYER, positions=[93])
 
 
 def test_injecting_the_episodes_own_activations_reproduces_it(scene, policy, recorded,
@@ -188,6 +196,10 @@ def test_mean_layer_ablation_uses_the_recorded_mean(scene, policy, recorded, tmp
         with Episode(recorded) as base:
             mean = base.activations(LAYER).mean(0)
         np.testing.assert_allclose(ep.activations(LAYER)[0], mean, atol=1e-5)
+    _run(scene, policy, tmp_path, "pooled", [], steps=2, capture=[LAYER],
+         pooling="mean").close()
+    with pytest.raises(VLAScopeError, match="per-token vs mean pooling"):
+        layer_mean([recorded, tmp_path / "pooled.h5"], LAYER)
 
 
 def test_perturbation_changes_what_the_policy_sees_and_is_recorded(scene, policy, recorded,
@@ -203,12 +215,18 @@ def test_prompt_is_recorded_and_counterfactuals(scene, policy, tmp_path):
     text = counterfactual_prompt("pick up the red cube", "wrong_object")
     assert text == "pick up the blue cube"
     assert counterfactual_prompt("pick up the red cube", "null") == ""
+    assert counterfactual_prompt("put the red cube on the plate", "wrong_object") == \
+        "put the blue cube on the plate"
     assert counterfactual_prompt("put the red cube on the plate", "paraphrase") == \
         "place the red block on the plate"
     with _run(scene, policy, tmp_path, "prompt", [Prompt(text=text, variant="wrong_object")]) \
             as ep:
         assert policy_instruction(ep.metadata) == text
         assert ep.metadata["interventions"][0]["variant"] == "wrong_object"
+    windowed = {"instruction": "pick up the red cube", "interventions": [
+        Prompt(text=text, start=2, stop=4).to_dict()]}
+    assert [policy_instruction(windowed, t) for t in range(5)] == [
+        "pick up the red cube"] * 2 + [text] * 2 + ["pick up the red cube"]
 
 
 def test_interventions_round_trip_as_data(sae_dir, recorded):
@@ -233,11 +251,26 @@ def test_policies_without_hook_points_refuse_layer_interventions(expert):
     assert bind([Prompt(text="x")], expert).records()[0]["text"] == "x"
 
 
+def test_step_means_average_the_tokens_of_each_frame():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    means, first = step_means(x, np.array([0, 0, 1, 1, 1, 0]), np.array([3, 3, 0, 0, 0, 5]))
+    np.testing.assert_allclose(means, [[1, 2], [10, 11], [6, 7]])  # (ep 0, 3), (0, 5), (1, 0)
+    assert first.tolist() == [0, 5, 2]
+
+
 def test_measures():
     a, b = np.zeros((5, 3)), np.ones((5, 3))
     assert displacement(b, b, a) == pytest.approx(1.0)
     assert displacement(a, b, a) == pytest.approx(0.0)
     assert displacement(b[:2], b, a) == pytest.approx(1.0)  # a shorter run holds its last
+    # a shared start (all three paths equal) carries no weight: the baseline scores 0
+    shared = np.vstack([np.zeros((1, 3)), b])
+    assert displacement(a[:1].repeat(6, 0), shared, a[:1].repeat(6, 0)) == 0.0
+    assert np.isnan(displacement(a, a, a))
+    assert action_cosine(b, b) == pytest.approx(1.0)
+    assert action_cosine(a, a) == 1.0  # both still
+    assert action_cosine(a, b) == 0.0  # one still, one moving: not the same action
+    assert action_cosine(b, -b[:3]) == pytest.approx(-1.0)  # common steps only
     with pytest.raises(VLAScopeError):
         displacement(np.zeros(3), a, b)
     start = {"cube_a": np.zeros(3), "cube_b": np.zeros(3)}

@@ -155,6 +155,20 @@ def test_cohens_d_and_concept_features(synthetic):
     assert [j for j, _ in carry] == [5]
 
 
+def test_concept_features_within_sub_groups():
+    """Object "blue" is named by two tasks. Feature 0 fires hard for one of them only (the
+    largest one-vs-rest d), feature 1 moderately for both: split by task, feature 1 wins."""
+    rng = np.random.default_rng(0)
+    task = np.repeat(["pick_blue", "place_blue", "pick_red", "place_red"], 50)
+    obj = np.where(np.char.find(task, "blue") >= 0, "blue", "red")
+    codes = np.abs(rng.normal(0, 0.1, (200, 3)))
+    codes[task == "pick_blue", 0] += 10
+    codes[:, 1] = np.abs(rng.normal(0, 1.0, 200)) + 0.7 * (obj == "blue")
+    assert concept_features(codes, obj, "blue")[0][0] == 0
+    found = concept_features(codes, obj, "blue", within=task)
+    assert found[0][0] == 1 and 0 not in [j for j, _ in found]
+
+
 def test_stats_errors(synthetic):
     codes, info = synthetic
     with pytest.raises(VLAScopeError, match="rows"):
@@ -263,6 +277,10 @@ def test_atlas_returns_pca_then_umap_and_reuses_the_job(tmp_path):
     assert job is not None and job.result(timeout=5) is not None
     assert len(calls) == 1
     assert atlas(x, cache)[1] == "umap"
+    assert atlas(x, cache, background=False)[1] == "umap"  # the cache still counts
+    other = tmp_path / "other.npz"
+    emb, method = atlas(x, other, background=False, embed_fn=slow)
+    assert method == "pca" and atlas_job(other) is None and len(calls) == 1
 
 
 def test_atlas_wait_and_failures(tmp_path):

@@ -423,13 +423,11 @@ def cmd_model_card(args: argparse.Namespace) -> int:
                         args.tasks, "--variants", args.variants, "--episodes",
                         str(args.episodes), "--language-episodes", str(args.language_episodes),
                         "--seed", str(args.seed), "--out", args.out])
+    from .core.atomic import write_text_atomic
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((out, comparison_markdown(comp, command)),
-                       (out.with_suffix(".json"), json.dumps(comp.as_dict(), indent=2))):
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(text)
-        tmp.replace(path)
+    write_text_atomic(out, comparison_markdown(comp, command))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(comp.as_dict(), indent=2))
     print(f"model card -> {out} (+ {out.with_suffix('.json').name})")
     if args.update_cards:
         from .policies.reference.model_card import write_model_card

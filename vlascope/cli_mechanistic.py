@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .core.atomic import write_text_atomic
 from .core.errors import VLAScopeError
 
 
@@ -31,18 +31,21 @@ def episode_paths(items: Sequence[str]) -> list[str]:
     return paths
 
 
-def _positions(policy: Any, spec: str) -> tuple[int, ...]:
-    """'all', a token group of the policy ('language', 'visual', ...) or a comma list."""
+def _positions(policy: Any, spec: str, layer: str) -> tuple[int, ...]:
+    """'all', a token group of the policy at ``layer`` ('language', 'visual', ...) or a
+    comma list of positions."""
     if spec in ("", "all"):
         return ()
-    groups = getattr(policy, "token_groups", lambda: {})()
+    token_groups = getattr(policy, "token_groups", None)
+    groups = token_groups(layer) if token_groups else {}
     if spec in groups:
         return tuple(groups[spec])
     try:
         return tuple(int(v) for v in spec.split(","))
     except ValueError:
-        raise VLAScopeError(f"--positions: '{spec}' is neither 'all', a token group "
-                            f"({', '.join(groups) or 'none'}) nor a list of positions") from None
+        raise VLAScopeError(f"--positions: '{spec}' is neither 'all', a token group at "
+                            f"{layer} ({', '.join(groups) or 'none'}) nor a list of "
+                            "positions") from None
 
 
 def _floats(spec: str, what: str) -> list[float]:
@@ -58,12 +61,7 @@ def _floats(spec: str, what: str) -> list[float]:
 
 def _write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomic: a crash leaves the previous result, never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:
@@ -224,32 +222,51 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .core.capture import load_activations
+    from .core.capture import load_activations, step_means
     from .core.sae import load_sae
     from .core.sae.atlas import atlas
     from .core.sae.stats import concept_features, feature_stats
 
     sae = load_sae(args.sae)
+    positions = None
+    if args.positions != "all":
+        if sae.cfg.pooling != "tokens":
+            raise VLAScopeError("--positions needs an SAE trained on per-token activations")
+        from .cli import _registry
+
+        positions = _positions(_registry().create_policy(args.policy), args.positions,
+                               sae.cfg.layer)
     acts = load_activations(episode_paths(args.episodes), sae.cfg.layer,
-                            max_vectors=args.max_vectors, seed=args.seed)
+                            max_vectors=args.max_vectors, seed=args.seed, positions=positions)
     if acts.pooling != sae.cfg.pooling:
         raise VLAScopeError(f"the episodes hold '{acts.pooling}'-pooled activations, the SAE "
                             f"was trained on '{sae.cfg.pooling}'")
-    info = _sample_info(acts)
     with torch.no_grad():
         codes = np.concatenate([sae.encode(torch.from_numpy(acts.x[i:i + 8192])).numpy()
                                 for i in range(0, len(acts.x), 8192)])
+    if args.aggregate == "steps" and acts.token[0] >= 0:
+        # one row per frame: the mean code over the chosen tokens. A concept carried by one
+        # token of many (the colour word of an instruction) stands out per frame, while per
+        # token it is diluted by all the tokens that never carry it.
+        codes, first = step_means(codes, acts.episode, acts.step)
+        acts.episode, acts.step = acts.episode[first], acts.step[first]
+        acts.token = np.full(len(first), -1)
+    info = _sample_info(acts)
     stats = feature_stats(codes, info, n_top=args.top)
     out = Path(args.out or args.sae)
     stats.save(out / "stats")
     concepts = {}
-    for name, groups in (("task", info.task), ("object", info.object), ("phase", info.phase)):
-        concepts[name] = {str(g): [(int(f), float(d)) for f, d in
-                                   concept_features(codes, groups, str(g), top=args.concepts)]
+    # an object's features must pick it out in every task that names it
+    for name, groups, within in (("task", info.task, None), ("object", info.object, info.task),
+                                 ("phase", info.phase, None)):
+        concepts[name] = {str(g): [(int(f), float(d)) for f, d in concept_features(
+                                   codes, groups, str(g), top=args.concepts, within=within)]
                           for g in sorted(set(groups.tolist()))}
     emb, method = atlas(sae.decoder_directions().detach().numpy(), out / "atlas_decoder.npz",
-                        wait=args.umap)
+                        wait=args.umap, background=False)
     result = {"command": "sae stats", "sae": str(args.sae), "vectors": int(len(acts.x)),
+              "positions": args.positions, "aggregate": args.aggregate,
+              "samples": int(len(codes)),
               "dead_fraction": float((stats.density == 0).mean()),
               "concepts": concepts, "atlas": {"method": method, "points": int(len(emb))}}
     _write_json(out / "sae_stats.json", result)
@@ -293,7 +310,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
             rows = steering_sweep(scene, policy, tasks, alphas, sae=args.sae,
                                   layer=sae.cfg.layer, feature=feature, episodes=args.episodes,
                                   seed=args.seed, variant=args.variant,
-                                  positions=_positions(policy, args.positions), tick=bar.update)
+                                  positions=_positions(policy, args.positions, sae.cfg.layer),
+                                  out_dir=args.out, policy_name=args.policy,
+                                  tick=bar.update)
     result = {"command": "steer", "policy": args.policy, "sae": args.sae,
               "layer": sae.cfg.layer, "feature": feature, "concept": args.concept,
               "positions": args.positions, "rows": rows}
@@ -303,7 +322,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct),
                         ("handled other", "handled_other_rate", _pct)]))
-    _write_json(args.json_out, result)
+    _write_json(Path(args.out) / "steer.json", result)
     return 0
 
 
@@ -323,7 +342,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
             rows = injection_table(scene, policy, pairs, layer=args.layer,
                                    episodes=args.episodes, out_dir=args.out, seed=args.seed,
                                    variant=args.variant,
-                                   positions=_positions(policy, args.positions),
+                                   positions=_positions(policy, args.positions, args.layer),
                                    conditions=conditions, on_short=args.on_short,
                                    policy_name=args.policy, tick=bar.update)
     result = {"command": "inject", "policy": args.policy, "layer": args.layer,
@@ -350,9 +369,10 @@ def cmd_perturb(args: argparse.Namespace) -> int:
         with _bar(len(tasks) * (len(kinds) + 1) * args.episodes, "perturb") as bar:
             rows = perturbation_sweep(scene, policy, tasks, kinds, severity=args.severity,
                                       episodes=args.episodes, seed=args.seed,
-                                      variant=args.variant, tick=bar.update)
-    _write_json(args.json_out, {"command": "perturb", "policy": args.policy,
-                                "severity": args.severity, "rows": rows})
+                                      variant=args.variant, out_dir=args.out,
+                                      policy_name=args.policy, tick=bar.update)
+    _write_json(Path(args.out) / "perturb.json", {"command": "perturb", "policy": args.policy,
+                                                  "severity": args.severity, "rows": rows})
     print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct)]))
@@ -419,7 +439,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .core.capture import load_activations
+    from .core.capture import load_activations, step_means
     from .core.probes import probe_layers
 
     paths = episode_paths(args.episodes)
@@ -427,25 +447,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
     for layer in [v for v in args.layers.split(",") if v]:
         a = load_activations(paths, layer)
         if a.token[0] >= 0:  # per token: one vector per step, the mean over tokens
-            keys = a.episode * 100_000 + a.step
-            _, inv = np.unique(keys, return_inverse=True)
-            sums = np.zeros((inv.max() + 1, a.x.shape[1]))
-            np.add.at(sums, inv, a.x)
-            counts = np.bincount(inv)[:, None]
-            first = np.unique(inv, return_index=True)[1]
-            a.x, a.episode, a.step = (sums / counts).astype(np.float32), a.episode[first], \
-                a.step[first]
-            a.token = np.full(len(a.x), -1)
+            a.x, first = step_means(a.x, a.episode, a.step)
+            a.episode, a.step, a.token = a.episode[first], a.step[first], np.full(len(first), -1)
         acts[layer] = a.x
         info = info or _sample_info(a)
     targets = {"task": info.task, "object": info.object, "phase": info.phase}
     targets = {k: v for k, v in targets.items() if k in args.targets.split(",")}
     results = probe_layers(acts, targets, groups=info.episode, seed=args.seed)
-    rows = [r.__dict__ for r in results]
+    rows = [r.to_dict() for r in results]
     _write_json(args.json_out, {"command": "probe", "episodes": paths, "rows": rows})
+    for r in rows:
+        r["split"] = f"{r['n_train']} / {r['n_test']}"
     print(_table(rows, [("layer", "layer", str), ("target", "target", str),
                         ("held-out accuracy", "accuracy", _pct), ("chance", "chance", _pct),
-                        ("train / test", "n_train", str)]))
+                        ("train / test frames", "split", str)]))
     return 0
 
 
@@ -488,8 +503,13 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--max-vectors", type=int, default=200_000)
     p.add_argument("--top", type=int, default=16, help="top-activating samples per feature")
     p.add_argument("--concepts", type=int, default=10, help="features per concept")
-    p.add_argument("--umap", action="store_true", help="wait for the UMAP atlas (slow "
-                   "the first time: numba compiles); otherwise PCA now, UMAP in background")
+    p.add_argument("--positions", default="all", help="token positions the statistics are "
+                   "taken over: all, a token group of --policy (language, visual, ...) or a list")
+    p.add_argument("--policy", default="reference", help="whose token groups --positions names")
+    p.add_argument("--aggregate", default="tokens", choices=("tokens", "steps"),
+                   help="statistics per token, or per step over the mean code of the tokens")
+    p.add_argument("--umap", action="store_true", help="compute the UMAP atlas (slow the "
+                   "first time: numba compiles); otherwise the cached UMAP map or PCA")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="default: the SAE folder")
     p.set_defaults(func=cmd_sae_stats)
@@ -499,13 +519,14 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--sae", required=True)
     p.add_argument("--feature", type=int, default=None)
     p.add_argument("--concept", default=None, help="e.g. object:cube_b (from sae stats)")
-    p.add_argument("--alphas", default="-2,-1,0,1,2")
+    p.add_argument("--alphas", default="0,8,16,24,32", help="steering strengths; 0 is the "
+                   "unsteered policy on the same seeds")
     p.add_argument("--positions", default="all", help="all, a token group or a list")
     p.add_argument("--tasks", default="pick_red,pick_blue")
     p.add_argument("--variant", default=None)
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default="steer.json")
+    p.add_argument("--out", required=True, help="folder for the episodes and steer.json")
     p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("inject", help="cross-task / null-language injection and "
@@ -533,7 +554,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--variant", default=None)
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default="perturb.json")
+    p.add_argument("--out", required=True, help="folder for the episodes and perturb.json")
     p.set_defaults(func=cmd_perturb)
 
     p = sub.add_parser("ablate", help="zero-effect rate of concept-feature ablation")

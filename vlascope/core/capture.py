@@ -71,16 +71,31 @@ class ActivationSet:
     pooling: str
 
 
+def step_means(values: np.ndarray, episode: np.ndarray,
+               step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the rows of each (episode, step), e.g. per-token vectors or SAE codes to one
+    row per frame; returns (means in (episode, step) order, index of each group's first
+    row) so the caller can carry the rows' other columns along."""
+    values = np.asarray(values)
+    key = np.asarray(episode, np.int64) * (int(np.max(step, initial=0)) + 1) + np.asarray(step)
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    sums = np.zeros((len(first), values.shape[1]))
+    np.add.at(sums, inv.reshape(-1), values)
+    counts = np.bincount(inv.reshape(-1), minlength=len(first))[:, None]
+    return (sums / counts).astype(np.float32), first
+
+
 def load_activations(paths: Sequence[str | Path], layer: str, *, max_vectors: int | None = None,
                      seed: int = 0, positions: Sequence[int] | None = None) -> ActivationSet:
     """Stack a layer's recorded activations over episodes, one row per token (or per step
-    when pooled); ``max_vectors`` draws a seeded uniform subsample so memory stays bounded."""
+    when pooled). ``max_vectors`` draws a seeded uniform subsample before reading, so memory
+    holds the sample plus one episode, however many episodes are given."""
     from .episode import Episode
 
     if not paths:
         raise VLAScopeError("no episodes given")
-    chunks, eps, steps, toks, pooling = [], [], [], [], None
-    for i, path in enumerate(paths):
+    rows, pooling = [], None  # pass 1: shapes only
+    for path in paths:
         with Episode(path) as ep:
             if layer not in ep.activation_names:
                 raise VLAScopeError(f"{path} has no activations of '{layer}' (recorded: "
@@ -89,22 +104,39 @@ def load_activations(paths: Sequence[str | Path], layer: str, *, max_vectors: in
             if pooling is not None and p != pooling:
                 raise VLAScopeError(f"{path}: '{p}' pooling, the other episodes '{pooling}'")
             pooling = p
+            shape = ep.activation_shape(layer)
+        if len(shape) == 3:
+            tok = np.arange(shape[1]) if positions is None else np.asarray(positions, int)
+            if len(tok) and not (-shape[1] <= tok.min() and tok.max() < shape[1]):
+                raise VLAScopeError(f"positions outside 0..{shape[1] - 1} at '{layer}'")
+            rows.append(shape[0] * len(tok))
+        else:
+            rows.append(shape[0])
+    total = int(sum(rows))
+    keep = None
+    if max_vectors is not None and total > max_vectors:
+        keep = np.sort(np.random.default_rng(seed).choice(total, max_vectors, replace=False))
+    offsets = np.concatenate([[0], np.cumsum(rows)])
+    chunks, eps, steps, toks = [], [], [], []
+    for i, path in enumerate(paths):  # pass 2: read each episode, keep the drawn rows
+        lo, hi = offsets[i], offsets[i + 1]
+        local = None if keep is None else keep[(keep >= lo) & (keep < hi)] - lo
+        if local is not None and not len(local):
+            continue
+        with Episode(path) as ep:
             a = ep.activations(layer).astype(np.float32)
         t = np.arange(len(a))
         if a.ndim == 3:  # (T, tokens, d)
-            tok = np.arange(a.shape[1]) if positions is None else np.asarray(positions)
-            a = a[:, tok]
-            chunks.append(a.reshape(-1, a.shape[-1]))
-            steps.append(np.repeat(t, len(tok)))
-            toks.append(np.tile(tok, len(t)))
+            tok = np.arange(a.shape[1]) if positions is None else np.asarray(positions, int)
+            x = a[:, tok].reshape(-1, a.shape[-1])
+            step, token = np.repeat(t, len(tok)), np.tile(tok, len(t))
         else:
-            chunks.append(a)
-            steps.append(t)
-            toks.append(np.full(len(t), -1))
-        eps.append(np.full(len(chunks[-1]), i))
-    x = np.concatenate(chunks)
-    ep_idx, step, tok = np.concatenate(eps), np.concatenate(steps), np.concatenate(toks)
-    if max_vectors is not None and len(x) > max_vectors:
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_vectors, replace=False))
-        x, ep_idx, step, tok = x[keep], ep_idx[keep], step[keep], tok[keep]
-    return ActivationSet(x, ep_idx, step, tok, [str(p) for p in paths], layer, pooling)
+            x, step, token = a, t, np.full(len(t), -1)
+        if local is not None:
+            x, step, token = x[local], step[local], token[local]
+        chunks.append(x)
+        steps.append(step)
+        toks.append(token)
+        eps.append(np.full(len(x), i))
+    return ActivationSet(np.concatenate(chunks), np.concatenate(eps), np.concatenate(steps),
+                         np.concatenate(toks), [str(p) for p in paths], layer, pooling)

@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_path
 from .errors import EpisodeFormatError, VLAScopeError
 from .policy import Observation
 
@@ -200,6 +201,13 @@ class Episode:
     def activations(self, name: str, t: int | None = None) -> np.ndarray:
         return self._read(f"activations/{name}", t)
 
+    def activation_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of a recorded layer without reading it."""
+        key = f"activations/{name}"
+        if key not in self._h5:
+            raise EpisodeFormatError(f"{self.path}: episode has no '{key}'")
+        return tuple(self._h5[key].shape)
+
     def saliency_methods(self) -> list[str]:
         return list(self._h5["saliency"].keys()) if "saliency" in self._h5 else []
 
@@ -243,9 +251,13 @@ class Episode:
         self.close()
 
 
-def policy_instruction(metadata: dict[str, Any]) -> str:
-    """The words the policy was given: a counterfactual prompt overrides the task's."""
+def policy_instruction(metadata: dict[str, Any], t: int | None = None) -> str:
+    """The words the policy was given (at step ``t``; without it, the last prompt of the
+    episode): a counterfactual prompt overrides the task's instruction in its step window."""
     prompts = [i for i in metadata.get("interventions", []) if i.get("kind") == "prompt"]
+    if t is not None:
+        prompts = [i for i in prompts if i.get("start", i.get("step", 0)) <= t
+                   and (i.get("stop") is None or t < i["stop"])]
     return str(prompts[-1]["text"]) if prompts else str(metadata.get("instruction", ""))
 
 
@@ -258,7 +270,7 @@ def episode_observation(ep: Episode, t: int, cameras: Sequence[str],
         if size is not None and img.shape[:2] != tuple(size):
             img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
         images[c] = img
-    return Observation(images, ep.states()[t], policy_instruction(ep.metadata))
+    return Observation(images, ep.states()[t], policy_instruction(ep.metadata, t))
 
 
 def open_episode(path: str | Path) -> Episode:
@@ -281,9 +293,7 @@ def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
                                 f"the episode has {n_steps}")
         if name.split("/")[0] in ("steps", "frames", "regions"):
             raise VLAScopeError(f"'{name}': recorded data cannot be overwritten")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as h5:
             for name, value in arrays.items():
@@ -296,9 +306,3 @@ def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
                 merged = json.loads(h5.attrs["metadata"])
                 merged.update(metadata)
                 h5.attrs["metadata"] = json.dumps(merged, default=_json_default)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -24,7 +24,13 @@ from .interventions import (
     bind,
     counterfactual_prompt,
 )
-from .measures import action_change, displacement, handled_object, zero_effect_rate
+from .measures import (
+    action_change,
+    action_cosine,
+    displacement,
+    handled_object,
+    zero_effect_rate,
+)
 from .policy import Policy
 from .runner import RolloutResult, rollout
 from .scene import Scene
@@ -92,17 +98,6 @@ class Cell:
         return d
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean cosine similarity of two action sequences over their common steps."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return float("nan")
-    a, b = a[:n], b[:n]
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.where(den > 1e-9, num / np.maximum(den, 1e-12), 1.0)))
-
-
 def _check(should_cancel: CancelFn | None) -> None:
     if should_cancel is not None and should_cancel():
         raise CancelledError("experiment cancelled")
@@ -133,13 +128,18 @@ def capture_episodes(scene: Scene, policy: Policy, tasks: Sequence[str], episode
 
 
 # Steering --------------------------------------------------------------------------------
+def _episode_path(out_dir: str | Path | None, *parts: Any) -> Path | None:
+    return None if out_dir is None else Path(out_dir) / ("__".join(map(str, parts)) + ".h5")
+
+
 def steering_sweep(scene: Scene, policy: Policy, tasks: Sequence[str], alphas: Sequence[float],
                    *, sae: str, layer: str, feature: int, episodes: int, seed: int = 0,
                    variant: str | None = None, positions: Sequence[int] = (),
+                   out_dir: str | Path | None = None, policy_name: str = "",
                    tick: Tick | None = None,
                    should_cancel: CancelFn | None = None) -> list[dict[str, Any]]:
     """Success and which object was handled, per task and steering strength (α = 0 is the
-    unsteered policy, on the same seeds)."""
+    unsteered policy, on the same seeds); each rollout recorded in ``out_dir`` if given."""
     rows = []
     for task in tasks:
         target = scene.task(task).target_object
@@ -151,7 +151,9 @@ def steering_sweep(scene: Scene, policy: Policy, tasks: Sequence[str], alphas: S
             for k in range(episodes):
                 _check(should_cancel)
                 o = run_episode(scene, policy, task, seed + k, variant, interventions=ivs,
-                                should_cancel=should_cancel)
+                                record_to=_episode_path(out_dir, task, f"alpha{alpha:g}",
+                                                        f"seed{seed + k}"),
+                                policy_name=policy_name, should_cancel=should_cancel)
                 cell.add(o, target)
                 handled[str(o.handled)] = handled.get(str(o.handled), 0) + 1
                 if tick:
@@ -185,13 +187,15 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
         raise VLAScopeError(f"unknown condition(s) {unknown} (known: "
                             f"{', '.join(INJECTION_CONDITIONS)})")
     out = Path(out_dir)
-    cells: dict[tuple[str, str], Cell] = {}
+    cells: dict[tuple[str, str, str], Cell] = {}
     for target_task, source_task in pairs:
         target_obj = scene.task(target_task).target_object
         for k in range(episodes):
             s = seed + k
-            stem = f"{target_task}__seed{s}"
+            stem = f"{target_task}__from_{source_task}__seed{s}"
             _check(should_cancel)
+            scene.reset(target_task, s, variant)
+            instruction = scene.instruction()  # the variant's wording (cube colours)
             base = run_episode(scene, policy, target_task, s, variant,
                                record_to=out / f"{stem}__baseline.h5", capture=[layer],
                                policy_name=policy_name, should_cancel=should_cancel)
@@ -205,7 +209,6 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
                                    interventions=[Prompt(text="", variant="null")],
                                    record_to=out / f"{stem}__null_source.h5", capture=[layer],
                                    policy_name=policy_name, should_cancel=should_cancel)
-            instruction = scene.task(target_task).instruction
             for cond in conditions:
                 _check(should_cancel)
                 toward = src
@@ -231,11 +234,11 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
                                     interventions=[Prompt(text=text, variant=kind)],
                                     record_to=out / f"{stem}__{cond}.h5",
                                     policy_name=policy_name, should_cancel=should_cancel)
-                cell = cells.setdefault((target_task, cond), Cell(cond, target_task,
-                                                                  extra={"source": source_task}))
+                cell = cells.setdefault((target_task, source_task, cond),
+                                        Cell(cond, target_task, extra={"source": source_task}))
                 cell.add(o, target_obj)
                 cell.displacement.append(displacement(o.hand, toward.hand, base.hand))
-                cell.cosine.append(_cosine(o.actions, base.actions))
+                cell.cosine.append(action_cosine(o.actions, base.actions))
                 if tick:
                     tick()
     return [c.as_dict() for c in cells.values()]
@@ -244,9 +247,13 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
 # Perturbations ---------------------------------------------------------------------------
 def perturbation_sweep(scene: Scene, policy: Policy, tasks: Sequence[str],
                        kinds: Sequence[str], *, severity: int, episodes: int, seed: int = 0,
-                       variant: str | None = None, tick: Tick | None = None,
+                       variant: str | None = None, out_dir: str | Path | None = None,
+                       policy_name: str = "", tick: Tick | None = None,
                        should_cancel: CancelFn | None = None) -> list[dict[str, Any]]:
-    """Success per task and visual corruption ("none" = clean, same seeds)."""
+    """Success per task and visual corruption ("none" = clean, same seeds); each rollout
+    recorded in ``out_dir`` if given."""
+    for kind in kinds:  # a typo fails now, not after the clean episodes have run
+        Perturb(perturbation=kind, severity=severity, seed=seed).validate()
     rows = []
     for task in tasks:
         target = scene.task(task).target_object
@@ -257,7 +264,10 @@ def perturbation_sweep(scene: Scene, policy: Policy, tasks: Sequence[str],
             for k in range(episodes):
                 _check(should_cancel)
                 cell.add(run_episode(scene, policy, task, seed + k, variant, interventions=ivs,
-                                     should_cancel=should_cancel), target)
+                                     record_to=_episode_path(out_dir, task, kind,
+                                                             f"seed{seed + k}"),
+                                     policy_name=policy_name, should_cancel=should_cancel),
+                         target)
                 if tick:
                     tick()
             rows.append(cell.as_dict())
@@ -275,6 +285,9 @@ def ablation_effects(policy: Policy, observations: Sequence[Any], *, sae: str, l
         raise VLAScopeError("no frames to ablate on")
 
     def infer(applied=None) -> np.ndarray:
+        reset = getattr(policy, "reset", None)
+        if reset is not None:  # same sampling noise (flow head) for clean and ablated runs
+            reset()
         outs = []
         for i in range(0, len(observations), batch):
             obs = list(observations[i:i + batch])

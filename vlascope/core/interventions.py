@@ -19,8 +19,9 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,7 +29,12 @@ import torch
 from .errors import PluginError, UnknownNameError, VLAScopeError
 from .policy import Observation
 
-EditFn = Callable[[torch.Tensor], torch.Tensor | None]
+if TYPE_CHECKING:
+    from .sae import SAE
+
+#: What an activation intervention installs at its hook point: (activation, step) -> the
+#: replacement, or None to leave it.
+Edit = Callable[[torch.Tensor, int], torch.Tensor | None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +63,9 @@ class Intervention:
 
 # Observation-side ------------------------------------------------------------------------
 COUNTERFACTUALS = ("null", "negation", "wrong_object", "paraphrase")
-_SWAPS = (("red", "blue"), ("green", "yellow"), ("plate", "target zone"))
+# The wrong object is the other cube (the scenes' pairs differ in the cube only, so the
+# swapped prompt is the partner task's instruction).
+_SWAPS = (("red", "blue"), ("green", "yellow"))
 _PARAPHRASES = (("pick up", "grab"), ("put", "place"), ("stack", "set"), ("cube", "block"))
 
 
@@ -131,7 +139,7 @@ class LayerIntervention(Intervention):
     layer: str
     positions: tuple[int, ...] = ()  # token positions; empty: all
 
-    def make_edit(self, policy: Any) -> Callable[[torch.Tensor, int], torch.Tensor | None]:
+    def make_edit(self, policy: Any) -> Edit:
         raise NotImplementedError
 
     def limit(self) -> int | None:
@@ -145,10 +153,24 @@ def _finite(name: str, value: float) -> float:
     return float(value)
 
 
-def _load_sae(path: str, layer: str):
+def _load_sae(path: str, layer: str, pooling: str | None = None) -> SAE:
+    """The SAE at ``path``, checked against the hook point; loaded once per file version
+    (a steering sweep binds the same SAE for every rollout)."""
+    from .sae.io import WEIGHTS
+
+    folder = Path(path)
+    try:
+        stamp = (folder / WEIGHTS).stat().st_mtime_ns
+    except OSError:
+        stamp = None  # load_sae says what is missing
+    return _load_sae_cached(str(folder.resolve()), stamp, layer, pooling)
+
+
+@lru_cache(maxsize=8)
+def _load_sae_cached(path: str, stamp: int | None, layer: str, pooling: str | None) -> SAE:
     from .sae import load_sae
 
-    return load_sae(path, layer=layer)
+    return load_sae(path, layer=layer, pooling=pooling)
 
 
 def _select(act: torch.Tensor, positions: Sequence[int]) -> torch.Tensor | slice:
@@ -175,7 +197,7 @@ class Steer(LayerIntervention):
         super().validate()
         _finite("steer: alpha", self.alpha)
 
-    def make_edit(self, policy: Any):
+    def make_edit(self, policy: Any) -> Edit:
         sae = _load_sae(self.sae, self.layer)
         if not 0 <= self.feature < sae.cfg.d_sae:
             raise VLAScopeError(f"steer: feature {self.feature} outside 0..{sae.cfg.d_sae - 1}")
@@ -209,8 +231,9 @@ class AblateFeatures(LayerIntervention):
         if not self.features:
             raise VLAScopeError("ablate_features: no features given")
 
-    def make_edit(self, policy: Any):
-        sae = _load_sae(self.sae, self.layer)
+    def make_edit(self, policy: Any) -> Edit:
+        # codes are per token: an SAE of mean-pooled vectors would encode the wrong thing
+        sae = _load_sae(self.sae, self.layer, pooling="tokens")
         feats = torch.as_tensor(list(self.features), dtype=torch.long)
         if int(feats.min()) < 0 or int(feats.max()) >= sae.cfg.d_sae:
             raise VLAScopeError(f"ablate_features: features outside 0..{sae.cfg.d_sae - 1}")
@@ -249,7 +272,7 @@ class AblateLayer(LayerIntervention):
             raise VLAScopeError("ablate_layer mode 'mean' needs episodes to take the mean "
                                 "from (mean_from)")
 
-    def make_edit(self, policy: Any):
+    def make_edit(self, policy: Any) -> Edit:
         mean = None
         if self.mode == "mean":
             mean = torch.from_numpy(layer_mean(self.mean_from, self.layer))
@@ -312,7 +335,7 @@ class Inject(LayerIntervention):
         with Episode(self.source) as ep:
             return ep.n_steps
 
-    def make_edit(self, policy: Any):
+    def make_edit(self, policy: Any) -> Edit:
         src = torch.from_numpy(self._source())
         if len(src) == 0:
             raise VLAScopeError(f"inject: {self.source} has no steps")
@@ -369,6 +392,9 @@ def layer_mean(episodes: Sequence[str | Path], layer: str) -> np.ndarray:
             if layer not in ep.activation_names:
                 raise VLAScopeError(f"{path} has no activations of '{layer}'")
             a = ep.activations(layer).astype(np.float64)
+        if total is not None and a.shape[1:] != total.shape:
+            raise VLAScopeError(f"{path}: '{layer}' recorded as {a.shape[1:]} per step, the "
+                                f"other episodes as {total.shape} (per-token vs mean pooling?)")
         total = a.sum(0) if total is None else total + a.sum(0)
         n += len(a)
     if not n:

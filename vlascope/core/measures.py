@@ -27,9 +27,11 @@ def handled_object(start: Mapping[str, np.ndarray], end: Mapping[str, np.ndarray
 
 def displacement(injected: np.ndarray, source: np.ndarray, target: np.ndarray) -> float:
     """How far the injected rollout follows the source's trajectory rather than the target's:
-    per aligned step, d(injected, target) / (d(injected, target) + d(injected, source)),
-    averaged (1 = on the source's path, 0 = on the target's, 0.5 = neither). Trajectories
-    are (T, dims) positions; shorter ones hold their last position."""
+    sum_t d(injected, target) / sum_t (d(injected, target) + d(injected, source)) over the
+    aligned steps (1 = on the source's path, 0 = on the target's, 0.5 = neither). A ratio of
+    sums, so the steps where all three paths still coincide (the shared start) carry no
+    weight instead of pulling the score to 0.5. Trajectories are (T, dims) positions;
+    shorter ones hold their last position. NaN when source and target never differ."""
     arrays = [np.asarray(a, dtype=np.float64) for a in (injected, source, target)]
     if any(a.ndim != 2 or len(a) == 0 for a in arrays):
         raise VLAScopeError("displacement needs three non-empty (T, dims) trajectories")
@@ -37,12 +39,11 @@ def displacement(injected: np.ndarray, source: np.ndarray, target: np.ndarray) -
         raise VLAScopeError("displacement: trajectories differ in dimension")
     n = max(len(a) for a in arrays)
     inj, src, tgt = (np.concatenate([a, np.repeat(a[-1:], n - len(a), 0)]) for a in arrays)
-    d_t = np.linalg.norm(inj - tgt, axis=1)
-    d_s = np.linalg.norm(inj - src, axis=1)
-    total = d_t + d_s
-    same = total < 1e-9  # source and target agree here: no evidence either way
-    share = np.where(same, 0.5, d_t / np.where(same, 1, total))
-    return float(share.mean())
+    d_t = np.linalg.norm(inj - tgt, axis=1).sum()
+    d_s = np.linalg.norm(inj - src, axis=1).sum()
+    if d_t + d_s < 1e-9:
+        return float("nan")
+    return float(d_t / (d_t + d_s))
 
 
 def action_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,6 +52,21 @@ def action_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape:
         raise VLAScopeError(f"actions of shapes {a.shape} and {b.shape} cannot be compared")
     return np.abs(a - b).reshape(len(a), -1).max(axis=1)
+
+
+def action_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity of two action sequences over their common steps: 1 where both
+    actions are zero, 0 where only one is (one moved, the other did not)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = min(len(a), len(b))
+    if n == 0:
+        return float("nan")
+    a, b = a[:n].reshape(n, -1), b[:n].reshape(n, -1)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    zero_a, zero_b = na < 1e-9, nb < 1e-9
+    cos = (a * b).sum(1) / np.maximum(na * nb, 1e-18)
+    cos = np.where(zero_a | zero_b, (zero_a & zero_b).astype(np.float64), cos)
+    return float(cos.mean())
 
 
 def zero_effect_rate(changes: np.ndarray, tol: float = 1e-3) -> float:

@@ -14,6 +14,16 @@ Optional attributes / methods (looked up with ``getattr``, never required):
   which lets the runner skip rendering).
 - ``image_size: tuple[int, int]``: (height, width) the policy expects.
 - ``n_action_steps: int``: how many actions of each chunk to execute before re-planning.
+  Activation interventions act on the forward passes, so with more than one step per
+  chunk a step window takes effect at the first re-plan inside it.
+
+Introspection (what the mechanistic tools and the saliency baselines use):
+
+- ``layers() -> dict[str, module]`` and ``hook(name, fn)``: named hook points; ``fn(act)``
+  may return a replacement activation.
+- ``token_groups(layer) -> dict[str, list[int]]``: token positions of each kind
+  ("language", "visual", ...) at a hook point, for interventions on some tokens only.
+- ``visual_token_layout()``, ``attention_maps``: see ``policies/reference/policy.py``.
 """
 
 from __future__ import annotations

@@ -12,12 +12,13 @@ image per frame, and so do its files:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import EpisodeFormatError
 from .regions import from_toolkit, to_toolkit
 
@@ -46,14 +47,9 @@ def unstitch(array: np.ndarray, cameras: Sequence[str],
     return {c: array[..., a:b] for c, a, b in zip(cameras, edges[:-1], edges[1:], strict=True)}
 
 
-def _atomic_save(path: Path, save) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
+def _atomic_save(path: Path, save: Callable[[BinaryIO], None]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # numpy adds no suffix to a file
         save(f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
     return path
 
 

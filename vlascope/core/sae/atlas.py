@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VLAScopeError
-from .stats import _atomic_write
+from .stats import save_npz_atomic
 
 #: Bump when the embedding itself changes, so that old caches are recomputed.
 _CACHE_VERSION = 1
@@ -98,7 +98,7 @@ def save_embedding(cache_path: str | Path, key: str, embedding: np.ndarray,
     emb = np.asarray(embedding, np.float32)
     meta = json.dumps({"key": key, "version": _CACHE_VERSION, "params": params or {}},
                       default=str)
-    _atomic_write(cache_path, lambda f: np.savez(f, embedding=emb, meta_json=np.asarray(meta)))
+    save_npz_atomic(Path(cache_path), embedding=emb, meta_json=np.asarray(meta))
     return cache_path
 
 
@@ -228,17 +228,21 @@ def atlas_job(cache_path: str | Path) -> AtlasJob | None:
 
 
 def atlas(x: np.ndarray, cache_path: str | Path, *, wait: bool = False,
-          source: str = "decoder", seed: int = 0, n_neighbors: int = 15,
+          background: bool = True, source: str = "decoder", seed: int = 0, n_neighbors: int = 15,
           embed_fn: EmbedFn | None = None,
           timeout: float | None = None) -> tuple[np.ndarray, str]:
     """(embedding, method): ``"umap"`` from the cache (or a finished job), else the PCA map
     with ``"pca"`` while UMAP starts in the background (get it with :func:`atlas_job`; a
     second call for the same input reuses the running job). ``wait=True`` (the CLI) blocks
-    until UMAP is done and raises VLAScopeError if it fails."""
+    until UMAP is done and raises VLAScopeError if it fails. ``background=False`` with
+    ``wait=False`` starts nothing (a process about to exit would kill the job): the cached
+    UMAP map or PCA."""
     job = AtlasJob(x, cache_path, source, seed, n_neighbors=n_neighbors, embed_fn=embed_fn)
     cached = job.cached()
     if cached is not None and len(cached) == len(job.x):
         return cached, "umap"
+    if not wait and not background:
+        return pca_embedding(job.x), "pca"
     path = job.cache_path.resolve()
     with _jobs_lock:
         old = _jobs.get(path)

@@ -4,14 +4,13 @@ and ``sae.json`` (config, report, metadata), both written atomically."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vlascope.core.errors import VLAScopeError
-
+from ..atomic import atomic_path, write_text_atomic
+from ..errors import VLAScopeError
 from .model import SAE, SAEConfig, SAEReport
 
 FORMAT = "vlascope-sae"
@@ -22,17 +21,6 @@ TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std", "feature_scale", "
 
 class SAEMismatchError(VLAScopeError):
     """A saved SAE opened for a different hook point or pooling than it was trained on."""
-
-
-def _atomic_write(path: Path, write) -> None:  # noqa: ANN001
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
@@ -56,9 +44,9 @@ def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
     except (TypeError, ValueError) as e:
         raise VLAScopeError(f"SAE metadata for {folder} is not JSON-serialisable: {e}") from e
     try:
-        _atomic_write(folder / WEIGHTS,
-                      lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-        _atomic_write(folder / META, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+        with atomic_path(folder / WEIGHTS) as tmp:
+            save_file(state, str(tmp), metadata={"format": FORMAT})
+        write_text_atomic(folder / META, text + "\n")
     except OSError as e:
         raise VLAScopeError(f"cannot write the SAE to {folder}: {e}") from e
     return folder

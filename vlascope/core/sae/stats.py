@@ -12,7 +12,6 @@ memory (an ``np.memmap`` or an h5py dataset: anything that slices ``codes[a:b]``
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import UnknownNameError, VLAScopeError
 
 #: The metadata variables features are related to (SampleInfo fields, FeatureStats prefixes).
@@ -139,7 +139,7 @@ class FeatureStats:
         meta = {"format": _FORMAT, "version": _VERSION, "n_samples": int(self.n_samples),
                 "labels": list(self.labels), "groups": list(self.group_names)}
         arrays["meta_json"] = np.asarray(json.dumps(meta))
-        _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+        save_npz_atomic(path, compressed=True, **arrays)
         return path
 
     @classmethod
@@ -166,17 +166,10 @@ class FeatureStats:
         return cls.from_dict(d)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with open(tmp, "wb") as f:  # a file object: numpy does not append ".npz"
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def save_npz_atomic(path: Path, compressed: bool = False, **arrays: Any) -> None:
+    """``np.savez`` to ``path``, atomically (a file object: numpy adds no ".npz")."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
 def _check_codes(codes: Any) -> tuple[int, int]:
@@ -410,10 +403,16 @@ def cohens_d(codes: Any, groups: Any, a: str, b: str, chunk: int = 65536) -> np.
 
 
 def concept_features(codes: Any, groups: Any, concept: str, top: int = 10,
-                     min_d: float = 0.8, chunk: int = 65536) -> list[tuple[int, float]]:
+                     min_d: float = 0.8, chunk: int = 65536,
+                     within: Any = None) -> list[tuple[int, float]]:
     """Features that single out ``concept``: Cohen's d of the concept's samples against all
     other samples, kept where d >= ``min_d`` (0.8 is Cohen's "large"), strongest first, at
-    most ``top`` of them. This is how the Action Atlas picks concept features."""
+    most ``top`` of them. This is how the Action Atlas picks concept features.
+
+    ``within`` (one label per sample, e.g. the task) splits the concept into sub-groups and
+    scores a feature by its smallest d over them: a feature for "the blue cube" must single
+    out every task that names the blue cube, not fire for one instruction only (which, on
+    data with few distinct instructions, gives the largest one-vs-rest d)."""
     g = _groups(codes, groups)
     known = sorted(set(g.tolist()))
     if concept not in known:
@@ -421,9 +420,14 @@ def concept_features(codes: Any, groups: Any, concept: str, top: int = 10,
     if len(known) < 2:
         raise VLAScopeError(f"every sample is '{concept}': there is nothing to contrast with")
     inside = g == concept
-    mc, mr = _group_moments(codes, [inside, ~inside], chunk)
-    if mc.n + mr.n < 3:
+    if within is None:
+        masks = [inside]
+    else:
+        w = _groups(codes, within)
+        masks = [inside & (w == s) for s in sorted(set(w[inside].tolist()))]
+    *parts, rest = _group_moments(codes, [*masks, ~inside], chunk)
+    if sum(m.n for m in parts) + rest.n < 3:
         raise VLAScopeError("Cohen's d needs at least 3 samples")
-    d = _d(mc, mr)
+    d = np.min([_d(m, rest) for m in parts], axis=0)
     order = np.argsort(-d, kind="stable")
     return [(int(j), float(d[j])) for j in order[:top] if d[j] >= min_d]

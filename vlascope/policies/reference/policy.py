@@ -136,9 +136,12 @@ class ReferencePolicy:
         """Sequence positions of the action-query tokens the heads read the actions from."""
         return self.trunk.readout_positions()
 
-    def token_groups(self) -> dict[str, list[int]]:
+    def token_groups(self, layer: str | None = None) -> dict[str, list[int]]:
         """Sequence positions of each kind of token in the trunk's layers, so interventions
-        can target language, state, visual or action-query tokens only."""
+        can target language, state, visual or action-query tokens only. Other hook points
+        (encoders, token embeddings) hold one kind each and have no groups."""
+        if layer is not None and not layer.startswith("trunk."):
+            return {}
         n_text = self.cfg.text_tokens
         visual = [p for cam in self.visual_token_layout().values() for p in cam["positions"]]
         return {"language": list(range(n_text)), "state": [n_text], "visual": visual,

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from vlascope import __version__
+from vlascope.core.atomic import atomic_path, write_text_atomic
 from vlascope.core.errors import CancelledError
 
 from .data import Demos, collect_demos, encode_images
@@ -138,10 +139,8 @@ def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu"
     else:
         data, meta, times = _demos_and_features(cfg, st, dev, log, should_cancel)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".partial")
-            torch.save({"data": data, "meta": meta}, tmp)
-            tmp.replace(cache)
+            with atomic_path(cache) as tmp:
+                torch.save({"data": data, "meta": meta}, tmp)
     return _train(data, cfg, st, dev, times, meta, log, should_cancel)
 
 
@@ -198,9 +197,8 @@ def save_reference(out_dir: str | Path, result: TrainResult, cfg: ReferenceConfi
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous().cpu()
                for k, v in result.trunk.state_dict().items()}
-    tmp = out / ".model.safetensors.partial"
-    save_file(tensors, str(tmp), metadata={"format": "vlascope-reference", "version": "1"})
-    tmp.replace(out / "model.safetensors")
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "vlascope-reference", "version": "1"})
     info = {
         "config": cfg.to_dict(),
         "training": {**st.__dict__, "tasks": list(st.tasks), "demo_steps": result.demos,
@@ -209,9 +207,7 @@ def save_reference(out_dir: str | Path, result: TrainResult, cfg: ReferenceConfi
                      f"{torch.get_num_threads()} threads", "torch": torch.__version__,
                      "vlascope": __version__},
     }
-    tmp = out / ".config.json.partial"
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(out / "config.json")
+    write_text_atomic(out / "config.json", json.dumps(info, indent=2))
     return out
 
 
