@@ -48,6 +48,8 @@ def test_capture_and_sae_files(work):
     steps = sum(e["steps"] for e in summary["episodes"])
     assert stats["vectors"] == 12 * steps and stats["samples"] == steps
     assert set(stats["concepts"]["object"]) == {"cube_a", "cube_b"}
+    assert stats["atlas"] == {s: {"method": "pca", "points": sae.cfg.d_sae}
+                              for s in ("decoder", "stats")}
     assert "object cube_b" in stats_out
 
 

@@ -301,3 +301,16 @@ def test_atlas_wait_and_failures(tmp_path):
         pca_embedding(np.zeros((0, 3)))
     with pytest.raises(VLAScopeError, match="NaN"):
         pca_embedding(np.full((4, 3), np.nan))
+
+
+def test_profile_places_features_by_what_they_respond_to(synthetic):
+    """The statistics atlas input: a task-A feature lies nearer a scaled copy of itself
+    than a phase feature, and a dead feature is a zero row, not NaN."""
+    codes, info = synthetic
+    codes = np.c_[codes, codes[:, 3] * 10]  # feature 12: feature 3, ten times stronger
+    p = feature_stats(codes, info).profile()
+    assert p.shape == (13, 1 + 2 + 2 + 4)  # density, 2 tasks, 2 objects, 4 phases
+    np.testing.assert_allclose(np.linalg.norm(p[[0, 3, 5, 12]], axis=1), 1.0)
+    assert np.all(p[7] == 0)
+    dist = np.linalg.norm(p - p[3], axis=1)
+    assert dist[12] < 0.2 < dist[5]

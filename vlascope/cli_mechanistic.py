@@ -262,19 +262,26 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
         concepts[name] = {str(g): [(int(f), float(d)) for f, d in concept_features(
                                    codes, groups, str(g), top=args.concepts, within=within)]
                           for g in sorted(set(groups.tolist()))}
-    emb, method = atlas(sae.decoder_directions().detach().numpy(), out / "atlas_decoder.npz",
-                        wait=args.umap, background=False)
+    maps = {}  # features by decoder direction, and by what they respond to
+    for source, x in (("decoder", sae.decoder_directions().detach().numpy()),
+                      ("stats", stats.profile())):
+        emb, method = atlas(x, out / f"atlas_{source}.npz", source=source, wait=args.umap,
+                            background=False)
+        maps[source] = {"method": method, "points": int(len(emb))}
     result = {"command": "sae stats", "sae": str(args.sae), "vectors": int(len(acts.x)),
               "positions": args.positions, "aggregate": args.aggregate,
               "samples": int(len(codes)),
               "dead_fraction": float((stats.density == 0).mean()),
-              "concepts": concepts, "atlas": {"method": method, "points": int(len(emb))}}
+              "concepts": concepts, "atlas": maps}
     _write_json(out / "sae_stats.json", result)
     for name, by_group in concepts.items():
         for g, feats in by_group.items():
             shown = ", ".join(f"{f} (d={d:.1f}, {stats.labels[f]})" for f, d in feats[:3])
             print(f"{name} {g}: {shown or 'no feature with d >= 0.8'}")
-    print(f"stats -> {out}; atlas ({method}) -> {out / 'atlas_decoder.npz'}")
+    where = (f"cached in {out}/atlas_decoder.npz, atlas_stats.npz"
+             if maps["decoder"]["method"] == "umap" else "--umap computes and caches UMAP")
+    print(f"stats -> {out}; atlas by decoder direction and by statistics: "
+          f"{maps['decoder']['method']} ({where})")
     return 0
 
 

@@ -102,6 +102,17 @@ class FeatureStats:
     def n_features(self) -> int:
         return len(self.density)
 
+    def profile(self) -> np.ndarray:
+        """(F, P) what each feature responds to, for the statistics atlas: its density and
+        its mean activation per task, object and phase, each feature's row scaled to unit
+        length so features that prefer the same categories sit together whatever their
+        magnitude."""
+        cols = [self.density[:, None]] + [np.asarray(self.group_means[v]).T
+                                          for v in VARIABLES if v in self.group_means]
+        x = np.nan_to_num(np.concatenate(cols, axis=1).astype(np.float64))
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norm > 0, norm, 1.0)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of arrays and lists (the inverse of :meth:`from_dict`)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
