@@ -160,6 +160,26 @@ def test_cli_default_policy_is_the_shipped_reference(tmp_path):
     assert info["steps"] == 5
 
 
+def test_cli_weights_folder_replaces_the_shipped_weights(tmp_path):
+    """--weights: a checkpoint folder (as train-reference writes it) for the named policy."""
+    import shutil
+
+    from vlascope.policies.reference.policy import shipped_weights
+
+    folder = shutil.copytree(shipped_weights("reference-shortcut"), tmp_path / "ckpt")
+    run_cli("record", "--task", "pick_blue", "--max-steps", "2", "--weights", str(folder),
+            "--out", str(tmp_path / "w.h5"), check=True)
+    run_cli("record", "--task", "pick_blue", "--max-steps", "2", "--policy",
+            "reference-shortcut", "--out", str(tmp_path / "s.h5"), check=True)
+    hashes = [json.loads(run_cli("info", str(tmp_path / f), "--json", check=True).stdout)
+              ["metadata"]["policy"]["weights_hash"] for f in ("w.h5", "s.h5")]
+    assert hashes[0] == hashes[1]
+    bad = run_cli("record", "--task", "pick_blue", "--weights", str(tmp_path / "nothing"),
+                  "--out", str(tmp_path / "b.h5"))
+    assert bad.returncode == 2 and "model.safetensors" in bad.stderr
+    assert not (tmp_path / "b.h5").exists()
+
+
 def test_cli_missing_device(tmp_path):
     import torch
 

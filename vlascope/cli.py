@@ -31,6 +31,8 @@ def _open(args: argparse.Namespace):
     size = (args.size, args.size)
     scene = reg.create_scene(args.scene, image_size=size)
     options = {"device": args.device} if getattr(args, "device", None) else {}
+    if getattr(args, "weights", None):  # a checkpoint folder, as the GUI's "Load checkpoint"
+        options["weights"] = args.weights
     policy = reg.create_policy(args.policy, **options)
     return scene, policy
 
@@ -496,6 +498,8 @@ def _add_common(p: argparse.ArgumentParser, policy: bool = True) -> None:
                        help=f"policy plugin (default: {DEFAULT_POLICY})")
         p.add_argument("--device", default=None,
                        help="auto (CUDA when present, else CPU), cpu or cuda[:N]")
+        p.add_argument("--weights", default=None, help="checkpoint folder for --policy "
+                       "(e.g. one written by train-reference); default: its shipped weights")
     p.add_argument("--size", type=int, default=224, help="camera image size in pixels")
 
 
