@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.atomic import write_text_atomic
+from .core.atomic import write_json_atomic
 from .core.errors import VLAScopeError
 
 
@@ -57,21 +57,6 @@ def _floats(spec: str, what: str) -> list[float]:
     if bad or not values:
         raise VLAScopeError(f"{what} must be finite numbers, got '{spec}'")
     return values
-
-
-def _write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomic: a crash leaves the previous result, never half a file."""
-    return write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _bar(total: int, desc: str):
@@ -145,7 +130,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     result = {"command": "capture", "policy": args.policy, "layers": layers,
               "pooling": args.pooling, "interventions": [i.to_dict() for i in ivs],
               "episodes": rows}
-    path = _write_json(Path(args.out) / "capture.json", result)
+    path = write_json_atomic(Path(args.out) / "capture.json", result)
     ok = sum(r["success"] for r in rows)
     print(f"captured {', '.join(layers)} ({args.pooling}) in {len(rows)} episodes "
           f"({ok} successes) -> {args.out}; summary {path}")
@@ -192,7 +177,7 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
         r = res.report
         print(f"{layer}: {len(acts.x)} vectors, FVE {r.fve:.3f}, L0 {r.l0:.1f}, dead "
               f"{r.dead_fraction:.1%} ({res.seconds:.0f} s) -> {folder}")
-    _write_json(Path(args.out) / "sae_train.json", {"command": "sae train", "saes": results})
+    write_json_atomic(Path(args.out) / "sae_train.json", {"command": "sae train", "saes": results})
     return 0
 
 
@@ -273,7 +258,7 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
               "samples": int(len(codes)),
               "dead_fraction": float((stats.density == 0).mean()),
               "concepts": concepts, "atlas": maps}
-    _write_json(out / "sae_stats.json", result)
+    write_json_atomic(out / "sae_stats.json", result)
     for name, by_group in concepts.items():
         for g, feats in by_group.items():
             shown = ", ".join(f"{f} (d={d:.1f}, {stats.labels[f]})" for f, d in feats[:3])
@@ -329,7 +314,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct),
                         ("handled other", "handled_other_rate", _pct)]))
-    _write_json(Path(args.out) / "steer.json", result)
+    write_json_atomic(Path(args.out) / "steer.json", result)
     return 0
 
 
@@ -354,7 +339,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
                                    policy_name=args.policy, tick=bar.update)
     result = {"command": "inject", "policy": args.policy, "layer": args.layer,
               "positions": args.positions, "pairs": pairs, "rows": rows}
-    _write_json(Path(args.out) / "inject.json", result)
+    write_json_atomic(Path(args.out) / "inject.json", result)
     print(_table(rows, [("task", "task", str), ("condition", "condition", str),
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct),
@@ -378,7 +363,7 @@ def cmd_perturb(args: argparse.Namespace) -> int:
                                       episodes=args.episodes, seed=args.seed,
                                       variant=args.variant, out_dir=args.out,
                                       policy_name=args.policy, tick=bar.update)
-    _write_json(Path(args.out) / "perturb.json", {"command": "perturb", "policy": args.policy,
+    write_json_atomic(Path(args.out) / "perturb.json", {"command": "perturb", "policy": args.policy,
                                                   "severity": args.severity, "rows": rows})
     print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
                         ("success", "success_rate", _pct),
@@ -388,6 +373,8 @@ def cmd_perturb(args: argparse.Namespace) -> int:
 
 def _frames(paths: Sequence[str], policy: Any, n: int, seed: int) -> list:
     """``n`` recorded observations spread over the episodes (seeded)."""
+    from itertools import groupby
+
     import numpy as np
 
     from .core.episode import Episode, episode_observation
@@ -401,10 +388,9 @@ def _frames(paths: Sequence[str], policy: Any, n: int, seed: int) -> list:
     cams = getattr(policy, "cameras", None)
     size = getattr(policy, "image_size", None)
     obs = []
-    for i in pick:
-        p, t = index[i]
-        with Episode(p) as ep:
-            obs.append(episode_observation(ep, t, cams or ep.cameras, size))
+    for p, items in groupby((index[i] for i in pick), key=lambda item: item[0]):
+        with Episode(p) as ep:  # picks are sorted: each episode is opened once
+            obs += [episode_observation(ep, t, cams or ep.cameras, size) for _, t in items]
     return obs
 
 
@@ -436,7 +422,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     summary = zero_effect_summary(effects, features)
     result = {"command": "ablate", "policy": args.policy, "sae": args.sae,
               "layer": sae.cfg.layer, "mode": args.mode, "frames": len(obs), **summary}
-    _write_json(args.json_out, result)
+    write_json_atomic(args.json_out, result)
     rates = ", ".join(f"{v:.0%} within {k}" for k, v in summary["zero_effect_rate"].items())
     print(f"{len(features)} concept features of {sae.cfg.layer} ablated one at a time "
           f"({args.mode}) on {len(obs)} frames: zero-effect rate {rates}")
@@ -462,7 +448,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     targets = {k: v for k, v in targets.items() if k in args.targets.split(",")}
     results = probe_layers(acts, targets, groups=info.episode, seed=args.seed)
     rows = [r.to_dict() for r in results]
-    _write_json(args.json_out, {"command": "probe", "episodes": paths, "rows": rows})
+    write_json_atomic(args.json_out, {"command": "probe", "episodes": paths, "rows": rows})
     for r in rows:
         r["split"] = f"{r['n_train']} / {r['n_test']}"
     print(_table(rows, [("layer", "layer", str), ("target", "target", str),
@@ -472,19 +458,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 # Parser ----------------------------------------------------------------------------------
+def _add_rollout_options(p: argparse.ArgumentParser, *, tasks: str, episodes: int,
+                         what: str) -> None:
+    """The options every command that runs rollouts shares: which tasks, variant, how many
+    seeds from which, and the folder the recorded episodes go to."""
+    p.add_argument("--tasks", default=tasks, help="comma-separated, or 'all'")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--episodes", type=int, default=episodes, help="per task (seeds)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--out", required=True, help=f"folder for {what}")
+
+
 def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     """Add the mechanistic commands to the main parser."""
     p = sub.add_parser("capture", help="roll out and record activations of hook points")
     add_common(p)
     p.add_argument("--layers", required=True, help="comma-separated hook points")
     p.add_argument("--pooling", default="tokens", choices=("tokens", "mean"))
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--variant", default=None)
-    p.add_argument("--episodes", type=int, default=5, help="per task")
-    p.add_argument("--seed", type=int, default=0)
+    _add_rollout_options(p, tasks="all", episodes=5, what="the episodes")
     p.add_argument("--prompt", default=None, help="counterfactual prompt for every episode")
     p.add_argument("--interventions", default=None, help="JSON file of interventions")
-    p.add_argument("--out", required=True, help="folder for the episodes")
     p.set_defaults(func=cmd_capture)
 
     sae = sub.add_parser("sae", help="sparse autoencoders: train, stats").add_subparsers(
@@ -529,11 +522,8 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--alphas", default="0,8,16,24,32", help="steering strengths; 0 is the "
                    "unsteered policy on the same seeds")
     p.add_argument("--positions", default="all", help="all, a token group or a list")
-    p.add_argument("--tasks", default="pick_red,pick_blue")
-    p.add_argument("--variant", default=None)
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for the episodes and steer.json")
+    _add_rollout_options(p, tasks="pick_red,pick_blue", episodes=5,
+                         what="the episodes and steer.json")
     p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("inject", help="cross-task / null-language injection and "
@@ -541,27 +531,21 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     add_common(p)
     p.add_argument("--layer", default="trunk.1.resid")
     p.add_argument("--positions", default="all")
-    p.add_argument("--tasks", default="pick_red,pick_blue")
+    _add_rollout_options(p, tasks="pick_red,pick_blue", episodes=5,
+                         what="the episodes and inject.json")
     p.add_argument("--pairs", default="auto", help="target:source,...; auto: the task "
                    "naming the other object")
     p.add_argument("--conditions", default="all")
     p.add_argument("--on-short", default="hold", choices=("hold", "stop"),
                    help="when the source episode is shorter than the target's")
-    p.add_argument("--variant", default=None)
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for episodes and inject.json")
     p.set_defaults(func=cmd_inject)
 
     p = sub.add_parser("perturb", help="success under visual corruptions")
     add_common(p)
     p.add_argument("--kinds", default="all")
     p.add_argument("--severity", type=int, default=3, choices=range(1, 6))
-    p.add_argument("--tasks", default="pick_red")
-    p.add_argument("--variant", default=None)
-    p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for the episodes and perturb.json")
+    _add_rollout_options(p, tasks="pick_red", episodes=3,
+                         what="the episodes and perturb.json")
     p.set_defaults(func=cmd_perturb)
 
     p = sub.add_parser("ablate", help="zero-effect rate of concept-feature ablation")

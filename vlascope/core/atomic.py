@@ -4,11 +4,15 @@ the target. Readers see the old file or the new one, never a mix."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 @contextmanager
@@ -36,3 +40,18 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy arrays and scalars (results and metadata hold
+    them)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """``payload`` as indented JSON (numpy values converted), atomically."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=json_default))

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from .atomic import atomic_path, json_default
 from .errors import EpisodeFormatError, VLAScopeError
 from .policy import Observation
 
@@ -101,7 +101,7 @@ class EpisodeWriter:
         self._metadata["n_steps"] = self._n
         self._h5.attrs["format"] = FORMAT
         self._h5.attrs["schema"] = SCHEMA
-        self._h5.attrs["metadata"] = json.dumps(self._metadata, default=_json_default)
+        self._h5.attrs["metadata"] = json.dumps(self._metadata, default=json_default)
         self._h5.close()
         with open(self._tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -128,14 +128,6 @@ class EpisodeWriter:
             self.close()
         else:
             self.discard()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class Episode:
@@ -305,4 +297,4 @@ def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
             if metadata:
                 merged = json.loads(h5.attrs["metadata"])
                 merged.update(metadata)
-                h5.attrs["metadata"] = json.dumps(merged, default=_json_default)
+                h5.attrs["metadata"] = json.dumps(merged, default=json_default)

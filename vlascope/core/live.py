@@ -71,7 +71,6 @@ class LiveRollout:
         self.max_steps = max_steps or scene.task(task).max_steps
         if self.max_steps < 1:
             raise VLAScopeError("a rollout needs at least one step")
-        self.instruction = instruction
         if instruction is not None:
             interventions = [Prompt(text=instruction), *interventions]
         self._applied = bind(interventions, policy)

@@ -424,13 +424,18 @@ def _square(img: np.ndarray, area: float) -> int:
     return int(min(h, w, max(1, round(np.sqrt(area * h * w)))))
 
 
+def _random_corner(img: np.ndarray, side: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a ``side`` square placed uniformly inside the image (two draws)."""
+    h, w = img.shape[:2]
+    uy, ux = rng.random(2)
+    return int(uy * (h - side + 1)), int(ux * (w - side + 1))
+
+
 @_register("occlusion", stochastic=True)
 def occlusion_patch(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """One black square at a random position (an object or the gripper blocking the view)."""
     side = _square(img, _pick((0.03, 0.06, 0.1, 0.15, 0.22), severity))
-    h, w = img.shape[:2]
-    uy, ux = rng.random(2)
-    y, x = int(uy * (h - side + 1)), int(ux * (w - side + 1))
+    y, x = _random_corner(img, side, rng)
     out = img.copy()
     out[y:y + side, x:x + side] = 0
     return out
@@ -441,12 +446,10 @@ def random_patches(img: np.ndarray, severity: int, rng: np.random.Generator) -> 
     """Cutout: several small squares of random colour at random positions."""
     n = _pick((2, 4, 6, 9, 12), severity)
     side = _square(img, 0.012)
-    h, w = img.shape[:2]
     out = img.copy()
     for _ in range(n):  # drawn one by one: a higher severity adds patches to the same ones
-        uy, ux = rng.random(2)
+        y, x = _random_corner(img, side, rng)
         colour = rng.integers(0, 256, size=3, dtype=np.uint8)
-        y, x = int(uy * (h - side + 1)), int(ux * (w - side + 1))
         out[y:y + side, x:x + side] = colour
     return out
 

@@ -6,22 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from vlascope.core.measures import handled_object
+from vlascope.core.experiments import run_episode
+from vlascope.core.interventions import Prompt
 from vlascope.core.policy import Policy
-from vlascope.core.runner import rollout
 
 from .scene import TabletopScene
 from .tasks import TASKS
 
 PAIRS = (("pick_red", "pick_blue"), ("place_red_on_plate", "place_blue_on_plate"),
          ("place_red_in_zone", "place_blue_in_zone"), ("stack_red_on_blue", "stack_blue_on_red"))
-
-
-def handled_cube(scene: TabletopScene, start: dict[str, np.ndarray]) -> str | None:
-    """The cube that moved most since ``start`` (None if neither moved)."""
-    return handled_object(start, scene.object_positions())
 
 
 @dataclass
@@ -49,15 +42,13 @@ def language_check(scene: TabletopScene, policy: Policy, episodes: int, seed: in
             expected = objs[prompt]
             row = LanguageRow(task, prompt, expected, 0, 0, 0, 0)
             for k in range(episodes):
-                scene.reset(task, seed + k, variant)
-                start = scene.object_positions()
-                instruction = None if prompt == task else scene.task(prompt).instruction
-                res = rollout(scene, policy, task, seed + k, variant, instruction=instruction)
-                moved = handled_cube(scene, start)
+                swap = [] if prompt == task else [Prompt(text=scene.task(prompt).instruction)]
+                out = run_episode(scene, policy, task, seed + k, variant, interventions=swap)
+                moved = out.handled  # the cube that moved most (None if neither did)
                 row.episodes += 1
                 row.handled_expected += moved == expected
                 row.handled_other += moved not in (None, expected)
-                row.successes += res.success
+                row.successes += out.result.success
                 if on_episode is not None:
                     on_episode()
             rows.append(row)
