@@ -12,6 +12,7 @@ from vlascope.app.main_window import MainWindow
 from vlascope.app.overlay import normalise
 from vlascope.core.episode import Episode
 from vlascope.core.errors import VLAScopeError
+from vlascope.core.interventions import Prompt
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.recording import FileRecording
 from vlascope.core.runner import rollout
@@ -186,10 +187,12 @@ def test_cancel_saliency_leaves_the_app_usable(qtbot, window):
 
 def test_open_saved_episode_and_bad_files(qtbot, window, scene, expert, tmp_path):
     path = rollout(scene, expert, "place_red_on_plate", 4, record_to=tmp_path / "ep.h5",
-                   max_steps=30).path
+                   max_steps=30, interventions=[Prompt(text="", start=8)]).path
     assert window.open_episode(path)
     ws = window.workspace
     assert isinstance(ws.recording, FileRecording) and ws.n_steps == 30
+    # the timeline marks where the intervention's window starts
+    assert [m.value() for m in window.timeline_dock.markers] == [8]
     qtbot.keyClick(window, Qt.Key.Key_End)
     with Episode(path) as ep:
         np.testing.assert_array_equal(window.scene_dock.views["wrist"].frame.image,
