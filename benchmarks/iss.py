@@ -20,6 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from vlascope.core.policy import common_noise  # noqa: E402
 from vlascope.core.saliency.blur import gaussian_blur  # noqa: E402
 from vlascope.core.saliency.iss import ISSConfig, pixel_iss  # noqa: E402
 from vlascope.core.saliency.masks import grid_keep, upsample  # noqa: E402
@@ -56,9 +57,10 @@ def floor_time(policy, obs, n: int, batch: int, cfg: ISSConfig) -> float:
         keep[c] = mixed.to(torch.uint8).permute(0, 2, 3, 1).numpy()
     perturbed = [replace(obs, images={c: keep[c][i] for c in cams}) for i in range(n)]
     t0 = time.perf_counter()
-    policy.batch_infer([obs])
-    for i in range(0, n, batch):
-        policy.batch_infer(perturbed[i:i + batch])
+    with common_noise(policy):
+        policy.batch_infer([obs])
+        for i in range(0, n, batch):
+            policy.batch_infer(perturbed[i:i + batch])
     return time.perf_counter() - t0
 
 
@@ -101,8 +103,9 @@ def main() -> None:
 
     equal = None
     for n in (100, 200, 400, 800, 1600, 3200):
-        results = [timed(lambda s=s, n=n: toolkit_iss(policy, obs, n_masks=n, seed=s))
-                   for s in range(2)]
+        with common_noise(policy):  # as pixel_iss: the same policy, free of sampling noise
+            results = [timed(lambda s=s, n=n: toolkit_iss(policy, obs, n_masks=n, seed=s))
+                       for s in range(2)]
         q = float(np.mean([corr(m, converged) for m, _ in results]))
         t = float(np.mean([t for _, t in results]))
         print(f"toolkit algorithm N={n:<5} {t:6.2f} s per frame, corr {q:.3f}")

@@ -12,7 +12,8 @@ from PIL import Image
 
 from vlascope.core.device import pick_device
 from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
-from vlascope.core.policy import Observation
+from vlascope.core.policy import Observation, common_noise
+from vlascope.core.saliency.iss import ISSConfig, pixel_iss
 from vlascope.policies.reference.data import collect_demos
 from vlascope.policies.reference.efficientnet_lite import load_pretrained
 from vlascope.policies.reference.language import InstructionEncoder
@@ -98,6 +99,37 @@ def test_flow_head_is_seeded(observations):
     assert not np.array_equal(first, other)
 
 
+def test_common_noise_pins_the_flow_noise_and_leaves_the_episode_stream(observations):
+    p = ReferencePolicy(head="flow", seed=3)
+    stream = [p.batch_infer(observations) for _ in range(2)]
+    p.reset()
+    first = p.batch_infer(observations)
+    with common_noise(p):
+        a = p.batch_infer(observations)
+        b = p.batch_infer(observations[:1])
+        with common_noise(p):  # nests
+            np.testing.assert_array_equal(p.batch_infer(observations), a)
+        np.testing.assert_array_equal(p.batch_infer(observations), a)
+    np.testing.assert_allclose(a[:1], b, atol=1e-5)  # every call and row: the same noise
+    np.testing.assert_array_equal(first, stream[0])
+    # the pinned calls did not advance the episode's stream
+    np.testing.assert_array_equal(p.batch_infer(observations), stream[1])
+    with common_noise(p):
+        same_obs = p.batch_infer([observations[0], observations[0]])
+    np.testing.assert_allclose(same_obs[0], same_obs[1], atol=1e-5)
+    assert not np.array_equal(first[0], stream[1][0])
+
+
+def test_pixel_iss_of_a_flow_head_measures_the_masks_only(observations):
+    """A fill identical to the frame (no blur) changes nothing: every divergence is 0 (up to
+    batched float rounding), which per-call noise (the episode stream) would not give."""
+    p = ReferencePolicy(head="flow", seed=3)
+    res = pixel_iss(p, observations[0], ISSConfig(n_masks=6, sigma=0, batch_size=3))
+    assert res.divergences.max() < 1e-9 and res.maps["front"].max() < 1e-9
+    noisy = p.batch_infer([observations[0]] * 2)
+    assert np.abs(noisy[0] - noisy[1]).max() > 1e-3  # what ISS would have measured
+
+
 def test_every_hook_point_fires_with_documented_shape(policy, observations):
     cfg = policy.cfg
     g2 = cfg.grid * cfg.grid
@@ -122,11 +154,12 @@ def test_every_hook_point_fires_with_documented_shape(policy, observations):
 
 
 def test_hook_replaces_activations(policy, observations):
-    base = policy.batch_infer(observations)
-    with policy.hook("tokens.visual", lambda x: torch.zeros_like(x)):
-        blind = policy.batch_infer(observations)
-    assert np.abs(base - blind).max() > 1e-3
-    np.testing.assert_array_equal(policy.batch_infer(observations), base)  # hook removed
+    with common_noise(policy):  # the shipped head samples: compare passes on one noise draw
+        base = policy.batch_infer(observations)
+        with policy.hook("tokens.visual", lambda x: torch.zeros_like(x)):
+            blind = policy.batch_infer(observations)
+        assert np.abs(base - blind).max() > 1e-3
+        np.testing.assert_array_equal(policy.batch_infer(observations), base)  # hook removed
     with pytest.raises(KeyError, match="no hook point"), policy.hook("trunk.99.resid", len):
         pass
 
@@ -255,7 +288,7 @@ def test_cli_train_reference_writes_weights_card_and_reuses_cache(tmp_path):
     args = [sys.executable, "-m", "vlascope.cli", "train-reference", "--tasks", "pick_red",
             "--episodes-per-task", "2", "--epochs", "2", "--batch-size", "32",
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "model"),
-            "--eval-episodes", "1"]
+            "--head", "l1", "--eval-episodes", "1"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
     assert "demos: 2 episodes" in first.stdout
     card = (tmp_path / "model" / "model_card.md").read_text()
@@ -265,8 +298,13 @@ def test_cli_train_reference_writes_weights_card_and_reuses_cache(tmp_path):
     second = subprocess.run(args[:-2] + ["--eval-episodes", "0"], capture_output=True,
                             text=True, timeout=600, check=True)
     assert "features: loaded" in second.stdout
+    # The cached run reports what making the data cost in the run that made it.
+    again = json.loads((tmp_path / "model" / "config.json").read_text())["training"]
+    assert again["seconds"]["demos"] == info["training"]["seconds"]["demos"] > 0
+    assert again["seconds"]["features"] == info["training"]["seconds"]["features"] > 0
+    assert "cache_load" in again["seconds"]
     policy = ReferencePolicy(weights=tmp_path / "model")
-    assert policy.cfg.horizon == 8
+    assert policy.cfg.horizon == 8 and policy.head == "l1"  # --head l1, not the default
 
 
 @pytest.mark.slow

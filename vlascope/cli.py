@@ -372,7 +372,7 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device or "auto")
     torch.manual_seed(args.seed)
-    cfg = ReferenceConfig()
+    cfg = ReferenceConfig() if args.head is None else ReferenceConfig(head=args.head)
     st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
                        episodes_per_task=args.episodes_per_task, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -613,12 +613,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="diverse", help="training distribution")
     p.add_argument("--tasks", default="", help="comma-separated (default: all)")
     p.add_argument("--episodes-per-task", type=int, default=120)
-    p.add_argument("--epochs", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--frame-stride", type=int, default=2,
                    help="keep every k-th demo step: more distinct scenes for the same cost")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head", choices=("l1", "flow"), default=None,
+                   help="the action head the policy acts with; both are trained "
+                        "(default: ReferenceConfig.head)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--cache", default=None,

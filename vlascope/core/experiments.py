@@ -31,7 +31,7 @@ from .measures import (
     handled_object,
     zero_effect_rate,
 )
-from .policy import Policy
+from .policy import Policy, common_noise
 from .runner import RolloutResult, rollout
 from .scene import Scene
 
@@ -285,17 +285,15 @@ def ablation_effects(policy: Policy, observations: Sequence[Any], *, sae: str, l
         raise VLAScopeError("no frames to ablate on")
 
     def infer(applied=None) -> np.ndarray:
-        reset = getattr(policy, "reset", None)
-        if reset is not None:  # same sampling noise (flow head) for clean and ablated runs
-            reset()
         outs = []
-        for i in range(0, len(observations), batch):
-            obs = list(observations[i:i + batch])
-            if applied is None:
-                outs.append(policy.batch_infer(obs))
-            else:
-                with applied.hooks(0):
+        with common_noise(policy):  # the same sampling noise for clean and ablated runs
+            for i in range(0, len(observations), batch):
+                obs = list(observations[i:i + batch])
+                if applied is None:
                     outs.append(policy.batch_infer(obs))
+                else:
+                    with applied.hooks(0):
+                        outs.append(policy.batch_infer(obs))
         return np.concatenate(outs)
 
     clean = infer()

@@ -13,6 +13,9 @@ Optional attributes / methods (looked up with ``getattr``, never required):
 - ``cameras: tuple[str, ...] | None``: cameras the policy reads (None = all, () = none,
   which lets the runner skip rendering).
 - ``image_size: tuple[int, int]``: (height, width) the policy expects.
+- ``common_noise()``: a context manager under which a sampling policy uses one fixed noise
+  draw for every call and row (see ``common_noise`` below; analyses that compare forward
+  passes enter it).
 - ``n_action_steps: int``: how many actions of each chunk to execute before re-planning.
   Activation interventions act on the forward passes, so with more than one step per
   chunk a step window takes effect at the first re-plan inside it.
@@ -29,7 +32,8 @@ Introspection (what the mechanistic tools and the saliency baselines use):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -68,6 +72,21 @@ class Policy(Protocol):
     """Anything with ``batch_infer`` is a policy."""
 
     def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray: ...
+
+
+@contextmanager
+def common_noise(policy: Any) -> Iterator[None]:
+    """Inside this block a sampling policy (a flow-matching head) uses one fixed noise draw
+    for every call and every row, so two forward passes differ only by what the caller
+    changed: a perturbation's effect is not buried under sampling noise, and the episode's
+    own noise stream is left where it was. Deterministic policies need nothing; a policy
+    offers it as the ``common_noise()`` capability."""
+    pin = getattr(policy, "common_noise", None)
+    if pin is None:
+        yield
+        return
+    with pin():
+        yield
 
 
 def check_action_chunks(actions: Any, batch: int, action_dim: int) -> np.ndarray:

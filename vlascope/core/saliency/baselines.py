@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import VLAScopeError
-from ..policy import Observation, check_action_chunks
+from ..policy import Observation, check_action_chunks, common_noise
 from .iss import SaliencyMaps, check_frame, grid_scores_to_maps
 
 ATTENTION_MODES = ("last", "rollout")
@@ -39,7 +39,8 @@ def _visual_positions(layout: dict) -> np.ndarray:
 
 
 def _base(policy: Any, obs: Observation) -> np.ndarray:
-    base = policy.batch_infer([obs])
+    with common_noise(policy):  # as actions_from_pixels; the episode's noise stays put
+        base = policy.batch_infer([obs])
     return check_action_chunks(base, 1, np.asarray(base).shape[-1])[0]
 
 

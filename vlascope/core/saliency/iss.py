@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import CancelledError, ObservationError, VLAScopeError
-from ..policy import Observation, Policy, check_action_chunks
+from ..policy import Observation, Policy, check_action_chunks, common_noise
 from .blur import gaussian_blur
 from .masks import grid_keep, upsample
 
@@ -87,7 +87,15 @@ def _divergence(actions: np.ndarray, base: np.ndarray) -> np.ndarray:
 def pixel_iss(policy: Policy, obs: Observation, config: ISSConfig = ISSConfig(),
               cameras: Sequence[str] | None = None, progress: ProgressFn | None = None,
               should_cancel: CancelFn | None = None) -> SaliencyMaps:
-    """Pixel ISS of one frame over the given cameras (default: every image)."""
+    """Pixel ISS of one frame over the given cameras (default: every image). A sampling
+    policy acts under common noise, so divergences measure the masks only."""
+    with common_noise(policy):
+        return _pixel_iss(policy, obs, config, cameras, progress, should_cancel)
+
+
+def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
+               cameras: Sequence[str] | None, progress: ProgressFn | None,
+               should_cancel: CancelFn | None) -> SaliencyMaps:
     config.check()
     cams = list(cameras or obs.images)
     check_frame(obs, cams)
@@ -166,7 +174,14 @@ def _require_token_hooks(policy: Any) -> None:
 def token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor,
               config: ISSConfig = ISSConfig(), progress: ProgressFn | None = None,
               should_cancel: CancelFn | None = None) -> SaliencyMaps:
-    """Token ISS: Bernoulli subsets of visual tokens replaced by the mean embedding."""
+    """Token ISS: Bernoulli subsets of visual tokens replaced by the mean embedding (under
+    common noise, as pixel ISS)."""
+    with common_noise(policy):
+        return _token_iss(policy, obs, mean_token, config, progress, should_cancel)
+
+
+def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: ISSConfig,
+               progress: ProgressFn | None, should_cancel: CancelFn | None) -> SaliencyMaps:
     config.check()
     _require_token_hooks(policy)
     layout = policy.visual_token_layout()

@@ -43,7 +43,10 @@ class ReferenceConfig:
     # cube" is decided token by token instead of by a two-hop attention circuit the trunk
     # did not learn in 16 epochs (the first shipped model ignored the colour word).
     film: bool = True
-    head: str = "l1"  # default head at inference: "l1" or "flow"
+    # Head the policy acts with ("l1" or "flow"; both are trained). Flow: on the same weights
+    # the L1 head hovers over the target instead of releasing (the mean of "still moving"
+    # and "open now"); mean success 80% -> 90%, stack_blue_on_red 47% -> 80%.
+    head: str = "flow"
     flow_steps: int = 10
     n_action_steps: int = 1
     extra: dict = field(default_factory=dict)

@@ -72,6 +72,10 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
     stride = tr.get("frame_stride", 1)
     kept = f", one step in {stride} kept" if stride > 1 else ""
     secs = tr["seconds"]
+    cached = (" (demos and features measured by the run that cached them)"
+              if "cache_load" in secs else "")
+    total = (secs["demos"] + secs["features"] + secs["train"]) / 60
+    out_arg = _display_path(folder)
     card = f"""# Reference VLA: `{folder.name}`
 
 A toy-scale VLA shaped like the real families, trained by `vlascope train-reference` on the
@@ -85,8 +89,8 @@ built-in tabletop suite. Weights: `model.safetensors` (fp16, sha256 `{policy.wei
 - Language: MiniLM-L6 (frozen), up to {cfg['text_tokens']} instruction tokens, 384-d{film}.
 - Trunk: {cfg['n_layers']} transformer layers, d {cfg['d_model']}, {cfg['n_heads']} heads,
   {cfg['horizon']} action-query tokens, one proprio state token.
-- Heads: L1 regression of an action chunk of {cfg['horizon']} (default: `{cfg['head']}`) and
-  flow matching ({cfg['flow_steps']} Euler steps, seeded noise).
+- Heads, both trained (the policy acts with `{cfg['head']}`): L1 regression of an action
+  chunk of {cfg['horizon']} and flow matching ({cfg['flow_steps']} Euler steps, seeded noise).
 
 ## Data
 {tr['demo_episodes']} scripted-expert episodes ({tr['demo_steps']} samples{kept}) of every task,
@@ -98,7 +102,8 @@ seed {tr['seed']}, {tr['epochs']} epochs, batch {tr['batch_size']}, AdamW lr {tr
 (cosine), weight decay {tr['weight_decay']}; losses L1 + flow matching.
 Final losses: L1 {tr['history'][-1]['l1']:.4f}, flow {tr['history'][-1]['flow']:.4f}.
 Time on {tr['machine']} ({platform.processor() or platform.machine()}): demos
-{secs['demos']:.0f} s, features {secs['features']:.0f} s, training {secs['train']:.0f} s.
+{secs['demos']:.0f} s, features {secs['features']:.0f} s, training {secs['train']:.0f} s;
+{total:.0f} min in all{cached}.
 
 ## Evaluation
 Seeds from {seed} on; each cell is successes/episodes (`{eval_cmd}`):
@@ -107,12 +112,21 @@ Seeds from {seed} on; each cell is successes/episodes (`{eval_cmd}`):
 
 Regenerate: `vlascope train-reference --variant {tr['variant']} --episodes-per-task
 {tr['episodes_per_task']} --frame-stride {stride} --epochs {tr['epochs']} --seed {tr['seed']}
---out {folder}
+--head {cfg['head']} --out {out_arg}
 --eval-episodes {episodes} --eval-variants {','.join(eval_variants)}`
 """
     path = folder / "model_card.md"
     path.write_text(card)
     return path
+
+
+def _display_path(folder: Path) -> str:
+    """The folder relative to the working directory when it lies below it, so the card's
+    command works in any checkout."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 def parse_variant_episodes(spec: str, default_episodes: int) -> list[tuple[str, int]]:

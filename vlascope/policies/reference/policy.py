@@ -7,6 +7,7 @@ visual token layout, attention maps, and per-episode seeded flow-matching noise.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,7 @@ class ReferencePolicy:
         if self.head not in ("l1", "flow"):
             raise PluginError(f"reference policy: unknown head '{self.head}' (l1 or flow)")
         self.seed = seed
+        self._pinned = threading.local()  # common_noise() depth of each thread
         self.policy_id = f"vlascope/{name}" if weights is None else f"file:{folder}"
         self.weights_hash = file_sha256(weights_file)
         self.cameras = tuple(cfg.cameras)
@@ -103,6 +105,17 @@ class ReferencePolicy:
         return chunks.float().cpu().numpy()
 
     # Capabilities -----------------------------------------------------------------------
+    @contextmanager
+    def common_noise(self) -> Iterator[None]:
+        """Flow head: every call in this block, on this thread, starts every row from the
+        same noise (the seed's first draw) and leaves the episode's noise stream alone."""
+        depth = getattr(self._pinned, "depth", 0)
+        self._pinned.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._pinned.depth = depth
+
     def layers(self) -> dict[str, nn.Module]:
         """Named hook points: encoders' outputs, token embeddings, every trunk layer."""
         out: dict[str, nn.Module] = {f"vision.{c}": m for c, m in self.vision_hooks.items()}
@@ -152,11 +165,7 @@ class ReferencePolicy:
         """Differentiable action chunks (B, horizon, A) from float images (B, H, W, 3) in
         0..255 per camera (for gradient saliency); the rest of each observation as usual.
         The flow head uses one fixed noise draw, the same for every row."""
-        noise = None
-        if self.head == "flow":
-            g = torch.Generator(device="cpu").manual_seed(self.seed)
-            noise = torch.randn(1, self.cfg.horizon, self.cfg.action_dim, generator=g)
-            noise = noise.expand(len(observations), -1, -1).to(self.device, self.dtype)
+        noise = self._fixed_noise(len(observations)) if self.head == "flow" else None
         return self._trunk_act(self._encode(pixels), observations, noise)
 
     def attention_maps(self, observations: Sequence[Observation]) -> list[torch.Tensor]:
@@ -195,10 +204,17 @@ class ReferencePolicy:
         if not observations:
             raise ObservationError("batch_infer needs at least one observation")
         noise = None
-        if self.head == "flow":
+        if self.head == "flow" and getattr(self._pinned, "depth", 0):
+            noise = self._fixed_noise(len(observations))
+        elif self.head == "flow":
             noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
                                 generator=self._noise).to(self.device, self.dtype)
         return self._trunk_act(self._encode(self._pixels(observations)), observations, noise)
+
+    def _fixed_noise(self, batch: int) -> torch.Tensor:
+        g = torch.Generator(device="cpu").manual_seed(self.seed)
+        noise = torch.randn(1, self.cfg.horizon, self.cfg.action_dim, generator=g)
+        return noise.expand(batch, -1, -1).to(self.device, self.dtype)
 
     def _trunk_act(self, vision: torch.Tensor, observations: Sequence[Observation],
                    noise: torch.Tensor | None) -> torch.Tensor:

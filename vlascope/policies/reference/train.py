@@ -134,7 +134,12 @@ def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu"
         t0 = time.perf_counter()
         saved = torch.load(cache, weights_only=True)
         data, meta = saved["data"], saved["meta"]
-        times = {"demos": 0.0, "features": time.perf_counter() - t0}
+        # The card reports what making the data cost, not the load: the run that wrote the
+        # cache measured it (caches from before this was kept report 0).
+        made = meta.get("seconds", {})
+        times = {"demos": float(made.get("demos", 0.0)),
+                 "features": float(made.get("features", 0.0)),
+                 "cache_load": time.perf_counter() - t0}
         log(f"features: loaded {tuple(data['vision'].shape)} from {cache}")
     else:
         data, meta, times = _demos_and_features(cfg, st, dev, log, should_cancel)
@@ -168,7 +173,7 @@ def _demos_and_features(cfg: ReferenceConfig, st: TrainSettings, dev: torch.devi
     times["features"] = time.perf_counter() - t0
     log(f"features: {tuple(data['vision'].shape)} ({times['features']:.0f} s)")
     meta = {"demo_steps": len(demos), "demo_episodes": demos.n_episodes,
-            "expert_successes": demos.successes}
+            "expert_successes": demos.successes, "seconds": dict(times)}
     return data, meta, times
 
 
