@@ -128,7 +128,8 @@ def test_common_noise_pins_the_flow_noise_and_leaves_the_episode_stream(observat
         np.testing.assert_array_equal(p.batch_infer(observations), a)
     np.testing.assert_allclose(a[:1], b, atol=1e-5)  # every call and row: the same noise
     np.testing.assert_array_equal(first, stream[0])
-    # the pinned calls did not advance the episode's stream
+    p.attention_maps(observations)  # an analysis between two steps
+    # neither the pinned calls nor the attention maps advanced the episode's stream
     np.testing.assert_array_equal(p.batch_infer(observations), stream[1])
     with common_noise(p):
         same_obs = p.batch_infer([observations[0], observations[0]])

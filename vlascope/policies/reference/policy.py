@@ -1,7 +1,8 @@
 """The shipped reference VLA as a policy plugin: the app's and the CLI's default policy.
 
 Capabilities beyond ``batch_infer``: named hook points (``layers()`` and ``hook()``), the
-visual token layout, attention maps, and per-episode seeded flow-matching noise.
+visual token layout, attention maps, per-episode seeded flow-matching noise, and common
+noise (``common_noise()``) for analyses that compare forward passes.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class ReferencePolicy:
         for a in attns:
             a.capture = True
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.common_noise():  # leave the episode's noise
                 self._act(observations)
             return [a.last_weights.float().cpu() for a in attns]
         finally:
