@@ -363,8 +363,8 @@ def cmd_perturb(args: argparse.Namespace) -> int:
                                       episodes=args.episodes, seed=args.seed,
                                       variant=args.variant, out_dir=args.out,
                                       policy_name=args.policy, tick=bar.update)
-    write_json_atomic(Path(args.out) / "perturb.json", {"command": "perturb", "policy": args.policy,
-                                                  "severity": args.severity, "rows": rows})
+    write_json_atomic(Path(args.out) / "perturb.json", {
+        "command": "perturb", "policy": args.policy, "severity": args.severity, "rows": rows})
     print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct)]))

@@ -6,6 +6,7 @@ interventions as data, writes the episodes where asked, and returns plain rows."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,16 +286,11 @@ def ablation_effects(policy: Policy, observations: Sequence[Any], *, sae: str, l
         raise VLAScopeError("no frames to ablate on")
 
     def infer(applied=None) -> np.ndarray:
-        outs = []
-        with common_noise(policy):  # the same sampling noise for clean and ablated runs
-            for i in range(0, len(observations), batch):
-                obs = list(observations[i:i + batch])
-                if applied is None:
-                    outs.append(policy.batch_infer(obs))
-                else:
-                    with applied.hooks(0):
-                        outs.append(policy.batch_infer(obs))
-        return np.concatenate(outs)
+        hooks = applied.hooks(0) if applied is not None else nullcontext()
+        # the same sampling noise (flow heads) for the clean and the ablated runs
+        with common_noise(policy), hooks:
+            return np.concatenate([policy.batch_infer(list(observations[i:i + batch]))
+                                   for i in range(0, len(observations), batch)])
 
     clean = infer()
     effects = []

@@ -110,8 +110,9 @@ def _fold(module: nn.Module, conv: str, bn: str) -> None:
 
 def fold_batchnorm(net: EfficientNetLite0) -> EfficientNetLite0:
     """Fold every BatchNorm into the convolution before it and switch to channels-last:
-    the frozen encoder computes the same features (to float rounding) about 1.5x faster
-    on CPU. Inference only: the folded network has no running statistics left to train."""
+    the frozen encoder computes the same features (to float rounding) 1.5-2x faster
+    on CPU (measured at 96 px, 1 and 2 threads). Inference only: the folded network has no
+    running statistics left to train."""
     net.eval()
     _fold(net, "_conv_stem", "_bn0")
     for block in net._blocks:

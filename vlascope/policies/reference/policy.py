@@ -207,7 +207,7 @@ class ReferencePolicy:
         noise = None
         if self.head == "flow" and getattr(self._pinned, "depth", 0):
             noise = self._fixed_noise(len(observations))
-        elif self.head == "flow":
+        elif self.head == "flow":  # the episode's stream
             noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
                                 generator=self._noise).to(self.device, self.dtype)
         return self._trunk_act(self._encode(self._pixels(observations)), observations, noise)
