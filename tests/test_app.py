@@ -13,8 +13,10 @@ from vlascope.app.overlay import normalise
 from vlascope.core.episode import Episode
 from vlascope.core.errors import VLAScopeError
 from vlascope.core.interventions import Prompt
+from vlascope.core.metrics import nmr_at_k
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.recording import FileRecording
+from vlascope.core.regions import ACTION_CRITICAL
 from vlascope.core.runner import rollout
 
 POLICY = "reference"
@@ -170,6 +172,23 @@ def test_explain_shows_the_overlay_and_nmr(qtbot, window):
     assert window.scene_dock.views["front"].overlay.image is None
     qtbot.keyClick(window, Qt.Key.Key_End)
     assert window.scene_dock.views["front"].overlay.image is not None
+    # painting the regions moves the NMR of both docks, to the core's value for the new map
+    regions = window.regions_dock
+    regions.raise_()
+    regions.set_tool("fill")
+    regions.set_label(ACTION_CRITICAL)
+    for cam in ("front", "wrist"):
+        regions.camera_box.setCurrentText(cam)
+        qtbot.waitUntil(lambda: regions.label_item.image is not None, timeout=WAIT_MS)
+        view = regions.graphics.viewport()
+        for y in range(4, 96, 12):  # flood every area of the frame with action-critical
+            for x in range(4, 96, 12):
+                pos = regions.graphics.mapFromScene(regions.label_item.mapToScene(QPoint(x, y)))
+                qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=pos)
+    labels = ws.annotation.labels_at(ws.step)
+    expected = nmr_at_k(maps, labels, ws.saliency.k)
+    assert dock.nmr.text() == regions.nmr_frame.text() == f"NMR@10: {expected:.3f}"
+    assert expected < 0.05  # almost everything is action-critical now
     assert not errors_shown(window)
 
 

@@ -382,3 +382,17 @@ def test_cuda_half_precision_agrees_with_cpu(observations):
     for cam in maps_cpu:
         r = np.corrcoef(maps_cpu[cam].ravel(), maps_gpu[cam].ravel())[0, 1]
         assert r > 0.9, f"{cam}: GPU and CPU ISS maps correlate only {r:.2f}"
+
+
+def test_feature_cache_key_changes_with_the_scene(monkeypatch):
+    """Demonstrations cached before a scene change must not be reused after it."""
+    from vlascope.policies.reference import train as train_mod
+    from vlascope.scenes.tabletop import model as scene_model
+
+    cfg, st = ReferenceConfig(), TrainSettings(variant="shortcut_train")
+    before = train_mod._cache_key(cfg, st)
+    assert before == train_mod._cache_key(cfg, st)
+    assert before != train_mod._cache_key(cfg, TrainSettings(variant="diverse"))
+    xml, assets = scene_model.compiled_spec()
+    monkeypatch.setattr(scene_model, "compiled_spec", lambda: (xml + "<!-- moved -->", assets))
+    assert train_mod._cache_key(cfg, st) != before

@@ -73,17 +73,17 @@ def test_variant_changes_do_not_leak_into_the_next_reset(scene):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("task,cue_from", [("pick_red", "target"), ("pick_blue", "target"),
-                                           ("stack_red_on_blue", "target")])
-def test_shortcut_cue_predicts_target_in_train_and_not_in_test(scene, task, cue_from):
+@pytest.mark.parametrize("task", ["pick_red", "pick_blue", "stack_red_on_blue"])
+def test_shortcut_cue_lies_under_the_target_in_train_and_the_other_cube_in_test(scene, task):
     gid = mujoco.mj_name2id(scene.model, mujoco.mjtObj.mjOBJ_GEOM, "cue")
     spec = scene._tasks[task]
-    target_color = COLORS["red" if spec.obj == "cube_a" else "blue"]
-    other_color = COLORS["blue" if spec.obj == "cube_a" else "red"]
-    frames(scene, task, 0, "shortcut_train")
-    np.testing.assert_allclose(scene.model.geom_rgba[gid, :3], target_color)
-    frames(scene, task, 0, "shortcut_test")
-    np.testing.assert_allclose(scene.model.geom_rgba[gid, :3], other_color)
+    for variant, cube in (("shortcut_train", spec.obj), ("shortcut_test", spec.other)):
+        frames(scene, task, 0, variant)
+        pad_xy = scene.model.geom_pos[gid, :2]
+        np.testing.assert_allclose(pad_xy, scene.object_position(cube)[:2], atol=0.01)
+        assert scene.data.geom_xpos[gid, 2] == pytest.approx(0.0006)  # on the table, in view
+    frames(scene, task, 0, "default")  # parked out of sight again
+    assert scene.data.geom_xpos[gid, 2] < -1.0
 
 
 def _robot_geoms(model):

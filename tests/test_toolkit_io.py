@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from vlascope.core.annotation import AnnotationStore, RegionAnnotation, annotation_dir
+from vlascope.core.episode import Episode
 from vlascope.core.errors import EpisodeFormatError, VLAScopeError
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT, UNLABELED
 from vlascope.core.toolkit_io import (
@@ -111,3 +113,15 @@ def test_cli_export_import_gives_the_same_nmr(tmp_path):
     ours = nmr()
     assert nmr("--method", "toolkit") == pytest.approx(ours)
     assert nmr("--masks", str(tmp_path / "tk" / "masks.npy")) == pytest.approx(ours)
+    # an annotation saved beside the episode (as the region dock does) is what the CLI uses
+    with Episode(ep) as opened:
+        shapes = {c: opened.frame(0, c).shape[:2] for c in CAMS}
+    ann = RegionAnnotation(CAMS, shapes, 6, lambda t: None,
+                           store=AnnotationStore(annotation_dir(ep)))
+    for t in range(6):
+        ann.fill_polygon("front", t, [(0, 0), (200, 0), (200, 200), (0, 200)], ACTION_CRITICAL)
+    annotated = nmr()
+    assert annotated["10.0"] < ours["10.0"]
+    assert nmr("--ground-truth") == pytest.approx(ours)
+    run_cli("toolkit-export", ep, "--out", str(tmp_path / "tk2"))
+    assert (np.load(tmp_path / "tk2" / "masks.npy")[:, :, :shapes["front"][1]] == 2).all()

@@ -238,6 +238,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
 def cmd_nmr(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .core.annotation import annotated_regions
     from .core.episode import Episode
     from .core.metrics import episode_nmr
 
@@ -245,30 +246,35 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     rows = []
     for path in args.episodes:
         with Episode(path) as ep:
-            masks = None
+            masks, source = None, "ground truth"
             if args.masks:
                 from .core.toolkit_io import read_masks
 
-                masks = read_masks(args.masks, ep.saliency_cameras(args.method)
-                                   if args.method in ep.saliency_methods() else ep.cameras)
+                masks, source = read_masks(args.masks, ep.saliency_cameras(args.method)
+                                           if args.method in ep.saliency_methods()
+                                           else ep.cameras), args.masks
+            elif not args.ground_truth and (masks := annotated_regions(ep)) is not None:
+                source = "annotation"
             per_step = episode_nmr(ep, args.method, ks, args.normalization, args.strict,
                                    regions=masks)
-            rows.append({"episode": path, "success": ep.success,
+            rows.append({"episode": path, "success": ep.success, "regions": source,
                          "nmr": {str(k): float(np.nanmean(v)) for k, v in per_step.items()},
                          "per_step": {str(k): v.tolist() for k, v in per_step.items()}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'episode':<50} {'success':<8} " + " ".join(f"NMR@{k:g}".rjust(8) for k in ks))
+    print(f"{'episode':<50} {'success':<8} " + " ".join(f"NMR@{k:g}".rjust(8) for k in ks)
+          + "  regions")
     for r in rows:
         print(f"{r['episode']:<50} {str(r['success']):<8} "
-              + " ".join(f"{r['nmr'][str(k)]:>8.3f}" for k in ks))
+              + " ".join(f"{r['nmr'][str(k)]:>8.3f}" for k in ks) + f"  {r['regions']}")
     return 0
 
 
 def cmd_toolkit_export(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .core.annotation import annotated_regions
     from .core.episode import Episode
     from .core.errors import EpisodeFormatError
     from .core.toolkit_io import write_heatmaps, write_masks
@@ -282,9 +288,11 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
         maps = {c: ep.saliency(args.method, c) for c in cams}
         heat = write_heatmaps(out / "heatmaps.npz", maps, cams, range(ep.n_steps))
         written = [heat]
-        if ep.has_regions():
+        labels = annotated_regions(ep)  # the user's corrections when there are any
+        if labels is None and ep.has_regions():
             labels = {c: np.stack([ep.regions(t, c) for t in range(ep.n_steps)]) for c in cams}
-            written.append(write_masks(out / "masks.npy", labels, cams))
+        if labels is not None:
+            written.append(write_masks(out / "masks.npy", {c: labels[c] for c in cams}, cams))
     for path in written:
         print(path)
     return 0
@@ -455,7 +463,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
     out = take_screenshot(args.out, policy=args.policy, task=args.task, variant=args.variant,
                           seed=args.seed, steps=args.steps, n_masks=args.masks,
-                          record_dir=args.record_dir)
+                          record_dir=args.record_dir, panel=args.panel)
     print(f"screenshot -> {out}")
     return 0
 
@@ -567,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default=None,
                    help="ISS toolkit mask .npy (0 nuisance, 1 support, 2 action; views side "
                         "by side) to use instead of the episode's region maps")
+    p.add_argument("--ground-truth", action="store_true",
+                   help="ignore the annotation saved beside the episode (<episode>.regions/)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nmr)
 
@@ -670,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=int, default=100, help="ISS masks for the overlay")
     p.add_argument("--record-dir", default=None,
                    help="where the rollout is recorded (default: the app's recordings folder)")
+    p.add_argument("--panel", choices=("window", "regions"), default="window",
+                   help="the whole window, or the region dock mid-annotation")
     p.set_defaults(func=cmd_screenshot)
 
     p = sub.add_parser("demo", help="record one episode per task and write a preview image")

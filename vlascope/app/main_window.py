@@ -18,6 +18,7 @@ from vlascope.core.workspace import Workspace
 
 from .controller import Controller
 from .docks.plugins import PluginsDock
+from .docks.regions import RegionDock
 from .docks.saliency import SaliencyDock
 from .docks.scene_view import SceneViewDock
 from .docks.timeline import TimelineDock
@@ -62,12 +63,15 @@ class MainWindow(QMainWindow):
         self.timeline_dock = TimelineDock(self.workspace, self)
         self.saliency_dock = SaliencyDock(self.workspace, self.controller, self)
         self.plugins_dock = PluginsDock(self.registry, self.controller, self)
+        self.regions_dock = RegionDock(self.workspace, self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.scene_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.saliency_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.regions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
         self.saliency_dock.raise_()
-        self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock, self.plugins_dock]
+        self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
+                      self.regions_dock, self.plugins_dock]
         self.resize(1280, 800)
         self.resizeDocks([self.scene_dock, self.saliency_dock], [880, 360],
                          Qt.Orientation.Horizontal)

@@ -28,8 +28,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pick_red",
                     variant: str = "default", seed: int = 0, steps: int = 25,
                     n_masks: int = 100, size: tuple[int, int] = (1400, 860),
-                    record_dir: str | Path | None = None, timeout: float = 600.0) -> Path:
-    """Play ``steps`` steps, explain the last frame with ISS, save the window as a PNG."""
+                    record_dir: str | Path | None = None, timeout: float = 600.0,
+                    panel: str = "window") -> Path:
+    """Play ``steps`` steps, explain the last frame with ISS, save the window as a PNG;
+    ``panel="regions"`` instead saves the region dock in the middle of an annotation (a
+    brush stroke made and a polygon being drawn, by mouse events)."""
+    if panel not in ("window", "regions"):
+        raise VLAScopeError(f"unknown panel '{panel}' (window, regions)")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("MUJOCO_GL", "egl")
     from PySide6.QtCore import QSettings
@@ -65,7 +70,10 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         if errors:
             raise VLAScopeError(errors[0])
         app.processEvents()
-        if not window.grab().save(str(out)):
+        shown = window
+        if panel == "regions":
+            shown = _annotate(window, app)
+        if not shown.grab().save(str(out)):
             raise VLAScopeError(f"could not write {out}")
     finally:
         window.close()
@@ -73,3 +81,43 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         del settings
         scratch.cleanup()
     return out
+
+
+def _annotate(window, app):
+    """Float the region dock and annotate as a user would: an action-critical stroke across
+    the table, then three corners of a nuisance polygon, left open."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+
+    dock = window.regions_dock
+    dock.setFloating(True)
+    dock.resize(700, 860)
+    dock.show()
+    dock.raise_()
+    app.processEvents()
+    h, w = dock.annotation.shapes[dock.camera]
+    left = Qt.MouseButton.LeftButton
+
+    def send(kind, x, y, buttons):
+        pos = dock.graphics.mapFromScene(dock.label_item.mapToScene(QPointF(x * w, y * h)))
+        vp = dock.graphics.viewport()
+        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else left
+        app.sendEvent(vp, QMouseEvent(kind, QPointF(pos), QPointF(vp.mapToGlobal(pos)),
+                                      button, buttons, Qt.KeyboardModifier.NoModifier))
+
+    dock.set_tool("brush")
+    dock.set_label(1)
+    dock.size.setValue(max(2, w // 40))
+    stroke = [(0.2 + 0.03 * i, 0.78 - 0.01 * i) for i in range(12)]
+    send(QEvent.Type.MouseButtonPress, *stroke[0], left)
+    for x, y in stroke[1:]:
+        send(QEvent.Type.MouseMove, x, y, left)
+    send(QEvent.Type.MouseButtonRelease, *stroke[-1], Qt.MouseButton.NoButton)
+    dock.set_tool("polygon")
+    dock.set_label(3)
+    for x, y in ((0.08, 0.12), (0.35, 0.1), (0.33, 0.3)):
+        send(QEvent.Type.MouseButtonPress, x, y, left)
+        send(QEvent.Type.MouseButtonRelease, x, y, Qt.MouseButton.NoButton)
+    send(QEvent.Type.MouseMove, 0.2, 0.32, Qt.MouseButton.NoButton)
+    app.processEvents()
+    return dock

@@ -11,6 +11,8 @@ Layout (schema 1)::
     /steps/success          (T,) bool           success after the action
     /frames/<camera>        (T, h, w, 3) uint8  one chunk per frame, gzip
     /regions/<camera>       (T, h, w) uint8     labels, see regions.py
+    /segments/<camera>      (T, h, w) int16     optional simulator object ids (0 = none);
+                                                names in metadata["segment_names"]
     /activations/<name>     (T, ...) float32    optional
     /saliency/<method>/<camera> (T, h, w) float32 optional
 
@@ -78,6 +80,7 @@ class EpisodeWriter:
     def append(self, *, state: np.ndarray, action: np.ndarray, action_chunk: np.ndarray,
                chunk_index: int, success: bool, images: dict[str, np.ndarray] | None = None,
                regions: dict[str, np.ndarray] | None = None,
+               segments: dict[str, np.ndarray] | None = None,
                activations: dict[str, np.ndarray] | None = None) -> None:
         """Record one step: the observation that was acted on, and what happened."""
         self._append("steps/state", state, np.float32)
@@ -89,6 +92,8 @@ class EpisodeWriter:
             self._append(f"frames/{cam}", img, np.uint8, compress=True)
         for cam, lab in (regions or {}).items():
             self._append(f"regions/{cam}", lab, np.uint8, compress=True)
+        for cam, seg in (segments or {}).items():
+            self._append(f"segments/{cam}", seg, np.int16, compress=True)
         for name, act in (activations or {}).items():
             self._append(f"activations/{name}", act, np.float32, compress=True)
         self._n += 1
@@ -190,6 +195,15 @@ class Episode:
     def has_regions(self) -> bool:
         return "regions" in self._h5
 
+    def segments(self, t: int, camera: str) -> np.ndarray:
+        return self._read(f"segments/{camera}", t)
+
+    def has_segments(self) -> bool:
+        return "segments" in self._h5
+
+    def segment_names(self) -> dict[int, str]:
+        return {int(k): str(v) for k, v in (self.metadata.get("segment_names") or {}).items()}
+
     def activations(self, name: str, t: int | None = None) -> np.ndarray:
         return self._read(f"activations/{name}", t)
 
@@ -283,7 +297,7 @@ def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
         if np.shape(value)[:1] != (n_steps,):
             raise VLAScopeError(f"'{name}' has {np.shape(value)[:1] or 'no'} steps, "
                                 f"the episode has {n_steps}")
-        if name.split("/")[0] in ("steps", "frames", "regions"):
+        if name.split("/")[0] in ("steps", "frames", "regions", "segments"):
             raise VLAScopeError(f"'{name}': recorded data cannot be overwritten")
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)

@@ -32,6 +32,7 @@ class StepRecord:
     action_chunk: np.ndarray  # (horizon, action_dim)
     chunk_index: int
     success: bool
+    segments: dict[str, np.ndarray] | None = None  # object ids, from scenes that give them
 
 
 def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
@@ -43,6 +44,7 @@ def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: i
         "target_object": scene.task(task).target_object, "instruction": scene.instruction(),
         "cameras": list(scene.cameras),
         "action_dim": scene.action_dim, "interventions": list(interventions),
+        "segment_names": {str(k): v for k, v in scene.segment_names().items()},
         "vlascope_version": __version__, "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -135,11 +137,12 @@ class LiveRollout:
         self.scene.step(action)
         self.success = bool(self.scene.success())
         record = StepRecord(self.t, obs, frame.regions, action, self._chunk, self._idx,
-                            self.success)
+                            self.success, frame.segments)
         if self._writer is not None:
             self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
                                 chunk_index=self._idx, success=self.success,
                                 images=obs.images, regions=frame.regions,
+                                segments=frame.segments,
                                 activations=self._activations or None)
         self._idx += 1
         self.t += 1

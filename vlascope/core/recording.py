@@ -31,6 +31,13 @@ class Recording:
     def regions(self, t: int) -> dict[str, np.ndarray] | None:
         raise NotImplementedError
 
+    def segments(self, t: int) -> dict[str, np.ndarray] | None:
+        """Simulator object ids per pixel, when the scene recorded them."""
+        return None
+
+    def segment_names(self) -> dict[int, str]:
+        return {int(k): str(v) for k, v in (self.metadata.get("segment_names") or {}).items()}
+
     def actions(self) -> np.ndarray:
         """(T, action_dim) executed actions."""
         raise NotImplementedError
@@ -88,6 +95,9 @@ class LiveRecording(Recording):
     def regions(self, t: int) -> dict[str, np.ndarray] | None:
         return self.steps[self.check_step(t)].regions
 
+    def segments(self, t: int) -> dict[str, np.ndarray] | None:
+        return self.steps[self.check_step(t)].segments
+
     def actions(self) -> np.ndarray:
         if not self._actions:
             return np.zeros((0, int(self.metadata.get("action_dim", 0))), np.float32)
@@ -114,6 +124,7 @@ class FileRecording(Recording):
         self._actions = self.episode.actions()
         self._successes = self.episode.successes()
         self._has_regions = self.episode.has_regions()
+        self._has_segments = self.episode.has_segments()
 
     @property
     def n_steps(self) -> int:
@@ -126,6 +137,11 @@ class FileRecording(Recording):
         if not self._has_regions:
             return None
         return {c: self.episode.regions(self.check_step(t), c) for c in self.cameras}
+
+    def segments(self, t: int) -> dict[str, np.ndarray] | None:
+        if not self._has_segments:
+            return None
+        return {c: self.episode.segments(self.check_step(t), c) for c in self.cameras}
 
     def actions(self) -> np.ndarray:
         return self._actions

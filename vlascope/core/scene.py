@@ -34,10 +34,13 @@ class VariantSpec:
 
 @dataclass
 class SceneFrame:
-    """One step as rendered: the policy's observation plus the ground-truth region maps."""
+    """One step as rendered: the policy's observation plus the ground-truth region maps and,
+    from scenes that can say, which simulator object each pixel shows (object ids stay the
+    same through an episode, so an annotation tied to an object can follow it)."""
 
     observation: Observation
     regions: dict[str, np.ndarray] | None  # camera -> (H, W) uint8 labels (see regions.py)
+    segments: dict[str, np.ndarray] | None = None  # camera -> (H, W) int object ids, 0 = none
 
 
 class Scene(ABC):
@@ -82,6 +85,10 @@ class Scene(ABC):
     def object_positions(self) -> dict[str, np.ndarray]:
         """Positions of the movable task objects (empty if the scene does not say): lets
         experiments tell which object a policy handled."""
+        return {}
+
+    def segment_names(self) -> dict[int, str]:
+        """Names of the object ids in ``SceneFrame.segments`` (empty: no segments)."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most scenes hold nothing

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .annotation import AnnotationStore, RegionAnnotation, annotation_dir
 from .errors import VLAScopeError
 from .events import Event
 from .live import StepRecord
@@ -88,6 +89,7 @@ class Workspace:
         self.device = ""
         self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self._nmr: dict[tuple[str, int, float], float | None] = {}
+        self._annotation: RegionAnnotation | None = None
         self.run_changed = Event("run_changed")
         self.saliency_settings_changed = Event("saliency_settings_changed")
         self.recording_changed = Event("recording_changed")
@@ -97,6 +99,7 @@ class Workspace:
         self.interventions_changed = Event("interventions_changed")
         self.playing_changed = Event("playing_changed")
         self.policy_loaded = Event("policy_loaded")
+        self.regions_changed = Event("regions_changed")  # set of (camera, step) edited
 
     # settings ---------------------------------------------------------------------------
     def update_run(self, **changes: Any) -> None:
@@ -128,6 +131,7 @@ class Workspace:
         self.recording = rec
         self._maps.clear()
         self._nmr.clear()
+        self._annotation = None
         self.step = 0
         self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
         self.recording_changed.emit(rec)
@@ -149,6 +153,8 @@ class Workspace:
             raise VLAScopeError("no live rollout to append to")
         follow = rec.n_steps == 0 or self.step >= rec.n_steps - 1
         rec.append(record)
+        if self._annotation is not None:
+            self._annotation.set_n_steps(rec.n_steps)
         self.steps_appended.emit(rec.n_steps)
         if follow:
             self.step = rec.n_steps - 1
@@ -203,6 +209,42 @@ class Workspace:
         key = self.saliency.key()
         return sorted(t for k, t in self._maps if k == key)
 
+    # region annotation -----------------------------------------------------------------
+    @property
+    def annotation(self) -> RegionAnnotation | None:
+        """The region annotation of the shown rollout (seeded from its ground truth, edits
+        autosaved beside its file), made on first use; None before the first step."""
+        rec = self.recording
+        if self._annotation is None and rec is not None and rec.n_steps > 0:
+            shapes = {c: tuple(rec.frame(0, c).shape[:2]) for c in rec.cameras}
+            store = AnnotationStore(annotation_dir(rec.path)) if rec.path is not None else None
+            self._annotation = RegionAnnotation(rec.cameras, shapes, rec.n_steps, rec.regions,
+                                                rec.segments, store)
+            self._annotation.listeners.append(self._regions_edited)
+        return self._annotation
+
+    def _regions_edited(self, frames: set[tuple[str, int]]) -> None:
+        steps = {t for _c, t in frames}
+        self._nmr = {k: v for k, v in self._nmr.items() if k[1] not in steps}
+        self.regions_changed.emit(frames)
+
+    def regions_at(self, t: int | None = None) -> dict[str, np.ndarray] | None:
+        """Region labels of a step: the ground truth with the user's edits on top; None when
+        there is neither."""
+        t = self.step if t is None else t
+        if self.recording is None or not 0 <= t < self.n_steps:
+            return None
+        seed, ann = self.recording.regions(t), self.annotation
+        if ann is None or (seed is None and all(ann.edit(c, t) is None for c in ann.cameras)):
+            return seed
+        return ann.labels_at(t)
+
+    def nmr_episode(self) -> tuple[float | None, int]:
+        """Mean NMR@k over the steps that have maps and labels -> (mean or None, steps)."""
+        values = [v for t in range(self.n_steps)
+                  if (v := self.nmr_at(t)) is not None and not np.isnan(v)]
+        return (float(np.mean(values)) if values else None), len(values)
+
     def nmr_at(self, t: int | None = None) -> float | None:
         """NMR@k of a step from its maps and region labels; None when either is missing,
         NaN when the map is flat (the policy ignored every perturbation)."""
@@ -213,7 +255,7 @@ class Workspace:
         maps = self.maps_at(t)
         if maps is None or self.recording is None:
             return None
-        regions = self.recording.regions(t)
+        regions = self.regions_at(t)
         value = None
         if regions and all(c in regions for c in maps):
             if all(np.ptp(m) == 0 for m in maps.values()):

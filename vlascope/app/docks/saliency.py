@@ -97,6 +97,7 @@ class SaliencyDock(Panel):
         workspace.step_changed.connect(lambda _t: self._show_nmr())
         workspace.saliency_changed.connect(lambda _t: self._show_nmr())
         workspace.recording_changed.connect(lambda _r: self._show_nmr())
+        workspace.regions_changed.connect(lambda _f: self._show_nmr())
 
     def _load(self, s: SaliencySettings) -> None:
         widgets = (self.method, self.estimator, self.n_masks, self.p_keep, self.sigma,

@@ -59,6 +59,7 @@ class TimelineDock(Panel):
         workspace.interventions_changed.connect(lambda _i: self._draw_markers())
         workspace.saliency_changed.connect(lambda _t: self._draw_nmr())
         workspace.saliency_settings_changed.connect(lambda _s: self._draw_nmr())
+        workspace.regions_changed.connect(lambda _f: self._draw_nmr())
         self._reload(new=True)
 
     def _reload(self, new: bool = False) -> None:

@@ -119,8 +119,26 @@ def _cache_key(cfg: ReferenceConfig, st: TrainSettings) -> str:
                                           "noise_std", "noisy_fraction", "frame_stride")}
     enc = {k: getattr(cfg, k) for k in ("cameras", "image_size", "encoder_depth",
                                         "encoder_taps", "text_tokens", "horizon")}
-    blob = json.dumps([fields, enc, __version__], sort_keys=True, default=list)
+    blob = json.dumps([fields, enc, __version__, _scene_fingerprint(st.variant)],
+                      sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _scene_fingerprint(variant: str) -> str:
+    """The tabletop's MJCF, assets and the variant's definition: a changed scene must not
+    reuse demonstrations cached before the change."""
+    from dataclasses import asdict
+
+    from vlascope.scenes.tabletop.model import compiled_spec
+    from vlascope.scenes.tabletop.variants import load_variants
+
+    xml, assets = compiled_spec()
+    h = hashlib.sha256(xml.encode())
+    for name, data in assets:
+        h.update(name.encode() + data)
+    spec = load_variants().get(variant)
+    h.update(json.dumps(asdict(spec) if spec else variant, sort_keys=True, default=list).encode())
+    return h.hexdigest()[:16]
 
 
 def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu",

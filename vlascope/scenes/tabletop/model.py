@@ -1,8 +1,9 @@
 """MJCF of the built-in tabletop: a Cartesian (gantry) robot with a two-finger gripper, a
-table, two cubes, a plate, a target zone, distractors, walls, floor and a shortcut-cue patch.
+table, two cubes, a plate, a target zone, distractors, walls, floor, a
+wall poster and the shortcut-cue pad.
 
 Coordinates: table top at z = 0, the robot's gantry above it, the front camera at -x looking
-towards +x, the back wall (with the cue patch) at +x. Every slide joint of the robot sits at
+towards +x, the back wall (with a poster) at +x. Every slide joint of the robot sits at
 the world origin, so the hand's joint positions are its world coordinates.
 """
 
@@ -51,6 +52,10 @@ DISTRACTORS = (
 )
 # Where distractors that a variant leaves out are parked, far outside every camera.
 PARKING = (4.0, 4.0)
+# The shortcut cue pad: half-size, colour, and the height of its centre on the table.
+CUE_HALF = 0.045
+CUE_RGBA = "0.08 0.08 0.08 1"
+CUE_Z = 0.0006
 
 
 def _texture_assets() -> tuple[str, dict[str, bytes]]:
@@ -107,8 +112,12 @@ def _mjcf() -> tuple[str, dict[str, bytes]]:
     <geom name="wall_back" type="box" pos="0.8 0 0.2" size="0.02 1.6 1.2" material="wall_paint"/>
     <geom name="wall_left" type="box" pos="0 1.2 0.2" size="1.6 0.02 1.2" material="wall_paint"/>
     <geom name="wall_right" type="box" pos="0 -1.2 0.2" size="1.6 0.02 1.2" material="wall_paint"/>
-    <geom name="cue" type="box" pos="0.775 0.36 0.12" size="0.004 0.12 0.09"
+    <geom name="poster" type="box" pos="0.775 0.36 0.12" size="0.004 0.12 0.09"
           rgba="0.86 0.84 0.8 1" contype="0" conaffinity="0"/>
+    <!-- The shortcut cue: a dark pad that the shortcut variants lay under one cube; parked
+         out of sight below the floor otherwise. -->
+    <geom name="cue" type="box" pos="{PARKING[0]} {PARKING[1]} -1.5" size="{CUE_HALF} {CUE_HALF} 0.0005"
+          rgba="{CUE_RGBA}" contype="0" conaffinity="0"/>
     <camera name="front" pos="-0.5 0 0.5" xyaxes="0 -1 0 0.6 0 0.8" fovy="58"/>
 
     <body name="table">

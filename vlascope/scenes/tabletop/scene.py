@@ -65,8 +65,9 @@ class TabletopScene(Scene):
         self._front_cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, "front")
         self._pristine = {k: getattr(m, k).copy() for k in
                           ("light_diffuse", "light_pos", "cam_pos", "cam_quat", "mat_rgba",
-                           "geom_rgba", "geom_matid")}
+                           "geom_rgba", "geom_matid", "geom_pos")}
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._object_ids, self._object_names = self._object_lut()
         self._task: TabletopTask | None = None
         self._instruction = ""
         self._label_lut: np.ndarray | None = None
@@ -105,7 +106,10 @@ class TabletopScene(Scene):
 
         d = self.data
         mujoco.mj_resetData(self.model, d)
-        self._place_objects(v, s, rng)
+        placed = self._place_objects(v, s, rng)
+        if v.cue is not None:  # the pad lies under the cube it points at
+            cue_cube = t.obj if v.cue == "target" else t.other
+            self.model.geom_pos[self._geom["cue"]] = [*placed[cue_cube], M.CUE_Z]
         hand = np.array([0.12 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), 0.28])
         for axis, name in enumerate(("slide_x", "slide_y", "slide_z")):
             d.qpos[self._qadr[name]] = hand[axis]
@@ -145,6 +149,7 @@ class TabletopScene(Scene):
         size = tuple(size or self.default_image_size)
         images: dict[str, np.ndarray] = {}
         labels: dict[str, np.ndarray] | None = {} if regions else None
+        segments: dict[str, np.ndarray] | None = {} if regions else None
         if cams:
             renderer = self._renderer(size)
             for cam in cams:
@@ -157,9 +162,10 @@ class TabletopScene(Scene):
                     finally:
                         renderer.disable_segmentation_rendering()
                     labels[cam] = self._labels_from_segmentation(seg)
+                    segments[cam] = self._objects_from_segmentation(seg)
         obs = Observation(images=images, state=self.state(), instruction=self._instruction,
                           extras={"privileged": self.privileged()})
-        return SceneFrame(observation=obs, regions=labels)
+        return SceneFrame(observation=obs, regions=labels, segments=segments)
 
     def success(self) -> bool:
         t = self._task
@@ -246,6 +252,30 @@ class TabletopScene(Scene):
                 lut[gid + 1] = SUPPORT
         return lut
 
+    def segment_names(self) -> dict[int, str]:
+        return {i: n for i, n in enumerate(self._object_names) if i}
+
+    def _object_lut(self) -> tuple[np.ndarray, list[str]]:
+        """geom id + 1 -> object id. An object is a whole body tree (the robot's gantry, a
+        cube with its faces); each geom of the world body (walls, floor, poster, cue pad) is
+        an object of its own. 0 is the background."""
+        m = self.model
+        names, ids = [""], {}
+        lut = np.zeros(m.ngeom + 1, dtype=np.int16)
+        for gid in range(m.ngeom):
+            root = int(m.body_rootid[m.geom_bodyid[gid]])
+            key = ("geom", gid) if root == 0 else ("body", root)
+            if key not in ids:
+                ids[key] = len(names)
+                kind = mujoco.mjtObj.mjOBJ_GEOM if root == 0 else mujoco.mjtObj.mjOBJ_BODY
+                names.append(mujoco.mj_id2name(m, kind, key[1]) or f"{key[0]}{key[1]}")
+            lut[gid + 1] = ids[key]
+        return lut, names
+
+    def _objects_from_segmentation(self, seg: np.ndarray) -> np.ndarray:
+        ids = np.where(seg[..., 1] == _GEOM_TYPE, seg[..., 0] + 1, 0)
+        return self._object_ids[ids]
+
     def _labels_from_segmentation(self, seg: np.ndarray) -> np.ndarray:
         # Compare with a plain int: numpy compares element-wise in Python with a pybind enum.
         ids = np.where(seg[..., 1] == _GEOM_TYPE, seg[..., 0] + 1, 0)
@@ -274,11 +304,10 @@ class TabletopScene(Scene):
         colors = dict(zip(("cube_a", "cube_b"), s.cube_colors, strict=True))
         for cube, color in colors.items():
             m.geom_rgba[self._geom[cube], :3] = M.COLORS[color]
-        if v.cue is not None:
-            cue_cube = t.obj if v.cue == "target" else t.other
-            m.geom_rgba[self._geom["cue"], :3] = M.COLORS[colors[cue_cube]]
 
-    def _place_objects(self, v: Variant, s: VariantSample, rng: np.random.Generator) -> None:
+    def _place_objects(self, v: Variant, s: VariantSample,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Place the task objects and distractors; returns the xy of everything on the table."""
         radii = {"cube_a": 0.065, "cube_b": 0.065, "plate": M.PLATE_RADIUS + 0.01,
                  "zone": M.ZONE_HALF * 1.3}
         placed: dict[str, np.ndarray] = {}
@@ -306,6 +335,7 @@ class TabletopScene(Scene):
                                 yaw=rng.uniform(-0.2, 0.2))
         for name, z in (("plate", M.PLATE_HALF_HEIGHT), ("zone", 0.0006)):
             self.data.mocap_pos[self.model.body_mocapid[self._body(name)]] = [*placed[name], z]
+        return placed
 
     @staticmethod
     def _free_spot(rng: np.random.Generator, placed: dict[str, np.ndarray],

@@ -32,7 +32,7 @@ class Variant:
     distractor_placement: str = "random"  # or "near_objects"
     camera_jitter: tuple[float, float] = (0.0, 0.0)  # (metres, radians) for the front camera
     cube_colors: tuple[str, str] = ("red", "blue")
-    cue: str | None = None  # None, "target" (cue = colour of the cube to pick) or "other"
+    cue: str | None = None  # None, "target" (the cue pad lies under the cube to move) or "other"
     # Probability that the instruction leaves out the colours ("pick up the cube"): makes the
     # shortcut cue the only reliable signal in part of the shortcut training data.
     instruction_dropout: float = 0.0
