@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup into .venv/ at the repo root.
 #   bash scripts/setup.sh          runtime only
-#   bash scripts/setup.sh dev      runtime + test/lint tools
+#   bash scripts/setup.sh libero   runtime + the LIBERO scene plugin (~1.3 GB with its assets)
+#   bash scripts/setup.sh dev      runtime + test/lint tools + the LIBERO plugin (CI tests it)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
 # libraries) when run as root, and the CPU build of torch when there is no NVIDIA GPU, so a
 # CPU machine never downloads gigabytes of CUDA wheels.
@@ -57,5 +58,18 @@ if [ "$extras" = dev ]; then
   "${pip[@]}" -e ".[dev]"
 else
   "${pip[@]}" -e .
+fi
+
+if [ "$extras" = dev ] || [ "$extras" = libero ]; then
+  if ! .venv/bin/python -c 'import vlascope_libero, libero.libero' 2>/dev/null; then
+    echo "setup: installing the LIBERO scene plugin (plugins/vlascope-libero)"
+    "${pip[@]}" -e plugins/vlascope-libero
+  fi
+  # robosuite and LIBERO ask for opencv-python, which bundles Qt 5 and points Qt at its
+  # plugins: keep only the headless build of the same OpenCV (docs/architecture.md).
+  if .venv/bin/python -m pip show opencv-python >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -y -q opencv-python
+    "${pip[@]}" --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"
+  fi
 fi
 echo "setup: ready (.venv/bin/vlascope)"

@@ -11,7 +11,7 @@ from vlascope.app.launch import check_display
 from vlascope.app.main_window import MainWindow
 from vlascope.app.overlay import normalise
 from vlascope.core.episode import Episode
-from vlascope.core.errors import VLAScopeError
+from vlascope.core.errors import PluginError, VLAScopeError
 from vlascope.core.interventions import Prompt
 from vlascope.core.metrics import nmr_at_k
 from vlascope.core.plugins import PluginRegistry
@@ -270,6 +270,26 @@ def test_closing_mid_run_keeps_the_recording(qtbot, tmp_path, plugin_dir):
     with Episode(files[0]) as ep:
         assert ep.n_steps >= 3 and ep.metadata["stopped_early"] is True
         assert ep.metadata["policy"]["name"] == POLICY
+
+
+def test_a_scene_that_is_not_installed_says_how_to_install_it(qtbot, tmp_path):
+    found = PluginRegistry.discover([])
+    reg = PluginRegistry([e for e in found.entries if e.name != "libero"])
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(registry=reg, settings=settings, record_dir=tmp_path / "rec")
+    qtbot.addWidget(window)
+    window.show()
+    window.scene_dock.set_scenes(reg.names("scene"), reg.not_installed("scene"))
+    box = window.scene_dock.scene_box
+    index = box.findData("libero")
+    assert box.itemText(index) == "libero (not installed)"
+    box.setCurrentIndex(index)
+    assert window.workspace.run.scene == "tabletop" and box.currentData() == "tabletop"
+    shown = errors_shown(window)
+    assert shown and "setup.sh libero" in shown[0].text()
+    with pytest.raises(PluginError, match="not installed: install it with"):
+        reg.create_scene("libero")
+    window.close()
 
 
 def test_layout_and_settings_persist(qtbot, tmp_path, plugin_dir):

@@ -102,7 +102,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _record_paths(out: Path, task: str, variant: str, seeds: Sequence[int]) -> list[Path]:
     if len(seeds) == 1 and out.suffix in (".h5", ".hdf5"):
         return [out]
-    return [out / f"{task}__{variant}__seed{s}.h5" for s in seeds]
+    from .core.episode import safe_name
+
+    return [out / f"{safe_name(task)}__{safe_name(variant)}__seed{s}.h5" for s in seeds]
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -201,8 +203,10 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from .core.saliency.iss import ISSConfig
     from .core.saliency.temporal import episode_iss, store
 
-    policy = _registry().create_policy(
-        args.policy, **({"device": args.device} if args.device else {}))
+    options = {"device": args.device} if args.device else {}
+    if args.weights:
+        options["weights"] = args.weights
+    policy = _registry().create_policy(args.policy, **options)
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()
@@ -370,6 +374,19 @@ def cmd_language_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_reference(args: argparse.Namespace) -> int:
+    from .policies.reference.model import ReferenceConfig
+    from .policies.reference.train import init_reference
+
+    cfg = ReferenceConfig(cameras=tuple(c for c in args.cameras.split(",") if c),
+                          state_dim=args.state_dim, action_dim=args.action_dim,
+                          n_layers=args.layers)
+    out = init_reference(args.out, cfg, seed=args.seed)
+    print(f"untrained reference checkpoint -> {out} (use it with --policy reference "
+          f"--weights {out})")
+    return 0
+
+
 def cmd_train_reference(args: argparse.Namespace) -> int:
     import torch
 
@@ -462,6 +479,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     from .app.screenshot import take_screenshot
 
     out = take_screenshot(args.out, policy=args.policy, task=args.task, variant=args.variant,
+                          scene=args.scene, weights=args.weights,
                           seed=args.seed, steps=args.steps, n_masks=args.masks,
                           record_dir=args.record_dir, panel=args.panel)
     print(f"screenshot -> {out}")
@@ -549,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="iss", choices=METHODS,
                    help="pixel ISS (default), token ISS, or a baseline to compare with")
     p.add_argument("--policy", default=DEFAULT_POLICY)
+    p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
     p.add_argument("--device", default=None)
     p.add_argument("--n", type=int, default=100, help="masks per frame")
     p.add_argument("--grid", type=int, default=7)
@@ -641,6 +660,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-variants", default="default")
     p.set_defaults(func=cmd_train_reference)
 
+    p = sub.add_parser("init-reference", help="write an untrained reference checkpoint shaped "
+                                              "for another scene (cameras, state, actions)")
+    p.add_argument("--cameras", required=True, help="comma-separated camera names")
+    p.add_argument("--state-dim", type=int, required=True)
+    p.add_argument("--action-dim", type=int, required=True)
+    p.add_argument("--layers", type=int, default=4, help="trunk layers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_init_reference)
+
     p = sub.add_parser("model-card", help="both reference models over tasks x variants, the "
                                           "shortcut gap and the language check, as markdown")
     p.add_argument("--policies", default="reference,reference-shortcut")
@@ -680,8 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=int, default=100, help="ISS masks for the overlay")
     p.add_argument("--record-dir", default=None,
                    help="where the rollout is recorded (default: the app's recordings folder)")
-    p.add_argument("--panel", choices=("window", "regions"), default="window",
-                   help="the whole window, or the region dock mid-annotation")
+    p.add_argument("--panel", choices=("window", "regions", "window-regions"),
+                   default="window", help="the whole window, the region dock mid-annotation, "
+                   "or the window with the region dock in front")
+    p.add_argument("--scene", default="tabletop", help="scene plugin")
+    p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
     p.set_defaults(func=cmd_screenshot)
 
     p = sub.add_parser("demo", help="record one episode per task and write a preview image")

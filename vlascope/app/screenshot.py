@@ -11,6 +11,8 @@ from pathlib import Path
 
 from vlascope.core.errors import VLAScopeError
 
+PANELS = ("window", "regions", "window-regions")
+
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Run the Qt event loop until ``condition()`` holds."""
@@ -26,15 +28,17 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pick_red",
+                    scene: str = "tabletop", weights: str | None = None,
                     variant: str = "default", seed: int = 0, steps: int = 25,
                     n_masks: int = 100, size: tuple[int, int] = (1400, 860),
                     record_dir: str | Path | None = None, timeout: float = 600.0,
                     panel: str = "window") -> Path:
     """Play ``steps`` steps, explain the last frame with ISS, save the window as a PNG;
     ``panel="regions"`` instead saves the region dock in the middle of an annotation (a
-    brush stroke made and a polygon being drawn, by mouse events)."""
-    if panel not in ("window", "regions"):
-        raise VLAScopeError(f"unknown panel '{panel}' (window, regions)")
+    brush stroke made and a polygon being drawn, by mouse events), ``"window-regions"``
+    the window with the region dock in front."""
+    if panel not in PANELS:
+        raise VLAScopeError(f"unknown panel '{panel}' ({', '.join(PANELS)})")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("MUJOCO_GL", "egl")
     from PySide6.QtCore import QSettings
@@ -54,9 +58,9 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         window.resize(*size)
         window.show()
         ws = window.workspace
-        ws.update_run(policy=policy, task=task, variant=variant, seed=seed)
+        ws.update_run(policy=policy, scene=scene, task=task, variant=variant, seed=seed)
         ws.update_saliency(method="iss", n_masks=n_masks)
-        window.start()
+        window.start(weights=weights)
         window.controller.play()
         wait_until(lambda: ws.n_steps >= steps or errors or
                    (ws.n_steps and not window.controller.live), timeout, f"{steps} steps")
@@ -73,6 +77,9 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         shown = window
         if panel == "regions":
             shown = _annotate(window, app)
+        elif panel == "window-regions":
+            window.regions_dock.raise_()
+            app.processEvents()
         if not shown.grab().save(str(out)):
             raise VLAScopeError(f"could not write {out}")
     finally:

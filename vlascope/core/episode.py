@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -255,6 +256,12 @@ class Episode:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def safe_name(text: str) -> str:
+    """A task or variant name as one file-name component (``libero_spatial/0`` ->
+    ``libero_spatial-0``): plugin names may hold path separators."""
+    return re.sub(r"[^\w.-]+", "-", text).strip("-") or "-"
 
 
 def policy_instruction(metadata: dict[str, Any], t: int | None = None) -> str:

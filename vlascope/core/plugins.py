@@ -25,6 +25,12 @@ from typing import Any
 from .errors import PluginError, UnknownNameError
 
 KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
+# First-party plugins that ship in plugins/ but are installed separately (big dependencies):
+# naming one that is not installed says how to install it.
+FIRST_PARTY = {
+    ("scene", "libero"): "install it with `bash scripts/setup.sh libero` (or `.venv/bin/pip "
+                         "install -e plugins/vlascope-libero`, see plugins/vlascope-libero)",
+}
 _FOLDER_DICTS = {"policy": "POLICIES", "scene": "SCENES"}
 
 
@@ -85,9 +91,17 @@ class PluginRegistry:
     def names(self, kind: str) -> list[str]:
         return [e.name for e in self.entries if e.kind == kind]
 
+    def not_installed(self, kind: str) -> dict[str, str]:
+        """First-party plugins of this kind that are not installed -> how to install them."""
+        have = set(self.names(kind))
+        return {n: hint for (k, n), hint in FIRST_PARTY.items() if k == kind and n not in have}
+
     def get(self, kind: str, name: str) -> PluginEntry:
         matches = [e for e in self.entries if e.kind == kind and e.name == name]
         if not matches:
+            hint = self.not_installed(kind).get(name)
+            if hint:
+                raise PluginError(f"the {kind} plugin '{name}' is not installed: {hint}")
             raise UnknownNameError(kind, name, self.names(kind))
         ok = [e for e in matches if e.ok]
         if not ok:

@@ -47,6 +47,8 @@ class Scene(ABC):
     """Base class of scene providers. Subclasses fill in the abstract methods."""
 
     name: str = "scene"
+    # Credits and licences of third-party code or assets the scene uses (About dialog).
+    attribution: str = ""
     cameras: tuple[str, ...] = ()
     action_dim: int = 0
     default_image_size: tuple[int, int] = (224, 224)

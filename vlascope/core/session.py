@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .episode import safe_name
 from .errors import VLAScopeError
 from .live import LiveRollout, StepRecord
 from .plugins import PluginRegistry
@@ -95,7 +96,8 @@ class Session:
         if record:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             variant = scene.variant(run.variant or None).name
-            path = self.record_dir / f"{stamp}_{task}_{variant}_seed{run.seed}.h5"
+            path = self.record_dir / (f"{stamp}_{safe_name(task)}_{safe_name(variant)}"
+                                      f"_seed{run.seed}.h5")
         self.live = LiveRollout(scene, policy, task, run.seed, run.variant or None,
                                 record_to=path, policy_name=run.policy,
                                 instruction=run.instruction or None, render_all=True)

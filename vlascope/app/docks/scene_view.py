@@ -65,6 +65,9 @@ class SceneViewDock(Panel):
         col = self.body
 
         row = QHBoxLayout()
+        self.scene_box = QComboBox()
+        self.scene_box.setToolTip("scene plugin")
+        row.addWidget(self.scene_box)
         self.policy_box = QComboBox()
         self.policy_box.setToolTip("policy plugin")
         self.task_box = QComboBox()
@@ -108,6 +111,7 @@ class SceneViewDock(Panel):
         self.variant_box.currentTextChanged.connect(
             lambda v: v and self.ws.update_run(variant=v))
         self.policy_box.currentTextChanged.connect(self._policy_picked)
+        self.scene_box.currentIndexChanged.connect(self._scene_picked)
         self.device_box.currentTextChanged.connect(self._device_picked)
         self.seed_box.valueChanged.connect(lambda s: self.ws.update_run(seed=int(s)))
         self.instruction.editingFinished.connect(
@@ -118,8 +122,34 @@ class SceneViewDock(Panel):
         workspace.saliency_changed.connect(self._saliency_arrived)
         workspace.saliency_settings_changed.connect(lambda _s: self.refresh_overlays())
         self.policy_change_requested = None  # set by the window: fn(name, device)
+        self.scene_change_requested = None  # set by the window: fn(name)
 
     # choices ----------------------------------------------------------------------------
+    def set_scenes(self, installed: list[str], not_installed: dict[str, str]) -> None:
+        """Scene plugins; first-party ones that are not installed are listed greyed out with
+        how to install them (picking one says so)."""
+        self.scene_box.blockSignals(True)
+        self.scene_box.clear()
+        for name in installed:
+            self.scene_box.addItem(name, name)
+        for name, hint in not_installed.items():
+            self.scene_box.addItem(f"{name} (not installed)", name)
+            self.scene_box.setItemData(self.scene_box.count() - 1, hint,
+                                       Qt.ItemDataRole.ToolTipRole)
+        index = self.scene_box.findData(self.ws.run.scene)
+        self.scene_box.setCurrentIndex(max(index, 0))
+        self.scene_box.blockSignals(False)
+
+    def _scene_picked(self, index: int) -> None:
+        name = self.scene_box.itemData(index)
+        if name and name != self.ws.run.scene and self.scene_change_requested:
+            self.scene_change_requested(name)
+            current = self.scene_box.findData(self.ws.run.scene)  # refused: back to the old
+            if current >= 0 and current != self.scene_box.currentIndex():
+                self.scene_box.blockSignals(True)
+                self.scene_box.setCurrentIndex(current)
+                self.scene_box.blockSignals(False)
+
     def set_choices(self, policies: list[str], tasks: list[tuple[str, str]],
                     variants: list[str]) -> None:
         """Fill the pickers (tasks as (name, instruction)) and select the run's values."""

@@ -216,12 +216,6 @@ def _train(data: dict, cfg: ReferenceConfig, st: TrainSettings, dev: torch.devic
 def save_reference(out_dir: str | Path, result: TrainResult, cfg: ReferenceConfig,
                    st: TrainSettings) -> Path:
     """Write ``model.safetensors`` (fp16) and ``config.json`` (architecture + provenance)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous().cpu()
-               for k, v in result.trunk.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "vlascope-reference", "version": "1"})
     info = {
         "config": cfg.to_dict(),
         "training": {**st.__dict__, "tasks": list(st.tasks), "demo_steps": result.demos,
@@ -230,6 +224,17 @@ def save_reference(out_dir: str | Path, result: TrainResult, cfg: ReferenceConfi
                      f"{torch.get_num_threads()} threads", "torch": torch.__version__,
                      "vlascope": __version__},
     }
+    return _write_checkpoint(out_dir, result.trunk, info)
+
+
+def _write_checkpoint(out_dir: str | Path, trunk: torch.nn.Module, info: dict) -> Path:
+    """``model.safetensors`` (fp16) and ``config.json``, each written atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous().cpu()
+               for k, v in trunk.state_dict().items()}
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "vlascope-reference", "version": "1"})
     write_text_atomic(out / "config.json", json.dumps(info, indent=2))
     return out
 
@@ -238,3 +243,13 @@ def parse_tasks(value: str, all_tasks: Sequence[str]) -> tuple[str, ...]:
     return tuple(all_tasks) if value in ("", "all") else tuple(value.split(","))
 
 
+
+
+def init_reference(out_dir: str | Path, cfg: ReferenceConfig, seed: int = 0) -> Path:
+    """An untrained reference checkpoint shaped for another scene (its cameras, state and
+    action sizes): the starting point for training on a plugin scene, and a policy that
+    reacts to what it sees, for trying the tools there before a trained model exists."""
+    torch.manual_seed(seed)
+    info = {"config": cfg.to_dict(), "training": {"untrained": True, "seed": seed,
+                                                  "vlascope": __version__}}
+    return _write_checkpoint(out_dir, ReferenceTrunk(cfg), info)
