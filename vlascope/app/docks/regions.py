@@ -231,6 +231,7 @@ class RegionDock(Panel):
         workspace.saliency_changed.connect(lambda _t: self.redraw())
         workspace.saliency_settings_changed.connect(self._settings_changed)
         workspace.regions_changed.connect(lambda _f: self.redraw())
+        self.visibilityChanged.connect(lambda shown: shown and self.redraw())
         self.set_tool("brush")
         self.set_label(NUISANCE)
         self._update_lut()
@@ -308,7 +309,10 @@ class RegionDock(Panel):
 
     # drawing ----------------------------------------------------------------------------
     def redraw(self) -> None:
-        """Frame, labels, top-k outline and the NMR figures of the shown step."""
+        """Frame, labels, top-k outline and the NMR figures of the shown step (only while
+        the dock is on screen: a tab behind another costs nothing during a live run)."""
+        if not self.isVisible():
+            return
         ann, rec, cam = self.annotation, self.ws.recording, self.camera
         if ann is None or rec is None or cam not in ann.cameras:
             for item in (self.frame_item, self.label_item, self.outline_item):
