@@ -126,8 +126,8 @@ class SceneViewDock(Panel):
 
     # choices ----------------------------------------------------------------------------
     def set_scenes(self, installed: list[str], not_installed: dict[str, str]) -> None:
-        """Scene plugins; first-party ones that are not installed are listed greyed out with
-        how to install them (picking one says so)."""
+        """Scene plugins; first-party ones that are not installed are listed as "name (not
+        installed)" with how to install them in the tooltip (picking one says so)."""
         self.scene_box.blockSignals(True)
         self.scene_box.clear()
         for name in installed:
