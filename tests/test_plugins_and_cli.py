@@ -66,6 +66,9 @@ def test_registry_lists_builtins_and_folder_plugins(plugin_dir):
         reg.create_policy("broken")
     with pytest.raises(UnknownNameError, match="unknown policy 'nope'"):
         reg.create_policy("nope")
+    # an option the factory does not take is named, not a TypeError from inside it
+    with pytest.raises(PluginError, match="'expert' takes no weights option .*checkpoints"):
+        reg.create_policy("expert", weights="/some/folder")
     scene = reg.create_scene("small_tabletop")
     with scene:
         assert scene.name == "small_tabletop"

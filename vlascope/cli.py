@@ -27,9 +27,12 @@ def _registry():
 
 
 def _open(args: argparse.Namespace):
+    from .core.plugins import accepts
+
     reg = _registry()
     size = (args.size, args.size)
-    scene = reg.create_scene(args.scene, image_size=size)
+    sizing = accepts(reg.get("scene", args.scene).factory, "image_size")
+    scene = reg.create_scene(args.scene, **({"image_size": size} if sizing else {}))
     options = {"device": args.device} if getattr(args, "device", None) else {}
     if getattr(args, "weights", None):  # a checkpoint folder, as the GUI's "Load checkpoint"
         options["weights"] = args.weights

@@ -13,6 +13,7 @@ registers factories through module-level dicts::
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -49,6 +50,15 @@ class PluginEntry:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "source": self.source,
                 "status": "ok" if self.ok else "error", "error": self.error}
+
+
+def accepts(factory: Callable[..., Any], name: str) -> bool:
+    """Whether a plugin factory takes the keyword ``name`` (or any keyword)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -110,6 +120,11 @@ class PluginRegistry:
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         entry = self.get(kind, name)
+        refused = [k for k in options if not accepts(entry.factory, k)]
+        if refused:
+            why = " (it does not load checkpoints from a path)" if "weights" in refused else ""
+            raise PluginError(f"{kind} plugin '{name}' takes no {', '.join(refused)} "
+                              f"option{why}")
         try:
             return entry.factory(**options)
         except BaseException as e:  # noqa: BLE001

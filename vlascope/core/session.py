@@ -5,7 +5,6 @@ saliency of a frame. The GUI's worker owns one and calls it from its own thread 
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 from .episode import safe_name
 from .errors import VLAScopeError
 from .live import LiveRollout, StepRecord
-from .plugins import PluginRegistry
+from .plugins import PluginRegistry, accepts
 from .policy import Observation
 from .scene import Scene
 from .workspace import RunSettings, SaliencySettings
@@ -28,14 +27,6 @@ def default_recordings_dir() -> Path:
     """Where the inspector records rollouts unless told otherwise."""
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return data_home / "vlascope" / "recordings"
-
-
-def _accepts(factory: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 class Session:
@@ -68,11 +59,9 @@ class Session:
         if self.policy is None or key != self.policy_key:
             entry = self.registry.get("policy", name)
             options: dict[str, Any] = {}
-            if device != "auto" and _accepts(entry.factory, "device"):
+            if device != "auto" and accepts(entry.factory, "device"):
                 options["device"] = device
-            if weights is not None:
-                if not _accepts(entry.factory, "weights"):
-                    raise VLAScopeError(f"policy '{name}' does not load checkpoints from a path")
+            if weights is not None:  # the registry says so if the policy takes none
                 options["weights"] = weights
             policy = self.registry.create_policy(name, **options)
             self.stop()
