@@ -288,3 +288,25 @@ def test_motion_phases_follow_the_expert(scene, expert, tmp_path):
         phases = motion_phases(ep.states(), ep.actions())
     first = {p: int(np.argmax(phases == p)) for p in ("reach", "grasp", "carry", "release")}
     assert first["reach"] == 0 < first["grasp"] < first["carry"] < first["release"]
+
+
+def test_injection_table_runs_each_source_rollout_once(scene, policy, tmp_path, monkeypatch):
+    from vlascope.core import experiments
+
+    recorded_to = []
+    real = experiments.run_episode
+
+    def counting(*args, **kwargs):
+        recorded_to.append(kwargs.get("record_to"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "run_episode", counting)
+    rows = experiments.injection_table(
+        scene, policy, [("pick_red", "pick_blue"), ("place_red_on_plate", "pick_blue")],
+        layer="trunk.1.resid", episodes=1, out_dir=tmp_path, conditions=("cross_task",))
+    sources = [p for p in recorded_to if p is not None and p.name.endswith("__source.h5")]
+    assert [p.name for p in sources] == ["pick_blue__seed0__source.h5"]  # shared by both
+    assert {r["task"] for r in rows} >= {"pick_red", "place_red_on_plate"}
+    for target in ("pick_red", "place_red_on_plate"):
+        with Episode(tmp_path / f"{target}__from_pick_blue__seed0__cross_task.h5") as ep:
+            assert ep.metadata["interventions"][0]["source"] == str(sources[0])

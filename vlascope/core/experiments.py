@@ -189,6 +189,7 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
                             f"{', '.join(INJECTION_CONDITIONS)})")
     out = Path(out_dir)
     cells: dict[tuple[str, str, str], Cell] = {}
+    sources: dict[tuple[str, int], Any] = {}  # a source rollout serves every pair that uses it
     for target_task, source_task in pairs:
         target_obj = scene.task(target_task).target_object
         for k in range(episodes):
@@ -200,10 +201,12 @@ def injection_table(scene: Scene, policy: Policy, pairs: Sequence[tuple[str, str
             base = run_episode(scene, policy, target_task, s, variant,
                                record_to=out / f"{stem}__baseline.h5", capture=[layer],
                                policy_name=policy_name, should_cancel=should_cancel)
-            src = run_episode(scene, policy, source_task, s, variant,
-                              record_to=out / f"{source_task}__seed{s}__source.h5",
-                              capture=[layer], policy_name=policy_name,
-                              should_cancel=should_cancel)
+            if (source_task, s) not in sources:
+                sources[(source_task, s)] = run_episode(
+                    scene, policy, source_task, s, variant,
+                    record_to=out / f"{source_task}__seed{s}__source.h5", capture=[layer],
+                    policy_name=policy_name, should_cancel=should_cancel)
+            src = sources[(source_task, s)]
             null = None
             if "null_language" in conditions:
                 null = run_episode(scene, policy, target_task, s, variant,
