@@ -202,9 +202,6 @@ class Episode:
     def has_segments(self) -> bool:
         return "segments" in self._h5
 
-    def segment_names(self) -> dict[int, str]:
-        return {int(k): str(v) for k, v in (self.metadata.get("segment_names") or {}).items()}
-
     def activations(self, name: str, t: int | None = None) -> np.ndarray:
         return self._read(f"activations/{name}", t)
 
