@@ -27,27 +27,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
+from PySide6.QtCore import QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from vlascope.app.docks.regions import RegionDock  # noqa: E402
+from vlascope.app.screenshot import region_mouse  # noqa: E402
 from vlascope.core.runner import rollout  # noqa: E402
 from vlascope.core.workspace import Workspace  # noqa: E402
 from vlascope.scenes.tabletop import TabletopScene  # noqa: E402
 from vlascope.scenes.tabletop.expert import TabletopExpert  # noqa: E402
 
 TARGET_MS = 16.0
-
-
-def mouse(dock: RegionDock, kind: QEvent.Type, x: float, y: float, held: bool) -> None:
-    pos = dock.graphics.mapFromScene(dock.label_item.mapToScene(QPointF(x, y)))
-    vp = dock.graphics.viewport()
-    left = Qt.MouseButton.LeftButton
-    button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else left
-    QApplication.sendEvent(vp, QMouseEvent(kind, QPointF(pos), QPointF(vp.mapToGlobal(pos)),
-                                           button, left if held else Qt.MouseButton.NoButton,
-                                           Qt.KeyboardModifier.NoModifier))
 
 
 def measure(app: QApplication, episode: Path, moves: int) -> dict[str, float]:
@@ -65,14 +55,15 @@ def measure(app: QApplication, episode: Path, moves: int) -> dict[str, float]:
             for i in range(moves)]
     per_stroke = 30
     for s in range(0, moves, per_stroke):
-        mouse(dock, QEvent.Type.MouseButtonPress, *path[s], True)
+        region_mouse(dock, QEvent.Type.MouseButtonPress, *path[s], True)
         for x, y in path[s + 1:s + per_stroke]:
             t0 = time.perf_counter()
-            mouse(dock, QEvent.Type.MouseMove, x, y, True)
+            region_mouse(dock, QEvent.Type.MouseMove, x, y, True)
             vp.repaint()
             lat.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        mouse(dock, QEvent.Type.MouseButtonRelease, *path[min(s + per_stroke, moves) - 1], False)
+        end = path[min(s + per_stroke, moves) - 1]
+        region_mouse(dock, QEvent.Type.MouseButtonRelease, *end, False)
         vp.repaint()
         ends.append(time.perf_counter() - t0)
     assert dock.annotation.can_undo and dock.annotation.edited_frames()

@@ -33,11 +33,16 @@ def _open(args: argparse.Namespace):
     size = (args.size, args.size)
     sizing = accepts(reg.get("scene", args.scene).factory, "image_size")
     scene = reg.create_scene(args.scene, **({"image_size": size} if sizing else {}))
+    return scene, _policy(reg, args)
+
+
+def _policy(reg, args: argparse.Namespace):
+    """``--policy`` with its ``--device`` and ``--weights`` (a checkpoint folder, as the
+    GUI's "Load checkpoint")."""
     options = {"device": args.device} if getattr(args, "device", None) else {}
-    if getattr(args, "weights", None):  # a checkpoint folder, as the GUI's "Load checkpoint"
+    if getattr(args, "weights", None):
         options["weights"] = args.weights
-    policy = reg.create_policy(args.policy, **options)
-    return scene, policy
+    return reg.create_policy(args.policy, **options)
 
 
 def _split(value: str, all_names: list[str]) -> list[str]:
@@ -206,10 +211,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from .core.saliency.iss import ISSConfig
     from .core.saliency.temporal import episode_iss, store
 
-    options = {"device": args.device} if args.device else {}
-    if args.weights:
-        options["weights"] = args.weights
-    policy = _registry().create_policy(args.policy, **options)
+    policy = _policy(_registry(), args)
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()

@@ -90,11 +90,26 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
     return out
 
 
+def region_mouse(dock, kind, x: float, y: float, held: bool) -> None:
+    """Send the region dock's canvas a mouse event at frame pixel (x, y), the left button
+    pressed (press/release) or held (``held``): how pictures and benchmarks paint."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = dock.graphics.mapFromScene(dock.label_item.mapToScene(QPointF(x, y)))
+    vp = dock.graphics.viewport()
+    left = Qt.MouseButton.LeftButton
+    button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else left
+    QApplication.sendEvent(vp, QMouseEvent(kind, QPointF(pos), QPointF(vp.mapToGlobal(pos)),
+                                           button, left if held else Qt.MouseButton.NoButton,
+                                           Qt.KeyboardModifier.NoModifier))
+
+
 def _annotate(window, app):
     """Float the region dock and annotate as a user would: an action-critical stroke across
     the table, then three corners of a nuisance polygon, left open."""
-    from PySide6.QtCore import QEvent, QPointF, Qt
-    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtCore import QEvent
 
     dock = window.regions_dock
     dock.setFloating(True)
@@ -103,28 +118,23 @@ def _annotate(window, app):
     dock.raise_()
     app.processEvents()
     h, w = dock.annotation.shapes[dock.camera]
-    left = Qt.MouseButton.LeftButton
 
-    def send(kind, x, y, buttons):
-        pos = dock.graphics.mapFromScene(dock.label_item.mapToScene(QPointF(x * w, y * h)))
-        vp = dock.graphics.viewport()
-        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else left
-        app.sendEvent(vp, QMouseEvent(kind, QPointF(pos), QPointF(vp.mapToGlobal(pos)),
-                                      button, buttons, Qt.KeyboardModifier.NoModifier))
+    def send(kind, fx, fy, held):  # fractions of the frame
+        region_mouse(dock, kind, fx * w, fy * h, held)
 
     dock.set_tool("brush")
     dock.set_label(1)
     dock.size.setValue(max(2, w // 40))
     stroke = [(0.2 + 0.03 * i, 0.78 - 0.01 * i) for i in range(12)]
-    send(QEvent.Type.MouseButtonPress, *stroke[0], left)
+    send(QEvent.Type.MouseButtonPress, *stroke[0], True)
     for x, y in stroke[1:]:
-        send(QEvent.Type.MouseMove, x, y, left)
-    send(QEvent.Type.MouseButtonRelease, *stroke[-1], Qt.MouseButton.NoButton)
+        send(QEvent.Type.MouseMove, x, y, True)
+    send(QEvent.Type.MouseButtonRelease, *stroke[-1], False)
     dock.set_tool("polygon")
     dock.set_label(3)
     for x, y in ((0.08, 0.12), (0.35, 0.1), (0.33, 0.3)):
-        send(QEvent.Type.MouseButtonPress, x, y, left)
-        send(QEvent.Type.MouseButtonRelease, x, y, Qt.MouseButton.NoButton)
-    send(QEvent.Type.MouseMove, 0.2, 0.32, Qt.MouseButton.NoButton)
+        send(QEvent.Type.MouseButtonPress, x, y, True)
+        send(QEvent.Type.MouseButtonRelease, x, y, False)
+    send(QEvent.Type.MouseMove, 0.2, 0.32, False)
     app.processEvents()
     return dock

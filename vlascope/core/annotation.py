@@ -125,7 +125,7 @@ class RegionAnnotation:
         self.store = store
         self.history = int(history)
         self._edits: dict[tuple[str, int], np.ndarray] = {}
-        self._seed_cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._seed_cache: OrderedDict[int, tuple[bool, dict[str, np.ndarray]]] = OrderedDict()
         self._segment_cache: tuple[int, dict[str, np.ndarray]] = (-1, {})
         self._undo: list[list[_Patch]] = []
         self._redo: list[list[_Patch]] = []
@@ -140,14 +140,21 @@ class RegionAnnotation:
     # reading ----------------------------------------------------------------------------
     def seed(self, camera: str, t: int) -> np.ndarray:
         self._check(camera, t)
+        return self._seed_at(t)[1][camera]
+
+    def has_ground_truth(self, t: int) -> bool:
+        """Whether step ``t`` has a ground-truth map (else its seed is all unlabeled)."""
+        return self._seed_at(t)[0]
+
+    def _seed_at(self, t: int) -> tuple[bool, dict[str, np.ndarray]]:
         if t not in self._seed_cache:
-            got = self._seeds(t) or {}
-            self._seed_cache[t] = {c: np.asarray(got[c], np.uint8) if c in got
-                                   else np.zeros(self.shapes[c], np.uint8)
-                                   for c in self.cameras}
+            got = self._seeds(t)
+            maps = {c: np.asarray(got[c], np.uint8) if got and c in got
+                    else np.zeros(self.shapes[c], np.uint8) for c in self.cameras}
+            self._seed_cache[t] = (bool(got), maps)
             while len(self._seed_cache) > 64:
                 self._seed_cache.popitem(last=False)
-        return self._seed_cache[t][camera]
+        return self._seed_cache[t]
 
     def reseed(self, seeds: SeedSource | None = None) -> None:
         """Read the seed again (or from a new source); the edits stay as they are."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnknownNameError
+from .errors import ObservationError, UnknownNameError
 from .policy import Observation
 
 
@@ -119,6 +119,14 @@ class Scene(ABC):
             if cam not in self.cameras:
                 raise UnknownNameError("camera", cam, self.cameras)
         return tuple(cameras)
+
+    def check_action(self, action: np.ndarray) -> np.ndarray:
+        """One action as ``action_dim`` finite numbers, clipped to [-1, 1]."""
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
+            raise ObservationError(f"{self.name} action must be {self.action_dim} finite "
+                                   f"numbers, got shape {np.shape(action)}")
+        return np.clip(a, -1.0, 1.0)
 
     def __enter__(self) -> Scene:
         return self

@@ -234,9 +234,11 @@ class Workspace:
         t = self.step if t is None else t
         if self.recording is None or not 0 <= t < self.n_steps:
             return None
-        seed, ann = self.recording.regions(t), self.annotation
-        if ann is None or (seed is None and all(ann.edit(c, t) is None for c in ann.cameras)):
-            return seed
+        ann = self.annotation  # its seed is the recording's map, read once and cached
+        if ann is None:
+            return self.recording.regions(t)
+        if not ann.has_ground_truth(t) and all(ann.edit(c, t) is None for c in ann.cameras):
+            return None
         return ann.labels_at(t)
 
     def nmr_episode(self) -> tuple[float | None, int]:

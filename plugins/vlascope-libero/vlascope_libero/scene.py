@@ -178,11 +178,7 @@ class LiberoScene(Scene):
     def step(self, action: np.ndarray) -> None:
         if self._env is None:
             raise VLAScopeError("step() before reset()")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
-            raise ObservationError(f"LIBERO action must be {self.action_dim} finite numbers, "
-                                   f"got shape {np.shape(action)}")
-        self._obs, _r, _done, _info = self._env.step(np.clip(a, -1.0, 1.0))
+        self._obs, _r, _done, _info = self._env.step(self.check_action(action))
         self.steps_taken += 1
 
     def observe(self, cameras: Sequence[str] | None = None,

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDockWidget, QVBoxLayout, QWidget
 
+from vlascope.core.workspace import Workspace
+
+
+def nmr_text(ws: Workspace) -> str:
+    """NMR@k of the shown step as the docks print it, saying why when there is none."""
+    k = f"{ws.saliency.k:g}"
+    value = ws.nmr_at()
+    if value is None:
+        why = "no maps" if ws.maps_at() is None else "no region labels"
+        return f"NMR@{k}: - ({why})"
+    if value != value:  # NaN
+        return f"NMR@{k}: undefined (flat map)"
+    return f"NMR@{k}: {value:.3f}"
+
 
 class Panel(QDockWidget):
     """A dock with a named object (so its place persists) and a vertical body to fill."""

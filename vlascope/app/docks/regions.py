@@ -50,7 +50,7 @@ from vlascope.core.regions import (
 from vlascope.core.toolkit_io import read_masks, write_masks
 from vlascope.core.workspace import Workspace
 
-from . import Panel
+from . import Panel, nmr_text
 
 TOOLS = {"brush": ("Brush", Qt.Key.Key_B), "eraser": ("Eraser", Qt.Key.Key_E),
          "fill": ("Fill", Qt.Key.Key_F), "polygon": ("Polygon", Qt.Key.Key_P),
@@ -344,15 +344,7 @@ class RegionDock(Panel):
         self.redo_button.setEnabled(ann.can_redo)
 
     def _show_nmr(self) -> None:
-        k = f"{self.ws.saliency.k:g}"
-        value = self.ws.nmr_at()
-        if value is None:
-            why = "no maps" if self.ws.maps_at() is None else "no region labels"
-            self.nmr_frame.setText(f"NMR@{k}: - ({why})")
-        elif value != value:
-            self.nmr_frame.setText(f"NMR@{k}: undefined (flat map)")
-        else:
-            self.nmr_frame.setText(f"NMR@{k}: {value:.3f}")
+        self.nmr_frame.setText(nmr_text(self.ws))
         mean, n = self.ws.nmr_episode()
         self.nmr_episode.setText("episode: -" if mean is None
                                  else f"episode: {mean:.3f} ({n} steps)")

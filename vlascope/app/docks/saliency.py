@@ -23,7 +23,7 @@ from vlascope.core.saliency import METHODS
 from vlascope.core.saliency.iss import ESTIMATORS
 from vlascope.core.workspace import SaliencySettings, Workspace
 
-from . import Panel
+from . import Panel, nmr_text
 
 
 class SaliencyDock(Panel):
@@ -145,12 +145,4 @@ class SaliencyDock(Panel):
         self.progress.setValue(done if busy else 0)
 
     def _show_nmr(self) -> None:
-        k = f"{self.ws.saliency.k:g}"
-        value = self.ws.nmr_at()
-        if value is None:
-            why = "no maps" if self.ws.maps_at() is None else "no region labels"
-            self.nmr.setText(f"NMR@{k}: - ({why})")
-        elif value != value:  # NaN
-            self.nmr.setText(f"NMR@{k}: undefined (flat map)")
-        else:
-            self.nmr.setText(f"NMR@{k}: {value:.3f}")
+        self.nmr.setText(nmr_text(self.ws))

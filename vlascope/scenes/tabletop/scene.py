@@ -122,11 +122,7 @@ class TabletopScene(Scene):
     def step(self, action: np.ndarray) -> None:
         if self._task is None:
             raise VLAScopeError("step() before reset()")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
-            raise ObservationError(f"tabletop action must be {self.action_dim} finite numbers, "
-                                   f"got shape {np.shape(action)}")
-        a = np.clip(a, -1.0, 1.0)
+        a = self.check_action(action)
         target = self.hand_position() + a[:3] * MAX_DELTA
         lo = np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]])
         hi = np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]])
