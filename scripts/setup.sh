@@ -2,7 +2,10 @@
 # Idempotent setup into .venv/ at the repo root.
 #   bash scripts/setup.sh          runtime only
 #   bash scripts/setup.sh libero   runtime + the LIBERO scene plugin (~1.3 GB with its assets)
-#   bash scripts/setup.sh dev      runtime + test/lint tools + the LIBERO plugin (CI tests it)
+#   bash scripts/setup.sh transformers   runtime + adapters for pi0 / VLM+head / OpenVLA-OFT
+#   bash scripts/setup.sh lerobot  runtime + the SmolVLA adapter (LeRobot 0.4.4)
+#   bash scripts/setup.sh dev      runtime + test/lint tools + every first-party plugin
+#                                  (CI tests them all)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
 # libraries) when run as root, and the CPU build of torch when there is no NVIDIA GPU, so a
 # CPU machine never downloads gigabytes of CUDA wheels.
@@ -70,6 +73,34 @@ if [ "$extras" = dev ] || [ "$extras" = libero ]; then
   if .venv/bin/python -m pip show opencv-python >/dev/null 2>&1; then
     .venv/bin/python -m pip uninstall -y -q opencv-python
     "${pip[@]}" --force-reinstall --no-deps "opencv-python-headless>=4.8,<5"
+  fi
+fi
+if [ "$extras" = dev ] || [ "$extras" = transformers ]; then
+  .venv/bin/python -c 'import vlascope_transformers' 2>/dev/null ||
+    "${pip[@]}" -e plugins/vlascope-transformers
+fi
+if [ "$extras" = dev ] || [ "$extras" = lerobot ]; then
+  if ! .venv/bin/python -c 'import vlascope_lerobot, lerobot' 2>/dev/null; then
+    echo "setup: installing LeRobot 0.4.4 for the SmolVLA adapter (plugins/vlascope-lerobot)"
+    # LeRobot 0.4.4 pins torch<2.11 and transformers<5: honouring them would swap the CPU
+    # torch for gigabytes of CUDA wheels and break the app's transformers. Install it
+    # without its pins, then only the modules SmolVLA imports, with everything already
+    # installed frozen as a constraint so nothing moves (measured: docs/adapters.md).
+    pins=$(mktemp)
+    .venv/bin/python -m pip freeze --exclude-editable | grep -v ' @ ' > "$pins"
+    "${pip[@]}" --no-deps "lerobot==0.4.4"
+    "${pip[@]}" -c "$pins" -r plugins/vlascope-lerobot/requirements-lerobot.txt
+    rm -f "$pins"
+    # LeRobot imports torchvision.transforms; PyPI's torchvision is a CUDA build that fails
+    # to import next to CPU torch, and an importable-looking torchvision makes transformers
+    # pick its torchvision image processors and fail too. So it goes into a folder of its
+    # own that only the SmolVLA adapter puts on the path (vlascope_lerobot/compat.py).
+    if .venv/bin/python -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+      "${pip[@]}" --no-deps "torchvision==0.28.0"  # CUDA torch: PyPI's build matches it
+    else
+      "${pip[@]}" --no-deps --target .venv/lerobot-torchvision "torchvision==0.28.0"
+    fi
+    "${pip[@]}" --no-deps -e plugins/vlascope-lerobot
   fi
 fi
 echo "setup: ready (.venv/bin/vlascope)"

@@ -37,12 +37,37 @@ def _open(args: argparse.Namespace):
 
 
 def _policy(reg, args: argparse.Namespace):
-    """``--policy`` with its ``--device`` and ``--weights`` (a checkpoint folder, as the
-    GUI's "Load checkpoint")."""
+    """``--policy`` with its ``--device``, ``--weights`` (a checkpoint folder, as the GUI's
+    "Load checkpoint") and any ``--policy-option KEY=VALUE``."""
     options = {"device": args.device} if getattr(args, "device", None) else {}
     if getattr(args, "weights", None):
         options["weights"] = args.weights
+    options.update(parse_options(getattr(args, "policy_option", None) or []))
     return reg.create_policy(args.policy, **options)
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings to plugin options; integers and floats become numbers."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise VLAScopeError(f"--policy-option expects KEY=VALUE, got '{pair}'")
+        for cast in (int, float):
+            try:
+                out[key.replace("-", "_")] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def _add_policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy-option", action="append", metavar="KEY=VALUE",
+                   help="an option for the policy plugin, e.g. cameras=agentview,wrist or "
+                   "n_action_steps=5 (repeatable; see docs/adapters.md)")
 
 
 def _split(value: str, all_names: list[str]) -> list[str]:
@@ -477,7 +502,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     """The inspector window (the default command)."""
     from .app.launch import run_app
 
-    return run_app(episode=args.episode)
+    return run_app(episode=args.episode, weights=args.weights, policy=args.policy,
+                   scene=args.scene, task=args.task, device=args.device)
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
@@ -531,6 +557,7 @@ def _add_common(p: argparse.ArgumentParser, policy: bool = True) -> None:
                        help="auto (CUDA when present, else CPU), cpu or cuda[:N]")
         p.add_argument("--weights", default=None, help="checkpoint folder for --policy "
                        "(e.g. one written by train-reference); default: its shipped weights")
+        _add_policy_options(p)
     p.add_argument("--size", type=int, default=224, help="camera image size in pixels")
 
 
@@ -573,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixel ISS (default), token ISS, or a baseline to compare with")
     p.add_argument("--policy", default=DEFAULT_POLICY)
     p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
+    _add_policy_options(p)
     p.add_argument("--device", default=None)
     p.add_argument("--n", type=int, default=100, help="masks per frame")
     p.add_argument("--grid", type=int, default=7)
@@ -701,6 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("app", help="open the inspector window (the default command)")
     p.add_argument("episode", nargs="?", default=None, help="episode file to open")
+    p.add_argument("--policy", default=None, help="policy plugin (default: the last used)")
+    p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
+    p.add_argument("--scene", default=None, help="scene plugin (default: the last used)")
+    p.add_argument("--task", default=None)
+    p.add_argument("--device", default=None, help="auto, cpu or cuda[:N]")
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("screenshot", help="render the inspector mid-rollout, with its ISS "

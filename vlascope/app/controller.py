@@ -35,6 +35,7 @@ class Controller(QObject):
     saliency_progress = Signal(int, int)  # done, total (0, 0 = idle)
     fps_changed = Signal(float)
     policy_state = Signal(str)  # "loading", "ready", "failed"
+    policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
 
     def __init__(self, workspace: Workspace, engine: Engine, parent: QObject | None = None):
         super().__init__(parent)
@@ -72,18 +73,20 @@ class Controller(QObject):
         self.weights = weights
         self.policy_state.emit("loading")
 
-        def job(session: Session, ctx: JobContext) -> tuple[str, str]:
+        def job(session: Session, ctx: JobContext) -> tuple[str, str, list]:
             session.load_policy(name, device, weights)
             return name if weights is None else f"{name} ({Path(weights).name})", \
-                session.policy_device()
+                session.policy_device(), session.policy_hook_points()
 
-        def done(result: tuple[str, str]) -> None:
+        def done(result: tuple[str, str, list]) -> None:
+            label, dev, hooks = result
             if self.live:  # the worker ended the old policy's rollout: start afresh
                 self._live_done = True
                 self.reset()
-            self.ws.set_policy_loaded(*result)
+            self.ws.set_policy_loaded(label, dev)
+            self.policy_hooks.emit(hooks)
             self.policy_state.emit("ready")
-            self.status.emit(f"policy {result[0]} ready on {result[1]}")
+            self.status.emit(f"policy {label} ready on {dev}")
 
         def failed(message: str, details: str) -> None:
             self.policy_state.emit("failed")

@@ -22,19 +22,31 @@ def check_display(environ: dict[str, str] | None = None, platform: str = sys.pla
             "--help`; `vlascope screenshot` renders the window offscreen to a PNG.")
 
 
-def run_app(argv: Sequence[str] = (), episode: str | None = None) -> int:
+def open_window(episode: str | None = None, weights: str | None = None, window=None,
+                **run: str):
+    """Show the window and start it on the given run settings (``policy``, ``scene``,
+    ``task``, ``device``; unset ones keep the remembered choice), loading the policy from
+    ``weights`` when given, and open ``episode``."""
+    from .main_window import MainWindow
+
+    window = window or MainWindow()
+    given = {k: v for k, v in run.items() if v}
+    if given:
+        window.workspace.update_run(**given)
+    window.show()
+    window.start(weights=weights)
+    if episode:
+        window.open_episode(episode)
+    return window
+
+
+def run_app(argv: Sequence[str] = (), episode: str | None = None, **options: str) -> int:
     check_display()
     os.environ.setdefault("MUJOCO_GL", "egl")
     from PySide6.QtWidgets import QApplication
 
-    from .main_window import MainWindow
-
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("VLAScope")
     app.setOrganizationName("VLAScope")
-    window = MainWindow()
-    window.show()
-    window.start()
-    if episode:
-        window.open_episode(episode)
+    window = open_window(episode, **options)  # noqa: F841 - kept alive by the event loop
     return app.exec()

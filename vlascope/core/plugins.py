@@ -28,9 +28,16 @@ from .errors import PluginError, UnknownNameError
 KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
 # First-party plugins that ship in plugins/ but are installed separately (big dependencies):
 # naming one that is not installed says how to install it.
+_TRANSFORMERS = ("install it with `bash scripts/setup.sh transformers` (or `.venv/bin/pip "
+                 "install -e plugins/vlascope-transformers`), see docs/adapters.md")
 FIRST_PARTY = {
     ("scene", "libero"): "install it with `bash scripts/setup.sh libero` (or `.venv/bin/pip "
                          "install -e plugins/vlascope-libero`, see plugins/vlascope-libero)",
+    ("policy", "pi0"): _TRANSFORMERS,
+    ("policy", "vlm-head"): _TRANSFORMERS,
+    ("policy", "openvla-oft"): _TRANSFORMERS,
+    ("policy", "smolvla"): "install it with `bash scripts/setup.sh lerobot` (LeRobot 0.4.4 "
+                           "without its torch pins), see docs/adapters.md",
 }
 _FOLDER_DICTS = {"policy": "POLICIES", "scene": "SCENES"}
 

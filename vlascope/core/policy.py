@@ -119,3 +119,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@dataclass
+class HookPointInfo:
+    """One named hook point, for pickers: its stack ("tokens", "vlm", "expert", ...), the
+    kinds of tokens it holds, and its name."""
+
+    name: str
+    stack: str
+    tokens: tuple[str, ...] = ()
+
+
+def hook_points(policy: Any) -> list[HookPointInfo]:
+    """The policy's hook points in its own order (empty when it exposes none)."""
+    layers = getattr(policy, "layers", None)
+    if layers is None:
+        return []
+    groups = getattr(policy, "token_groups", None)
+    out = []
+    for name in layers():
+        stack = name.split(".")[0]
+        try:
+            kinds = tuple(k for k, v in (groups(name) if groups else {}).items() if v)
+        except Exception:  # noqa: BLE001 - a layout known only after a forward pass
+            kinds = ()
+        out.append(HookPointInfo(name, stack, kinds))
+    return out

@@ -15,7 +15,7 @@ from .episode import safe_name
 from .errors import VLAScopeError
 from .live import LiveRollout, StepRecord
 from .plugins import PluginRegistry, accepts
-from .policy import Observation
+from .policy import HookPointInfo, Observation, hook_points
 from .scene import Scene
 from .workspace import RunSettings, SaliencySettings
 
@@ -68,6 +68,9 @@ class Session:
             self.policy, self.policy_key = policy, key
             self._explainers.clear()
         return self.policy
+
+    def policy_hook_points(self) -> list[HookPointInfo]:
+        return hook_points(self.policy) if self.policy is not None else []
 
     def policy_device(self) -> str:
         dev = getattr(self.policy, "device", None)

@@ -1,5 +1,6 @@
 """Plugin manager: every discovered policy and scene plugin with its status, the error of
-any that failed to import, and loading a policy from a checkpoint folder."""
+any that failed to import, loading a policy from a checkpoint folder, and the loaded
+policy's hook points (the layer picker)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
 from vlascope.core.plugins import PluginRegistry
 
 from . import Panel
+from .hook_picker import HookPicker
 
 
 class PluginsDock(Panel):
@@ -38,6 +41,11 @@ class PluginsDock(Panel):
         row.addStretch(1)
         col.addLayout(row)
         self.load_button.clicked.connect(self._pick_checkpoint)
+        self.hooks_label = QLabel("Hook points of the loaded policy")
+        col.addWidget(self.hooks_label)
+        self.hooks = HookPicker()
+        col.addWidget(self.hooks, 1)
+        controller.policy_hooks.connect(self._show_hooks)
         self.show_registry(registry)
 
     def show_registry(self, registry: PluginRegistry) -> None:
@@ -51,6 +59,11 @@ class PluginsDock(Panel):
                     item.setToolTip(e.error or "")
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+
+    def _show_hooks(self, points: list) -> None:
+        self.hooks.show_points(points)
+        self.hooks_label.setText(f"Hook points of the loaded policy ({len(points)})" if points
+                                 else "The loaded policy exposes no hook points")
 
     def load_checkpoint(self, folder: str) -> None:
         self.controller.load_policy(weights=folder)

@@ -75,7 +75,9 @@ def token_norm_saliency(policy: Any, obs: Observation, hook: str | None = None) 
     layout = policy.visual_token_layout()
     check_frame(obs, list(layout))
     names = list(policy.layers())
-    resid = [n for n in names if n.endswith(".resid")]
+    groups = getattr(policy, "token_groups", lambda _layer: {"visual": [0]})
+    # the last residual stream that holds the visual tokens (an action expert's does not)
+    resid = [n for n in names if n.endswith(".resid") and groups(n).get("visual")]
     hook = hook or (resid[-1] if resid else "tokens.visual")
     if hook not in names:
         raise VLAScopeError(f"no hook point '{hook}' (known: {', '.join(names)})")

@@ -1,0 +1,13 @@
+"""VLAScope adapter for LeRobot's SmolVLA (LeRobot 0.4.4). See docs/adapters.md."""
+
+from __future__ import annotations
+
+from .compat import prepare_torchvision
+
+prepare_torchvision()  # before transformers is imported: see compat.py
+
+
+def make_smolvla(**options):
+    from .smolvla import SmolVLAAdapter
+
+    return SmolVLAAdapter(**options)

@@ -1,0 +1,106 @@
+"""Importing LeRobot 0.4.4 next to CPU torch 2.13 and transformers 5, which it predates.
+
+Two things stand in the way (measured, docs/adapters.md):
+
+- ``lerobot.policies.smolvla`` imports ``torchvision.transforms`` (through the config's
+  optimiser and dataset modules). PyPI's torchvision is a CUDA build: its compiled ops need
+  ``libtorch_cuda.so``, and the import dies registering fake kernels for the two operators
+  those ops would have defined (``torchvision::nms``, ``qnms``). Defining the two schemas
+  first lets the Python part import; SmolVLA never calls them. setup.sh installs that
+  torchvision into ``<venv>/lerobot-torchvision``, put on the path only here, because an
+  importable-looking torchvision would make transformers choose torchvision image
+  processors everywhere else in the process.
+  This must happen before transformers is first imported: transformers decides at import
+  which torchvision-backed classes (SmolVLM's video processor among them) exist. The
+  package's ``__init__`` therefore calls ``prepare_torchvision()``; the app and the CLI
+  import it while discovering plugins, before any model loads.
+- ``lerobot/policies/__init__.py`` imports every policy, and GR00T's config fails to
+  define under transformers 5. The package is registered without running its
+  ``__init__``; the SmolVLA submodules then import normally.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+from vlascope.core.errors import PluginError
+
+LEROBOT = "0.4"
+INSTALL = "install it with `bash scripts/setup.sh lerobot` (see docs/adapters.md)"
+PRIVATE_TORCHVISION = Path(sys.prefix) / "lerobot-torchvision"
+_schemas = None  # a torch.library.Library drops its definitions when garbage-collected
+
+
+def prepare_torchvision() -> None:
+    """Make ``import torchvision`` work: the private copy, and the two operator schemas
+    when its compiled ops cannot load."""
+    global _schemas
+    if importlib.util.find_spec("torchvision") is None and PRIVATE_TORCHVISION.is_dir():
+        sys.path.append(str(PRIVATE_TORCHVISION))
+        importlib.invalidate_caches()
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or _schemas is not None or "torchvision" in sys.modules:
+        return
+    import torch
+
+    try:  # a torchvision built for this torch loads its real ops
+        torch.ops.load_library(os.path.join(spec.submodule_search_locations[0], "_C.so"))
+        return
+    except (OSError, RuntimeError):
+        pass
+    _schemas = torch.library.Library("torchvision", "DEF")
+    _schemas.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _schemas.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def _bare_package(name: str) -> None:
+    """Register package ``name`` without running its ``__init__.py``."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    module = types.ModuleType(name)
+    module.__path__ = list(spec.submodule_search_locations)
+    module.__spec__, module.__file__, module.__package__ = spec, spec.origin, name
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+
+
+def import_smolvla() -> dict[str, object]:
+    """LeRobot's SmolVLA classes, or a PluginError saying what is missing and how to get it."""
+    try:
+        import lerobot
+    except ImportError as e:
+        raise PluginError(f"SmolVLA: LeRobot is not installed ({e}); {INSTALL}") from e
+    version = getattr(lerobot, "__version__", "") or _dist_version()
+    if not version.startswith(LEROBOT):
+        raise PluginError(f"SmolVLA: the adapter is written for LeRobot {LEROBOT}.x, this "
+                          f"environment has {version}; {INSTALL}")
+    prepare_torchvision()
+    _bare_package("lerobot.policies")
+    try:
+        config = importlib.import_module("lerobot.policies.smolvla.configuration_smolvla")
+        modeling = importlib.import_module("lerobot.policies.smolvla.modeling_smolvla")
+        processor = importlib.import_module("lerobot.processor")
+        converters = importlib.import_module("lerobot.processor.converters")
+        configs = importlib.import_module("lerobot.configs.policies")
+    except ImportError as e:
+        raise PluginError(f"SmolVLA: LeRobot {version} is missing a dependency ({e}); "
+                          f"{INSTALL}") from e
+    return {"SmolVLAConfig": config.SmolVLAConfig, "SmolVLAPolicy": modeling.SmolVLAPolicy,
+            "Pipeline": processor.PolicyProcessorPipeline, "converters": converters,
+            "PreTrainedConfig": configs.PreTrainedConfig}
+
+
+def _dist_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lerobot")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,23 @@
+"""VLAScope adapters for checkpoints loaded with Hugging Face transformers: native pi0, any
+VLM with a VLAScope action head, and OpenVLA-OFT (through the user's openvla-oft install).
+See docs/adapters.md."""
+
+from __future__ import annotations
+
+
+def make_pi0(**options):
+    from .pi0 import Pi0Policy
+
+    return Pi0Policy(**options)
+
+
+def make_vlm_head(**options):
+    from .vlm_head import VLMActionPolicy
+
+    return VLMActionPolicy(**options)
+
+
+def make_openvla_oft(**options):
+    from .openvla_oft import OpenVLAOFTPolicy
+
+    return OpenVLAOFTPolicy(**options)

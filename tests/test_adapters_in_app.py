@@ -1,0 +1,85 @@
+"""The inspector on the adapters for real VLA families, each on a tiny random-weight
+checkpoint written by the family's own code: load it from its folder through the Plugins
+dock, see its hook points in the layer picker, play the live scene, explain a frame with
+ISS. Runs for every first-party adapter plugin installed (CI installs them all)."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from test_app import WAIT_MS, errors_shown, idle, play_steps
+
+from vlascope.app.launch import open_window
+from vlascope.app.main_window import MainWindow
+from vlascope.app.overlay import normalise
+from vlascope.core.plugins import PluginRegistry
+
+
+def tiny_pi0(folder, **shape):
+    tiny = pytest.importorskip("vlascope_transformers.tiny")
+    return tiny.write_tiny_pi0(folder, **shape)
+
+
+def tiny_smolvla(folder, **shape):
+    tiny = pytest.importorskip("vlascope_lerobot.tiny")
+    return tiny.write_tiny_smolvla(folder, **shape)
+
+
+WRITERS = {"pi0": tiny_pi0, "smolvla": tiny_smolvla}
+LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")
+SCENES = {  # scene -> task, the checkpoint's cameras / state / action sizes
+    "tabletop": ("pick_red", {"cameras": ("front", "wrist"), "state_dim": 4,
+                              "action_dim": 4}),
+    "libero": ("libero_spatial/0", {"cameras": LIBERO_CAMERAS, "state_dim": 8,
+                                    "action_dim": 7}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy, scene", [("pi0", "tabletop"), ("smolvla", "tabletop"),
+                                           ("smolvla", "libero")])
+def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
+    if scene != "tabletop":
+        pytest.importorskip(f"vlascope_{scene}")
+    task, shape = SCENES[scene]
+    folder = WRITERS[policy](tmp_path / policy, **shape)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(registry=PluginRegistry.discover([]), settings=settings,
+                        record_dir=tmp_path / "recordings")
+    qtbot.addWidget(window)
+    ws = window.workspace
+    ws.update_run(seed=0)
+    ws.update_saliency(n_masks=16)
+    window.resize(1400, 860)
+    # as `vlascope app --policy P --scene S --task T --weights DIR`
+    open_window(window=window, weights=str(folder), policy=policy, scene=scene, task=task)
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: ws.policy_label.startswith(policy), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: ws.recording is not None, timeout=WAIT_MS)
+    idle(qtbot, window)
+    picker = window.plugins_dock.hooks
+    assert {"tokens.visual", "vlm.1.mlp", "expert.0.resid"} <= set(picker.names())
+    # "Load policy checkpoint..." in the Plugins dock, with the folder the dialog returns
+    picker.clear()
+    window.plugins_dock.load_checkpoint(str(folder))
+    qtbot.waitUntil(lambda: bool(picker.names()), timeout=WAIT_MS)
+    idle(qtbot, window)
+    play_steps(qtbot, window, 3)
+    assert ws.n_steps >= 3
+    cams = shape["cameras"]
+    front = window.scene_dock.views[cams[0]]
+    assert front.frame.image is not None and np.ptp(front.frame.image) > 0
+    dock = window.saliency_dock
+    dock.raise_()
+    qtbot.mouseClick(dock.compute, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ws.maps_at() is not None, timeout=WAIT_MS)
+    maps = ws.maps_at()
+    assert set(maps) == set(cams)
+    np.testing.assert_allclose(front.overlay.image, normalise(maps[cams[0]]))
+    assert np.ptp(maps[cams[0]]) > 0
+    window.grab().save(str(tmp_path / f"{policy}-{scene}.png"))
+    window.plugins_dock.raise_()
+    picker.select("vlm.1.resid")
+    assert picker.current_name() == "vlm.1.resid"
+    window.grab().save(str(tmp_path / f"{policy}-{scene}-hooks.png"))
+    assert not errors_shown(window)
+    window.close()
