@@ -88,6 +88,7 @@ if [ "$extras" = dev ] || [ "$extras" = lerobot ]; then
     # installed frozen as a constraint so nothing moves (measured: docs/adapters.md).
     pins=$(mktemp)
     .venv/bin/python -m pip freeze --exclude-editable | grep -v ' @ ' > "$pins"
+    .venv/bin/python -c 'import torch; print("torch==" + torch.__version__)' >> "$pins"
     "${pip[@]}" --no-deps "lerobot==0.4.4"
     "${pip[@]}" -c "$pins" -r plugins/vlascope-lerobot/requirements-lerobot.txt
     rm -f "$pins"

@@ -5,13 +5,11 @@ ISS. Runs for every first-party adapter plugin installed (CI installs them all).
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
-from test_app import WAIT_MS, errors_shown, idle, play_steps
+from PySide6.QtCore import Qt
+from test_app import WAIT_MS, errors_shown, idle, new_window, play_steps
 
 from vlascope.app.launch import open_window
-from vlascope.app.main_window import MainWindow
 from vlascope.app.overlay import normalise
-from vlascope.core.plugins import PluginRegistry
 
 
 def tiny_pi0(folder, **shape):
@@ -42,10 +40,7 @@ def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
         pytest.importorskip(f"vlascope_{scene}")
     task, shape = SCENES[scene]
     folder = WRITERS[policy](tmp_path / policy, **shape)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(registry=PluginRegistry.discover([]), settings=settings,
-                        record_dir=tmp_path / "recordings")
-    qtbot.addWidget(window)
+    window = new_window(qtbot, tmp_path)
     ws = window.workspace
     ws.update_run(seed=0)
     ws.update_saliency(n_masks=16)
@@ -81,5 +76,29 @@ def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
     picker.select("vlm.1.resid")
     assert picker.current_name() == "vlm.1.resid"
     window.grab().save(str(tmp_path / f"{policy}-{scene}-hooks.png"))
+    assert not errors_shown(window)
+    window.close()
+
+
+def test_picking_an_adapter_asks_for_its_checkpoint(qtbot, tmp_path):
+    """A policy that ships no weights asks for a folder when picked; cancelling keeps the
+    loaded policy and the picker shows it again."""
+    folder = tiny_pi0(tmp_path / "pi0")
+    window = new_window(qtbot, tmp_path)
+    ws = window.workspace
+    open_window(window=window, policy="reference", scene="tabletop", task="pick_red")
+    qtbot.waitUntil(lambda: ws.policy_label == "reference", timeout=WAIT_MS)
+    idle(qtbot, window)
+    asked = []
+    box = window.scene_dock.policy_box
+    window.plugins_dock.choose_folder = lambda parent, title: asked.append(title) or ""
+    box.setCurrentText("pi0")  # as picking it in the list
+    assert asked == ["Checkpoint folder for the pi0 policy"]
+    assert ws.run.policy == "reference" and box.currentText() == "reference"
+    window.plugins_dock.choose_folder = lambda parent, title: str(folder)
+    box.setCurrentText("pi0")
+    qtbot.waitUntil(lambda: ws.policy_label == f"pi0 ({folder.name})", timeout=WAIT_MS)
+    assert window.controller.weights == str(folder)
+    assert "expert.1.mlp" in window.plugins_dock.hooks.names()
     assert not errors_shown(window)
     window.close()

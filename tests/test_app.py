@@ -51,11 +51,17 @@ def plugin_dir(tmp_path):
     return folder
 
 
-def make_window(qtbot, tmp_path, plugin_dir, policy=POLICY):
+def new_window(qtbot, tmp_path, plugin_dirs=()):
+    """A window with its own settings file and recordings folder under ``tmp_path``."""
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(registry=PluginRegistry.discover([plugin_dir]), settings=settings,
+    window = MainWindow(registry=PluginRegistry.discover(list(plugin_dirs)), settings=settings,
                         record_dir=tmp_path / "recordings")
     qtbot.addWidget(window)
+    return window
+
+
+def make_window(qtbot, tmp_path, plugin_dir, policy=POLICY):
+    window = new_window(qtbot, tmp_path, [plugin_dir])
     window.workspace.update_run(policy=policy, task="pick_red", seed=0)
     window.workspace.update_saliency(n_masks=24)
     window.resize(1200, 800)

@@ -155,10 +155,17 @@ class MainWindow(QMainWindow):
             bar.addPermanentWidget(w)
 
     def _change_policy(self, name: str, device: str) -> None:
-        """A picker changed: a new device keeps the loaded checkpoint, a new policy does not."""
+        """A picker changed: a new device keeps the loaded checkpoint, a new policy does not;
+        a policy that ships no weights asks for its checkpoint folder first (cancelled: the
+        loaded policy stays)."""
         same = name == self.workspace.run.policy
-        self.controller.load_policy(name, weights=self.controller.weights if same else None,
-                                    device=device)
+        weights = self.controller.weights if same else None
+        if not same and self.registry.needs_weights(name):
+            weights = self.plugins_dock.ask_checkpoint(name)
+            if not weights:
+                self.scene_dock.show_run(self.workspace.run)
+                return
+        self.controller.load_policy(name, weights=weights, device=device)
 
     def _change_scene(self, name: str) -> None:
         """Another scene plugin: list its tasks and show it (a missing one says how to

@@ -8,6 +8,8 @@ registers factories through module-level dicts::
 
     SCENES = {"my_scene": MySceneClass}        # factory(**options) -> Scene
     POLICIES = {"my_policy": load_my_policy}   # factory(**options) -> Policy
+
+A factory that cannot load without a checkpoint folder sets ``needs_weights = True``.
 """
 
 from __future__ import annotations
@@ -124,6 +126,13 @@ class PluginRegistry:
         if not ok:
             raise PluginError(f"{kind} plugin '{name}' failed to import: {matches[0].error}")
         return ok[0]
+
+    def needs_weights(self, name: str) -> bool:
+        """A policy plugin that ships no weights (an adapter for real checkpoints): it
+        cannot load without a checkpoint folder, so the app asks for one when picked. A
+        factory says so with a ``needs_weights = True`` attribute."""
+        matches = [e for e in self.entries if e.kind == "policy" and e.name == name and e.ok]
+        return bool(matches and getattr(matches[0].factory, "needs_weights", False))
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         entry = self.get(kind, name)

@@ -11,3 +11,6 @@ def make_smolvla(**options):
     from .smolvla import SmolVLAAdapter
 
     return SmolVLAAdapter(**options)
+
+
+make_smolvla.needs_weights = True  # no checkpoint ships: the app asks for a folder

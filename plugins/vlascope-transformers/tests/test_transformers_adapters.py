@@ -208,3 +208,12 @@ def test_attention_baselines_run_on_a_vlm(registry, obs, tmp_path, family):
     for mode in ("rollout", "last"):
         maps = attention_saliency(policy, obs, mode)
         assert set(maps.maps) == {"front", "wrist"} and np.ptp(maps.maps["front"]) > 0
+
+
+def test_an_old_transformers_is_named(registry, tmp_path, monkeypatch):
+    import transformers
+
+    folder = write_tiny_pi0(tmp_path / "pi0")
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    with pytest.raises(PluginError, match="needs transformers >= 5.0.*4.57.1"):
+        registry.create_policy("pi0", weights=str(folder))

@@ -21,3 +21,7 @@ def make_openvla_oft(**options):
     from .openvla_oft import OpenVLAOFTPolicy
 
     return OpenVLAOFTPolicy(**options)
+
+
+for _factory in (make_pi0, make_vlm_head, make_openvla_oft):
+    _factory.needs_weights = True  # no checkpoint ships: the app asks for a folder

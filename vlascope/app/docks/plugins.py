@@ -68,7 +68,16 @@ class PluginsDock(Panel):
     def load_checkpoint(self, folder: str) -> None:
         self.controller.load_policy(weights=folder)
 
+    def ask_checkpoint(self, policy: str) -> str | None:
+        """The checkpoint folder for ``policy`` from the user (None when cancelled)."""
+        folder = self.choose_folder(self, f"Checkpoint folder for the {policy} policy")
+        return folder or None
+
+    @staticmethod
+    def choose_folder(parent: QWidget, title: str) -> str:
+        return QFileDialog.getExistingDirectory(parent, title)
+
     def _pick_checkpoint(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Policy checkpoint folder")
+        folder = self.ask_checkpoint(self.controller.ws.run.policy)
         if folder:
             self.load_checkpoint(folder)

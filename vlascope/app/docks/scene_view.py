@@ -116,7 +116,7 @@ class SceneViewDock(Panel):
         self.seed_box.valueChanged.connect(lambda s: self.ws.update_run(seed=int(s)))
         self.instruction.editingFinished.connect(
             lambda: self.ws.update_run(instruction=self.instruction.text().strip() or None))
-        workspace.run_changed.connect(self._show_run)
+        workspace.run_changed.connect(self.show_run)
         workspace.recording_changed.connect(self._rebuild)
         workspace.step_changed.connect(lambda _t: self.refresh())
         workspace.saliency_changed.connect(self._saliency_arrived)
@@ -177,7 +177,7 @@ class SceneViewDock(Panel):
         self.ws.update_run(task=self.task_box.currentText(),
                            variant=self.variant_box.currentText())
 
-    def _show_run(self, run) -> None:
+    def show_run(self, run) -> None:
         """Keep the pickers in step with the workspace (a failed load, a restored run)."""
         for box, value in ((self.policy_box, run.policy), (self.task_box, run.task),
                            (self.variant_box, run.variant), (self.device_box, run.device)):
