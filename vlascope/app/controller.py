@@ -36,6 +36,9 @@ class Controller(QObject):
     fps_changed = Signal(float)
     policy_state = Signal(str)  # "loading", "ready", "failed"
     policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
+    features_progress = Signal(str, int, int, dict)  # phase, done, total, training info
+    features_ready = Signal(object)  # a FeatureSet
+    feature_map_ready = Signal(int, int, dict)  # feature, step, camera -> map
 
     def __init__(self, workspace: Workspace, engine: Engine, parent: QObject | None = None):
         super().__init__(parent)
@@ -45,6 +48,7 @@ class Controller(QObject):
         self._live_done = True
         self._stamps: deque[float] = deque(maxlen=30)
         self._pending_saliency: set[tuple[str, int]] = set()
+        self.steering: list[dict[str, Any]] = []  # interventions the sliders hold
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
 
     # helpers ----------------------------------------------------------------------------
@@ -102,11 +106,11 @@ class Controller(QObject):
         """Start a fresh rollout with the current run settings (publishing the old one)."""
         self.ws.set_playing(False)
         self.engine.cancel("step")
-        run, weights = self.ws.run, self.weights
+        run, weights, steering = self.ws.run, self.weights, list(self.steering)
 
         def job(session: Session, ctx: JobContext) -> dict[str, Any]:
             old = session.stop()
-            live = session.start(run, weights)
+            live = session.start(run, weights, interventions=steering)
             return {"old": old, "metadata": live.metadata, "cameras": list(live.cameras),
                     "path": str(live.path) if live.path is not None else None,
                     "device": session.policy_device(), "task": live.task,
@@ -277,3 +281,104 @@ class Controller(QObject):
         """Stop workers; the running rollout's recording is published by the session."""
         self.ws.set_playing(False)
         return self.engine.shutdown()
+
+    # features ---------------------------------------------------------------------------
+    def _frames(self) -> tuple[list, str] | None:
+        rec = self.ws.recording
+        if rec is None or rec.n_steps == 0:
+            self.status.emit("no frames yet: run or open an episode first")
+            return None
+        return [rec.observation(t) for t in range(rec.n_steps)], \
+            str(rec.metadata.get("task", ""))
+
+    def train_features(self, layer: str, expansion: int, k: int, steps: int) -> None:
+        """Capture ``layer`` over the shown episode's frames and train an SAE on it in the
+        worker; progress (capture, then training with loss and FVE) comes as signals."""
+        got = self._frames()
+        if got is None:
+            return
+        frames, task = got
+        run, weights = self.ws.run, self.weights
+
+        def job(session: Session, ctx: JobContext):
+            session.load_policy(run.policy, run.device, weights)
+            return session.train_features(
+                frames, layer, expansion=expansion, k=k, steps=steps, task=task,
+                progress=lambda d, n: self.features_progress.emit("capture", d, n, {}),
+                train_progress=lambda d, n, info: self.features_progress.emit(
+                    "train", d, n, {k: float(v) for k, v in info.items()
+                                    if isinstance(v, int | float)}),
+                should_cancel=ctx.cancelled)
+
+        self._submit_features("train-features", job, "SAE training failed")
+
+    def load_features(self, path: str) -> None:
+        """A saved SAE, described on the shown episode's frames."""
+        got = self._frames()
+        if got is None:
+            return
+        frames, task = got
+        run, weights = self.ws.run, self.weights
+
+        def job(session: Session, ctx: JobContext):
+            session.load_policy(run.policy, run.device, weights)
+            return session.describe_features(
+                path, frames, task, should_cancel=ctx.cancelled,
+                progress=lambda d, n: self.features_progress.emit("capture", d, n, {}))
+
+        self._submit_features("train-features", job, "Could not load the SAE")
+
+    def _submit_features(self, name: str, job, title: str) -> None:
+        def done(features) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.features_ready.emit(features)
+
+        def failed(message: str, details: str) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.error.emit(title, message, details)
+
+        def cancelled(message: str) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.status.emit(message)
+
+        self.engine.submit(name, job, on_done=done, on_error=failed, on_cancel=cancelled)
+
+    def feature_map(self, features, feature: int, t: int | None = None) -> None:
+        """The feature's activation over the visual tokens of step ``t`` (default: shown)."""
+        rec = self.ws.recording
+        if rec is None or rec.n_steps == 0:
+            return
+        t = self.ws.step if t is None else t
+        obs = rec.observation(t)
+        run, weights = self.ws.run, self.weights
+        self.engine.cancel("feature-map")  # only the latest request matters
+
+        def job(session: Session, ctx: JobContext) -> dict:
+            from vlascope.core.features import frame_feature_map
+
+            policy = session.load_policy(run.policy, run.device, weights)
+            return frame_feature_map(policy, features.sae, features.layer, obs, feature)
+
+        self.engine.submit("feature-map", job,
+                           on_done=lambda maps: self.feature_map_ready.emit(feature, t, maps),
+                           on_error=self._fail("Feature map failed"),
+                           on_cancel=lambda _m: None)
+
+    def set_steering(self, interventions: list[dict[str, Any]]) -> None:
+        """The sliders' interventions: they act on the running rollout from its next step
+        and on every rollout started after (the recording says which acted when)."""
+        self.steering = [dict(i) for i in interventions]
+        wanted = list(self.steering)
+
+        def job(session: Session, ctx: JobContext) -> list[dict] | None:
+            return session.set_interventions(wanted)
+
+        def done(records: list[dict] | None) -> None:
+            if records is not None:  # the live recording's windows, for the timeline
+                self.ws.interventions = records
+                self.ws.interventions_changed.emit(records)
+                self.status.emit(f"{len(wanted)} intervention(s) act from the next step")
+
+        self.engine.submit("steer", job, on_done=done,
+                           on_error=self._fail("Could not apply the intervention"))
+

@@ -16,7 +16,7 @@ from .. import __version__
 from .capture import ActivationCapture
 from .episode import SCHEMA, EpisodeWriter
 from .errors import VLAScopeError
-from .interventions import Intervention, Prompt, bind
+from .interventions import Intervention, Prompt, bind, from_dict
 from .policy import Observation, Policy, check_action_chunks, policy_info
 from .scene import Scene
 
@@ -148,6 +148,38 @@ class LiveRollout:
         self.t += 1
         return record
 
+    def set_interventions(self, wanted: Sequence[Intervention | dict]) -> None:
+        """From the next step on, exactly ``wanted`` act (their own windows ignored): what
+        is running and not wanted stops now, what is wanted and not running starts now, so
+        the recording says which edit acted at which step. A change re-plans at the next
+        step, so it takes effect at once, not at the end of the current chunk."""
+        now = self.t
+        wanted = [from_dict(w) if isinstance(w, dict) else w for w in wanted]
+
+        def same(a: Intervention, b: Intervention) -> bool:
+            return replace(a, start=0, stop=None) == replace(b, start=0, stop=None)
+
+        kept, running, stopped = [], [], 0
+        for iv in self._applied.interventions:
+            if not (iv.active(now) or iv.start > now):
+                kept.append(iv)  # over already: history
+            elif any(same(iv, w) for w in wanted):
+                kept.append(iv)
+                running.append(iv)
+            elif iv.start < now:
+                kept.append(replace(iv, stop=now))
+                stopped += 1
+            else:
+                stopped += 1  # planned for later and no longer wanted: dropped
+        started = [replace(w, start=now, stop=None) for w in wanted
+                   if not any(same(w, r) for r in running)]
+        applied = bind([*kept, *started], self.policy)  # validates before anything changes
+        self._applied = applied
+        self.interventions = applied.records()
+        self.metadata["interventions"] = self.interventions
+        if started or stopped:
+            self._chunk = None
+
     def _capturing(self):
         return self._capture.hooks() if self._capture is not None else contextlib.nullcontext()
 
@@ -161,7 +193,8 @@ class LiveRollout:
             return None
         stopped = not self.done
         return str(writer.close({"success": self.success, "steps": self.t,
-                                 "stopped_early": stopped}))
+                                 "stopped_early": stopped,
+                                 "interventions": self.interventions}))
 
     def discard(self) -> None:
         if self._writer is not None:

@@ -13,9 +13,11 @@ from typing import Any
 
 from .episode import safe_name
 from .errors import VLAScopeError
+from .features import FeatureSet, capture_frames, describe, train_features, visual_positions
 from .live import LiveRollout, StepRecord
 from .plugins import PluginRegistry, accepts
 from .policy import HookPointInfo, Observation, hook_points
+from .sae import load_sae, save_sae
 from .scene import Scene
 from .workspace import RunSettings, SaliencySettings
 
@@ -78,8 +80,9 @@ class Session:
 
     # rollouts ---------------------------------------------------------------------------
     def start(self, run: RunSettings, weights: str | None = None,
-              record: bool = True) -> LiveRollout:
-        """Reset scene and policy for a new rollout (the previous one is published first)."""
+              record: bool = True, interventions: Sequence[dict] = ()) -> LiveRollout:
+        """Reset scene and policy for a new rollout (the previous one is published first);
+        ``interventions`` (e.g. the steering sliders' settings) act from its first step."""
         self.stop()
         scene = self.load_scene(run.scene)
         policy = self.load_policy(run.policy, run.device, weights)
@@ -88,17 +91,58 @@ class Session:
         if record:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             variant = scene.variant(run.variant or None).name
-            path = self.record_dir / (f"{stamp}_{safe_name(task)}_{safe_name(variant)}"
-                                      f"_seed{run.seed}.h5")
+            stem = f"{stamp}_{safe_name(task)}_{safe_name(variant)}_seed{run.seed}"
+            path = self.record_dir / f"{stem}.h5"
+            n = 2
+            while path.exists():  # two rollouts in one second must not overwrite
+                path, n = self.record_dir / f"{stem}-{n}.h5", n + 1
         self.live = LiveRollout(scene, policy, task, run.seed, run.variant or None,
                                 record_to=path, policy_name=run.policy,
-                                instruction=run.instruction or None, render_all=True)
+                                instruction=run.instruction or None, render_all=True,
+                                interventions=list(interventions))
         return self.live
 
     def step(self) -> StepRecord:
         if self.live is None:
             raise VLAScopeError("no rollout is running; press play or reset first")
         return self.live.step()
+
+    def set_interventions(self, interventions: Sequence[dict]) -> list[dict] | None:
+        """What acts on the running rollout from its next step; returns the rollout's
+        interventions with their step windows (None: no rollout is running)."""
+        if self.live is None:
+            return None
+        self.live.set_interventions(interventions)
+        return list(self.live.interventions)
+
+    def train_features(self, observations: Sequence[Observation], layer: str, *,
+                       expansion: int, k: int, steps: int, task: str = "",
+                       progress: Callable | None = None, train_progress: Callable | None = None,
+                       should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
+        """Capture ``layer`` over the frames, train an SAE on it, save the SAE (steering
+        refers to it by path, so an episode that used it can be re-run) and describe it."""
+        samples = capture_frames(self.policy, observations, layer, progress=progress,
+                                 should_cancel=should_cancel)
+        features = train_features(samples, self.policy.visual_token_layout(),
+                                  visual_positions(self.policy, layer), expansion=expansion,
+                                  k=k, steps=steps, task=task, progress=train_progress,
+                                  should_cancel=should_cancel)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        features.path = str(save_sae(features.sae, self.record_dir / "saes" /
+                                     f"{stamp}_{safe_name(layer)}"))
+        return features
+
+    def describe_features(self, path: str, observations: Sequence[Observation],
+                          task: str = "", progress: Callable | None = None,
+                          should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
+        """A saved SAE, described on these frames (its layer is captured again)."""
+        sae = load_sae(path)
+        samples = capture_frames(self.policy, observations, sae.cfg.layer, progress=progress,
+                                 should_cancel=should_cancel)
+        features = describe(sae, samples, self.policy.visual_token_layout(),
+                            visual_positions(self.policy, sae.cfg.layer), task)
+        features.path = str(path)
+        return features
 
     def stop(self) -> str | None:
         """Publish the running rollout's recording (also when stopped midway)."""

@@ -1,0 +1,124 @@
+"""The Features dock with real events: train a small SAE from the GUI on the shown
+episode's activations and see it listed, select a feature and see its top frames and map,
+pin it and move its steering slider: the live rollout's next actions change by what the
+core computes for the same intervention window."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
+
+from vlascope.core.episode import Episode
+from vlascope.core.features import encode, frame_feature_map
+from vlascope.core.runner import rollout
+
+LAYER = "trunk.1.resid"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    (tmp_path / "plugins").mkdir()
+    w = make_window(qtbot, tmp_path, tmp_path / "plugins")
+    yield w
+    w.close()
+
+
+def train_from_gui(qtbot, window, steps=80):
+    dock = window.features_dock
+    dock.raise_()
+    dock.layer.setCurrentText(LAYER)
+    dock.steps.setValue(steps)
+    dock.expansion.setValue(2)
+    dock.k.setValue(8)
+    qtbot.mouseClick(dock.train, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dock.features is not None, timeout=WAIT_MS)
+    idle(qtbot, window)
+    return dock
+
+
+@pytest.mark.slow
+def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
+    ws = window.workspace
+    play_steps(qtbot, window, 10)
+    dock = train_from_gui(qtbot, window)
+    fs = dock.features
+    policy = window.engine.session.policy  # the worker is idle: safe to read
+    assert LAYER in [dock.layer.itemText(i) for i in range(dock.layer.count())]
+    assert dock.table.rowCount() == fs.n_features == 2 * policy.trunk.cfg.d_model
+    assert len(fs.samples.x) == ws.n_steps * len(fs.positions)  # every visual token
+    assert dock.loss_curve.getData()[0] is not None  # the live training plot was drawn
+    assert "held-out FVE" in dock.status.text()
+    # the search box filters by id
+    qtbot.keyClicks(dock.search, "3")
+    rows = range(dock.table.rowCount())
+    visible = {dock.table.item(i, 0).text() for i in rows if not dock.table.isRowHidden(i)}
+    expected = {dock.table.item(i, 0).text() for i in rows
+                if dock.table.item(i, 0).text() == "3" or "3" in dock.table.item(i, 4).text()}
+    assert "3" in visible and visible == expected
+    dock.search.clear()
+    assert not any(dock.table.isRowHidden(i) for i in rows)
+    # select the densest feature by clicking its row
+    densest = int(np.argmax(fs.stats.density))
+    row = next(i for i in range(dock.table.rowCount())
+               if int(dock.table.item(i, 0).text()) == densest)
+    rect = dock.table.visualItemRect(dock.table.item(row, 0))
+    qtbot.mouseClick(dock.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert dock.selected_feature() == densest
+    xs, ys = dock.step_curve.getData()
+    np.testing.assert_allclose(ys, fs.step_max[:, densest])
+    assert not dock.thumbs[0].icon().isNull()
+    # clicking the top frame jumps there, and the feature's map of that frame arrives
+    step = fs.top_frames(densest, 1)[0][0]
+    qtbot.mouseClick(dock.thumbs[0], Qt.MouseButton.LeftButton)
+    assert ws.step == step
+    qtbot.waitUntil(lambda: getattr(dock, "last_map", (None, None))[:2] == (densest, step),
+                    timeout=WAIT_MS)
+    idle(qtbot, window)
+    expected = frame_feature_map(policy, fs.sae, LAYER, ws.recording.observation(step),
+                                 densest)
+    for cam, m in dock.last_map[2].items():
+        np.testing.assert_allclose(m, expected[cam], rtol=1e-4, atol=1e-5)
+    assert dock.frame_map.pixmap() is not None and not dock.frame_map.pixmap().isNull()
+    window.grab().save(str(tmp_path / "features.png"))
+
+    # pin it, start a fresh rollout, play 3 steps, move the slider with the keyboard
+    qtbot.mouseClick(dock.pin, Qt.MouseButton.LeftButton)
+    slider = dock.steer_rows[0].slider
+    window.controller.reset()
+    qtbot.waitUntil(lambda: ws.n_steps == 0 and window.controller.live, timeout=WAIT_MS)
+    idle(qtbot, window)
+    for _ in range(3):
+        window.controller.step_once()
+        idle(qtbot, window)
+    slider.setFocus()
+    for _ in range(3):  # PageUp moves a QSlider by its page step (10 units = alpha 1)
+        qtbot.keyClick(slider, Qt.Key.Key_PageUp)
+    idle(qtbot, window)
+    assert dock.steer_rows[0].alpha == pytest.approx(3.0)
+    assert [i["kind"] for i in ws.interventions] == ["steer"]
+    for _ in range(4):
+        window.controller.step_once()
+        idle(qtbot, window)
+    window.controller.reset()  # publishes the steered recording
+    idle(qtbot, window)
+    recordings = sorted((tmp_path / "recordings").glob("*.h5"))
+    assert len(recordings) == 2  # the first rollout and the steered one (the new is empty)
+    steered = [Episode(p) for p in recordings]
+    try:
+        (live_actions, meta), = [(e.actions(), e.metadata) for e in steered
+                                 if e.metadata.get("interventions")]
+    finally:
+        for e in steered:
+            e.close()
+    windows = [(i["kind"], i["start"], i["stop"], i["alpha"]) for i in meta["interventions"]]
+    assert windows[-1] == ("steer", 3, None, 3.0)
+    n = len(live_actions)
+    rollout(scene, policy, "pick_red", 0, max_steps=n, record_to=tmp_path / "core.h5",
+            interventions=meta["interventions"])
+    rollout(scene, policy, "pick_red", 0, max_steps=n, record_to=tmp_path / "plain.h5")
+    core, plain = (Episode(tmp_path / f).actions() for f in ("core.h5", "plain.h5"))
+    np.testing.assert_allclose(live_actions, core, atol=1e-6)
+    np.testing.assert_allclose(live_actions[:3], plain[:3], atol=1e-6)
+    assert np.abs(live_actions[3:] - plain[3:]).max() > 1e-4
+    assert encode(fs.sae, fs.samples.x).shape[1] == fs.n_features
+    assert not errors_shown(window)

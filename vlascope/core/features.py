@@ -1,0 +1,199 @@
+"""SAE features of one layer over recorded frames, for the inspector's feature browser.
+
+The inspector trains on the frames it already has (a live or opened recording): the policy
+is run again on each stored observation with a read-only hook, so any episode can be
+explained, not only those recorded with ``--capture``. What the browser shows comes from
+that one capture: per-feature statistics (density, mean active value, labels), each
+feature's activation over the episode's steps (the maximum over tokens), its top frames
+with the token that fired, and one frame's per-token activations as an image overlay.
+No Qt here: the app's Features dock runs these in its worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .capture import ActivationSet
+from .errors import CancelledError, VLAScopeError
+from .policy import Observation, common_noise
+from .sae import SAE, SAEConfig, TrainResult, train_sae
+from .sae.stats import FeatureStats, SampleInfo, feature_stats
+from .saliency.iss import grid_scores_to_maps
+
+Progress = Callable[[int, int], None]
+TrainProgress = Callable[[int, int, dict], None]
+
+
+def visual_positions(policy: Any, layer: str) -> list[int]:
+    """Sequence positions of the visual tokens at ``layer`` (all of ``tokens.visual``; the
+    ``visual`` group of a layer that holds the prompt sequence)."""
+    if layer == "tokens.visual":
+        layout = policy.visual_token_layout()
+        return list(range(sum(len(c["positions"]) for c in layout.values())))
+    groups = policy.token_groups(layer) if hasattr(policy, "token_groups") else {}
+    positions = list(groups.get("visual", []))
+    if not positions:
+        raise VLAScopeError(f"hook point '{layer}' holds no visual tokens; pick a layer "
+                            "that does (tokens.visual or a layer of the VLM/trunk)")
+    return positions
+
+
+def capture_frames(policy: Any, observations: Sequence[Observation], layer: str, *,
+                   batch_size: int = 8, progress: Progress | None = None,
+                   should_cancel: Callable[[], bool] | None = None) -> ActivationSet:
+    """Run ``policy`` on each observation (under common noise) and keep the visual tokens'
+    vectors at ``layer``: one row per (step, visual token), ``token`` the sequence position
+    (at ``tokens.visual``, the index among the visual tokens)."""
+    if not observations:
+        raise VLAScopeError("no frames to capture")
+    if layer not in policy.layers():
+        raise VLAScopeError(f"no hook point '{layer}' (known: {', '.join(policy.layers())})")
+    positions = visual_positions(policy, layer)
+    index = torch.as_tensor(positions)
+    rows, steps = [], []
+    grabbed: list[torch.Tensor] = []
+
+    def grab(x: torch.Tensor) -> None:
+        if not grabbed:  # an action expert's layers run once per denoising step
+            grabbed.append(x.detach()[:, index].float().cpu())
+
+    with common_noise(policy), policy.hook(layer, grab):
+        for start in range(0, len(observations), batch_size):
+            if should_cancel is not None and should_cancel():
+                raise CancelledError(f"capture cancelled after {start} of "
+                                     f"{len(observations)} frames")
+            grabbed.clear()
+            batch = list(observations[start:start + batch_size])
+            policy.batch_infer(batch)
+            if not grabbed:
+                raise VLAScopeError(f"hook point '{layer}' did not fire")
+            rows.append(grabbed[0].reshape(-1, grabbed[0].shape[-1]).numpy())
+            steps.append(np.repeat(np.arange(start, start + len(batch)), len(positions)))
+            if progress is not None:
+                progress(start + len(batch), len(observations))
+    x = np.concatenate(rows).astype(np.float32)
+    token = np.tile(np.asarray(positions), len(observations))
+    return ActivationSet(x, np.zeros(len(x), np.int64), np.concatenate(steps), token, [],
+                         layer, "tokens")
+
+
+@dataclass
+class FeatureSet:
+    """An SAE over one layer's visual tokens and what the browser shows about it."""
+
+    sae: SAE
+    layer: str
+    stats: FeatureStats
+    step_max: np.ndarray  # (steps, F) each feature's largest activation at each step
+    samples: ActivationSet  # the vectors it was trained on (for top frames)
+    layout: dict[str, dict]  # the policy's visual token layout at capture time
+    positions: list[int]  # visual token positions at the layer, in layout order
+    result: TrainResult | None = None
+    path: str = ""  # where the SAE is saved (steering refers to it)
+
+    def cell(self, token: int) -> tuple[str, int, int, tuple[int, int]]:
+        """Where a visual token sits: (camera, row, column, grid shape)."""
+        return cell_of(self.layout, self.positions, token)
+
+    @property
+    def n_features(self) -> int:
+        return self.sae.cfg.d_sae
+
+    def top_frames(self, feature: int, n: int = 6) -> list[tuple[int, int, float]]:
+        """(step, token position, activation) of the feature's strongest samples, one per
+        step, strongest first."""
+        out, seen = [], set()
+        for row, value in zip(self.stats.top_samples[feature], self.stats.top_values[feature],
+                              strict=True):
+            if row < 0 or value <= 0:
+                break
+            step = int(self.samples.step[row])
+            if step not in seen:
+                seen.add(step)
+                out.append((step, int(self.samples.token[row]), float(value)))
+            if len(out) == n:
+                break
+        return out
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per feature for the browser: id, density, mean active value, the step
+        where it peaks, label."""
+        peak = self.step_max.argmax(0)
+        return [{"feature": f, "density": float(self.stats.density[f]),
+                 "mean": float(self.stats.mean_active[f]), "peak_step": int(peak[f]),
+                 "label": self.stats.labels[f]} for f in range(self.n_features)]
+
+
+def encode(sae: SAE, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """(N, d) raw activations -> (N, F) codes, in chunks."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            out.append(sae.encode(torch.as_tensor(x[i:i + chunk])).numpy())
+    return np.concatenate(out) if out else np.zeros((0, sae.cfg.d_sae), np.float32)
+
+
+def describe(sae: SAE, samples: ActivationSet, layout: dict[str, dict],
+             positions: list[int], task: str = "",
+             result: TrainResult | None = None) -> FeatureSet:
+    """Statistics, per-step maxima and top samples of every feature of ``sae``."""
+    codes = encode(sae, samples.x)
+    info = SampleInfo(samples.episode, samples.step, samples.token,
+                      np.full(len(codes), task or "episode"))
+    stats = feature_stats(codes, info, n_top=32)
+    n_steps = int(samples.step.max()) + 1
+    step_max = np.zeros((n_steps, codes.shape[1]), np.float32)
+    np.maximum.at(step_max, samples.step, codes)
+    return FeatureSet(sae, samples.layer, stats, step_max, samples, layout, list(positions),
+                      result)
+
+
+def train_features(samples: ActivationSet, layout: dict[str, dict], positions: list[int], *,
+                   expansion: int = 4, k: int = 16, steps: int = 300, seed: int = 0,
+                   task: str = "",
+                   progress: TrainProgress | None = None,
+                   should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
+    """Train a TopK SAE on captured vectors and describe its features."""
+    d = samples.x.shape[1]
+    k = max(1, min(int(k), d * int(expansion)))
+    cfg = SAEConfig(d_in=d, expansion=int(expansion), k=k, layer=samples.layer,
+                    pooling="tokens")
+    sae, result = train_sae(samples.x, cfg, steps=int(steps),
+                            batch_size=min(256, len(samples.x)), seed=seed, holdout=0.1,
+                            progress=progress, should_cancel=should_cancel)
+    return describe(sae.eval(), samples, layout, positions, task, result)
+
+
+def frame_feature_map(policy: Any, sae: SAE, layer: str, obs: Observation,
+                      feature: int) -> dict[str, np.ndarray]:
+    """The feature's activation on each visual token of one frame, spread over each
+    camera image (as a saliency map is): camera -> (H, W)."""
+    samples = capture_frames(policy, [obs], layer)
+    scores = encode(sae, samples.x)[:, feature].astype(np.float64)
+    return grid_scores_to_maps(scores, policy.visual_token_layout(), obs)
+
+
+def token_cell(policy: Any, layer: str, token: int) -> tuple[str, int, int, tuple[int, int]]:
+    """Where a visual token of ``layer`` sits on the frames: (camera, row, column, grid)."""
+    return cell_of(policy.visual_token_layout(), visual_positions(policy, layer), token)
+
+
+def cell_of(layout: dict[str, dict], positions: list[int], token: int
+            ) -> tuple[str, int, int, tuple[int, int]]:
+    """``token`` (a sequence position among ``positions``, the visual tokens in layout
+    order) -> (camera, row, column, grid shape)."""
+    if token not in positions:
+        raise VLAScopeError(f"token {token} is not a visual token here")
+    index = positions.index(token)
+    for cam, spec in layout.items():
+        n = len(spec["positions"])
+        if index < n:
+            rows, cols = spec["grid"]
+            return cam, index // cols, index % cols, (int(rows), int(cols))
+        index -= n
+    raise VLAScopeError(f"token {token} lies outside the visual token layout")
