@@ -122,3 +122,35 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     assert np.abs(live_actions[3:] - plain[3:]).max() > 1e-4
     assert encode(fs.sae, fs.samples.x).shape[1] == fs.n_features
     assert not errors_shown(window)
+
+
+@pytest.mark.slow
+def test_the_atlas_follows_the_features(qtbot, window):
+    """PCA at once; the background embedding (here a quick stand-in for UMAP) replaces it
+    when the atlas is shown; clicking a point selects that feature in the browser, and a
+    lasso lists only its group."""
+    from test_atlas import to_widget
+
+    from vlascope.core.sae.atlas import pca_embedding
+
+    play_steps(qtbot, window, 4)
+    dock = train_from_gui(qtbot, window, steps=40)
+    atlas = window.atlas_dock
+    fs = dock.features
+    directions = fs.sae.W_dec.detach().numpy()
+    np.testing.assert_allclose(atlas.xy, pca_embedding(directions))
+    assert atlas.method.text() == "PCA"
+    atlas.embed_fn = lambda x, seed=0, n_neighbors=15: x[:, :2] * 10.0
+    atlas.raise_()
+    qtbot.waitUntil(lambda: atlas.method.text() == "UMAP", timeout=WAIT_MS)
+    np.testing.assert_allclose(atlas.xy, directions[:, :2] * 10.0, rtol=1e-5)
+    view = atlas.view
+    target = int(np.argmax(view.xy[:, 0]))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=to_widget(view, *view.xy[target]))
+    assert dock.selected_feature() == target
+    view.lassoed.emit([1, 2, 5])  # as a lasso does (its mouse path is tested on the view)
+    shown = [dock.table.item(i, 0).text() for i in range(dock.table.rowCount())
+             if not dock.table.isRowHidden(i)]
+    assert sorted(shown, key=int) == ["1", "2", "5"]
+    assert not errors_shown(window)

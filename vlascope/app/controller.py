@@ -37,6 +37,8 @@ class Controller(QObject):
     policy_state = Signal(str)  # "loading", "ready", "failed"
     policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
     features_progress = Signal(str, int, int, dict)  # phase, done, total, training info
+    ab_state = Signal(str)  # "running", "done", "failed", "cancelled"
+    ab_ready = Signal(object)  # a Comparison
     features_ready = Signal(object)  # a FeatureSet
     feature_map_ready = Signal(int, int, dict)  # feature, step, camera -> map
 
@@ -381,4 +383,43 @@ class Controller(QObject):
 
         self.engine.submit("steer", job, on_done=done,
                            on_error=self._fail("Could not apply the intervention"))
+
+    # A/B comparisons --------------------------------------------------------------------
+    def run_ab(self, interventions: list[dict[str, Any]], run=None) -> None:
+        """The unmodified and the intervened policy from the run's task, variant and seed
+        (or ``run``'s: a re-run of an opened episode), both recorded; the intervened
+        episode is then shown with the baseline's actions drawn under its own."""
+        self.pause()
+        run, weights = run or self.ws.run, self.weights
+        wanted = [dict(i) for i in interventions]
+        self.ab_state.emit("running")
+
+        def job(session: Session, ctx: JobContext):
+            from vlascope.core.compare import compare, resolve_prompts
+
+            session.stop()  # the scene is shared: publish a running rollout first
+            scene = session.load_scene(run.scene)
+            policy = session.load_policy(run.policy, run.device, weights)
+            task = run.task or scene.tasks()[0].name
+            ivs = resolve_prompts(wanted, scene.task(task).instruction)
+            out = session.record_dir / "ab" / time.strftime("%Y%m%d-%H%M%S")
+            return compare(scene, policy, task, run.seed, run.variant or None, ivs, out,
+                           policy_name=run.policy, should_cancel=ctx.cancelled)
+
+        def done(result) -> None:
+            self._live_done = True
+            if self.open_episode(str(result.intervened.path)):
+                self.ws.set_baseline(result.baseline.actions)
+            self.ab_state.emit("done")
+            self.ab_ready.emit(result)
+
+        def failed(message: str, details: str) -> None:
+            self.ab_state.emit("failed")
+            self.error.emit("A/B run failed", message, details)
+
+        def cancelled(message: str) -> None:
+            self.ab_state.emit("cancelled")
+            self.status.emit(message)
+
+        self.engine.submit("ab", job, on_done=done, on_error=failed, on_cancel=cancelled)
 

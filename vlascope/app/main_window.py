@@ -17,7 +17,9 @@ from vlascope.core.session import Session
 from vlascope.core.workspace import Workspace
 
 from .controller import Controller
+from .docks.atlas import AtlasDock
 from .docks.features import FeaturesDock
+from .docks.interventions import InterventionsDock
 from .docks.plugins import PluginsDock
 from .docks.regions import RegionDock
 from .docks.saliency import SaliencyDock
@@ -66,15 +68,21 @@ class MainWindow(QMainWindow):
         self.plugins_dock = PluginsDock(self.registry, self.controller, self)
         self.regions_dock = RegionDock(self.workspace, self)
         self.features_dock = FeaturesDock(self.workspace, self.controller, self)
+        self.atlas_dock = AtlasDock(self.features_dock, self)
+        self.interventions_dock = InterventionsDock(self.workspace, self.controller,
+                                                    self.features_dock, self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.scene_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.saliency_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
         self.tabifyDockWidget(self.saliency_dock, self.regions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.features_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.atlas_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.interventions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
         self.saliency_dock.raise_()
         self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
-                      self.regions_dock, self.features_dock, self.plugins_dock]
+                      self.regions_dock, self.features_dock, self.atlas_dock,
+                      self.interventions_dock, self.plugins_dock]
         self.resize(1280, 800)
         self.resizeDocks([self.scene_dock, self.saliency_dock], [880, 360],
                          Qt.Orientation.Horizontal)

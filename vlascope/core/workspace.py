@@ -85,6 +85,8 @@ class Workspace:
         self.step = 0
         self.playing = False
         self.interventions: list[dict[str, Any]] = []
+        # A/B: the unmodified run's executed actions, drawn under the shown episode's
+        self.baseline: np.ndarray | None = None
         self.policy_label = ""
         self.device = ""
         self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
@@ -97,6 +99,7 @@ class Workspace:
         self.step_changed = Event("step_changed")
         self.saliency_changed = Event("saliency_changed")
         self.interventions_changed = Event("interventions_changed")
+        self.baseline_changed = Event("baseline_changed")
         self.playing_changed = Event("playing_changed")
         self.policy_loaded = Event("policy_loaded")
         self.regions_changed = Event("regions_changed")  # set of (camera, step) edited
@@ -134,7 +137,9 @@ class Workspace:
         self._annotation = None
         self.step = 0
         self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
+        self.baseline = None
         self.recording_changed.emit(rec)
+        self.baseline_changed.emit(None)
         self.interventions_changed.emit(self.interventions)
         self.step_changed.emit(self.step)
 
@@ -266,6 +271,11 @@ class Workspace:
                 value = float(nmr_at_k(maps, {c: regions[c] for c in maps}, self.saliency.k))
         self._nmr[memo] = value
         return value
+
+    def set_baseline(self, actions: np.ndarray | None) -> None:
+        """The A/B baseline's actions, shown with the current (intervened) episode's."""
+        self.baseline = None if actions is None else np.asarray(actions)
+        self.baseline_changed.emit(self.baseline)
 
     # interventions ----------------------------------------------------------------------
     def add_intervention(self, intervention: dict[str, Any]) -> None:

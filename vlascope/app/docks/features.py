@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -99,6 +99,8 @@ class SteerRow(QWidget):
 
 
 class FeaturesDock(Panel):
+    feature_selected = Signal(int)
+
     def __init__(self, workspace: Workspace, controller, parent: QWidget | None = None):
         super().__init__("Features", "dock-features", parent)
         self.ws, self.controller = workspace, controller
@@ -289,9 +291,18 @@ class FeaturesDock(Panel):
 
     def _filter(self, text: str) -> None:
         text = text.strip().lower()
+        group = None
+        if text.startswith("lasso:"):  # a group from the atlas
+            group = set(text.removeprefix("lasso:").split(","))
         for i in range(self.table.rowCount()):
             fid, label = self.table.item(i, 0).text(), self.table.item(i, 4).text().lower()
-            self.table.setRowHidden(i, bool(text) and text != fid and text not in label)
+            hide = (fid not in group) if group is not None else \
+                bool(text) and text != fid and text not in label
+            self.table.setRowHidden(i, hide)
+
+    def show_only(self, features: list[int]) -> None:
+        """List only these features (a lasso on the atlas); clear the filter to see all."""
+        self.search.setText("lasso:" + ",".join(str(f) for f in features))
 
     def select_feature(self, feature: int) -> None:
         for i in range(self.table.rowCount()):
@@ -318,6 +329,7 @@ class FeaturesDock(Panel):
         self._top = fs.top_frames(f, N_TOP)
         self._draw_thumbs()
         self._map_timer.start()
+        self.feature_selected.emit(f)
 
     def _draw_thumbs(self) -> None:
         rec, fs = self.ws.recording, self.features

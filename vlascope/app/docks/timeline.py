@@ -48,6 +48,7 @@ class TimelineDock(Panel):
         self.nmr_points = pg.ScatterPlotItem(size=7, brush=pg.mkBrush("#ffd166"), name="NMR")
         self.plot.addItem(self.nmr_points)
         self.markers: list[pg.InfiniteLine] = []
+        self.baseline_curves: list[pg.PlotDataItem] = []
         self._span = 0
 
         self.slider.valueChanged.connect(self.ws.set_step)
@@ -57,6 +58,7 @@ class TimelineDock(Panel):
         workspace.steps_appended.connect(lambda _n: self._reload())
         workspace.step_changed.connect(self._follow)
         workspace.interventions_changed.connect(lambda _i: self._draw_markers())
+        workspace.baseline_changed.connect(self._draw_baseline)
         workspace.saliency_changed.connect(lambda _t: self._draw_nmr())
         workspace.saliency_settings_changed.connect(lambda _s: self._draw_nmr())
         workspace.regions_changed.connect(lambda _f: self._draw_nmr())
@@ -92,6 +94,20 @@ class TimelineDock(Panel):
             self._draw_markers()
             self._draw_nmr()
         self._follow(self.ws.step)
+
+    def _draw_baseline(self, actions) -> None:
+        """A/B: the unmodified run's actions, dashed, in the same colours."""
+        for c in self.baseline_curves:
+            self.plot.removeItem(c)
+        self.baseline_curves = []
+        if actions is None:
+            return
+        steps = np.arange(len(actions))
+        for i in range(actions.shape[1]):
+            pen = pg.mkPen(_PENS[i % len(_PENS)], width=1, style=Qt.PenStyle.DashLine)
+            curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
+            self.plot.addItem(curve)
+            self.baseline_curves.append(curve)
 
     def _draw_markers(self) -> None:
         for m in self.markers:
