@@ -152,3 +152,18 @@ def test_steering_a_live_rollout_matches_the_windowed_replay(features, policy, s
         live2.set_interventions([Steer(sae=str(sae_dir), feature=10**6, alpha=1.0,
                                        layer=LAYER)])
     assert live2.interventions == []
+
+
+def test_phase_effect_sizes_name_the_preferred_phase():
+    from vlascope.core.features import phase_effect_sizes
+
+    rng = np.random.default_rng(0)
+    phase = np.array(["reach"] * 50 + ["grasp"] * 50)
+    codes = rng.random((100, 3)) * 0.1
+    codes[50:, 1] += 2.0  # feature 1 fires in grasp
+    codes[:50, 2] += 1.0  # feature 2 in reach
+    d, which = phase_effect_sizes(codes, phase)
+    assert which[1] == "grasp" and which[2] == "reach" and d[1] > 5 and d[2] > 5
+    assert d[0] < 1
+    d1, w1 = phase_effect_sizes(codes, np.array(["reach"] * 100))
+    assert not d1.any() and set(w1) == {""}

@@ -9,6 +9,8 @@ from PySide6.QtCore import Qt
 from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
 
 from vlascope.core.episode import Episode
+from vlascope.app.docks.features import LABEL, N_EFFECTS
+from vlascope.core.experiments import ablation_effects
 from vlascope.core.features import encode, frame_feature_map
 from vlascope.core.runner import rollout
 
@@ -39,7 +41,7 @@ def train_from_gui(qtbot, window, steps=80):
 @pytest.mark.slow
 def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     ws = window.workspace
-    play_steps(qtbot, window, 10)
+    play_steps(qtbot, window, 18)  # into the grasp, so there are phases to compare
     dock = train_from_gui(qtbot, window)
     fs = dock.features
     policy = window.engine.session.policy  # the worker is idle: safe to read
@@ -53,7 +55,7 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     rows = range(dock.table.rowCount())
     visible = {dock.table.item(i, 0).text() for i in rows if not dock.table.isRowHidden(i)}
     expected = {dock.table.item(i, 0).text() for i in rows
-                if dock.table.item(i, 0).text() == "3" or "3" in dock.table.item(i, 4).text()}
+                if dock.table.item(i, 0).text() == "3" or "3" in dock.table.item(i, LABEL).text()}
     assert "3" in visible and visible == expected
     dock.search.clear()
     assert not any(dock.table.isRowHidden(i) for i in rows)
@@ -79,6 +81,18 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     for cam, m in dock.last_map[2].items():
         np.testing.assert_allclose(m, expected[cam], rtol=1e-4, atol=1e-5)
     assert dock.frame_map.pixmap() is not None and not dock.frame_map.pixmap().isNull()
+    # Cohen's d by motion phase, and the ablation effects measured on request
+    phases = {str(p) for p in fs.d_phase if p}
+    assert phases and phases <= {"reach", "grasp", "carry", "release"}
+    assert np.all(fs.cohen_d >= 0) and fs.cohen_d.max() > 0
+    qtbot.mouseClick(dock.effects, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: np.isfinite(fs.effects).sum() == N_EFFECTS, timeout=WAIT_MS)
+    idle(qtbot, window)
+    measured = np.flatnonzero(np.isfinite(fs.effects))
+    frames = [ws.recording.observation(t) for t in range(ws.n_steps)]
+    expected = ablation_effects(policy, frames, sae=fs.path, layer=LAYER, features=measured)
+    np.testing.assert_allclose(fs.effects[measured], expected, rtol=1e-5, atol=1e-6)
+    assert dock.selected_feature() == densest  # the table was refreshed, selection kept
     window.grab().save(str(tmp_path / "features.png"))
 
     # pin it, start a fresh rollout, play 3 steps, move the slider with the keyboard

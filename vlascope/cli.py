@@ -13,6 +13,7 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display
 
 from . import __version__  # noqa: E402
+from .app.screenshot import PANELS  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
 from .core.saliency import METHODS  # noqa: E402
 
@@ -747,9 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=int, default=100, help="ISS masks for the overlay")
     p.add_argument("--record-dir", default=None,
                    help="where the rollout is recorded (default: the app's recordings folder)")
-    p.add_argument("--panel", choices=("window", "regions", "window-regions"),
-                   default="window", help="the whole window, the region dock mid-annotation, "
-                   "or the window with the region dock in front")
+    p.add_argument("--panel", choices=PANELS, default="window",
+                   help="the whole window, the region dock mid-annotation, the window with "
+                   "the region dock in front, or with an SAE trained from the Features dock: "
+                   "the feature browser, the atlas, an A/B steering run")
     p.add_argument("--scene", default="tabletop", help="scene plugin")
     p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
     p.set_defaults(func=cmd_screenshot)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from vlascope.core.errors import VLAScopeError
@@ -285,13 +286,20 @@ class Controller(QObject):
         return self.engine.shutdown()
 
     # features ---------------------------------------------------------------------------
-    def _frames(self) -> tuple[list, str] | None:
+    def _frames(self) -> tuple[list, str, list | None] | None:
+        """The shown episode's observations, task and motion phase of each step."""
+        from vlascope.core.measures import motion_phases
+
         rec = self.ws.recording
         if rec is None or rec.n_steps == 0:
             self.status.emit("no frames yet: run or open an episode first")
             return None
-        return [rec.observation(t) for t in range(rec.n_steps)], \
-            str(rec.metadata.get("task", ""))
+        frames = [rec.observation(t) for t in range(rec.n_steps)]
+        try:
+            phases = list(motion_phases(np.stack([f.state for f in frames]), rec.actions()))
+        except (VLAScopeError, ValueError, IndexError):  # a scene without a gripper
+            phases = None
+        return frames, str(rec.metadata.get("task", "")), phases
 
     def train_features(self, layer: str, expansion: int, k: int, steps: int) -> None:
         """Capture ``layer`` over the shown episode's frames and train an SAE on it in the
@@ -299,13 +307,14 @@ class Controller(QObject):
         got = self._frames()
         if got is None:
             return
-        frames, task = got
+        frames, task, phases = got
         run, weights = self.ws.run, self.weights
 
         def job(session: Session, ctx: JobContext):
             session.load_policy(run.policy, run.device, weights)
             return session.train_features(
                 frames, layer, expansion=expansion, k=k, steps=steps, task=task,
+                phases=phases,
                 progress=lambda d, n: self.features_progress.emit("capture", d, n, {}),
                 train_progress=lambda d, n, info: self.features_progress.emit(
                     "train", d, n, {k: float(v) for k, v in info.items()
@@ -319,13 +328,13 @@ class Controller(QObject):
         got = self._frames()
         if got is None:
             return
-        frames, task = got
+        frames, task, phases = got
         run, weights = self.ws.run, self.weights
 
         def job(session: Session, ctx: JobContext):
             session.load_policy(run.policy, run.device, weights)
             return session.describe_features(
-                path, frames, task, should_cancel=ctx.cancelled,
+                path, frames, task, phases, should_cancel=ctx.cancelled,
                 progress=lambda d, n: self.features_progress.emit("capture", d, n, {}))
 
         self._submit_features("train-features", job, "Could not load the SAE")
@@ -345,13 +354,49 @@ class Controller(QObject):
 
         self.engine.submit(name, job, on_done=done, on_error=failed, on_cancel=cancelled)
 
+    def feature_effects(self, features, which: list[int]) -> None:
+        """Measure the action effect of ablating each of ``which`` over the shown
+        episode's frames, in the worker; the Features dock's table gets a column."""
+        got = self._frames()
+        if got is None:
+            return
+        frames = got[0]
+        run, weights = self.ws.run, self.weights
+        done_count = [0]
+
+        def tick() -> None:
+            done_count[0] += 1
+            self.features_progress.emit("effects", done_count[0], len(which), {})
+
+        def job(session: Session, ctx: JobContext):
+            session.load_policy(run.policy, run.device, weights)
+            return session.feature_effects(features, frames, which, tick=tick,
+                                           should_cancel=ctx.cancelled)
+
+        def done(values) -> None:
+            features.effects[list(which)] = values
+            self.features_progress.emit("done", 0, 0, {})
+            self.features_ready.emit(features)
+
+        def failed(message: str, details: str) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.error.emit("Measuring effects failed", message, details)
+
+        self.engine.submit("train-features", job, on_done=done, on_error=failed,
+                           on_cancel=lambda m: (self.features_progress.emit("done", 0, 0, {}),
+                                                self.status.emit(m)))
+
     def feature_map(self, features, feature: int, t: int | None = None) -> None:
         """The feature's activation over the visual tokens of step ``t`` (default: shown)."""
         rec = self.ws.recording
         if rec is None or rec.n_steps == 0:
             return
         t = self.ws.step if t is None else t
-        obs = rec.observation(t)
+        try:
+            obs = rec.observation(t)
+        except VLAScopeError as e:  # a closed or foreign recording: nothing to map
+            self.status.emit(f"no feature map: {e}")
+            return
         run, weights = self.ws.run, self.weights
         self.engine.cancel("feature-map")  # only the latest request matters
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vlascope.core.errors import VLAScopeError
 
-PANELS = ("window", "regions", "window-regions")
+PANELS = ("window", "regions", "window-regions", "features", "atlas", "ab-steer")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -80,6 +80,8 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         elif panel == "window-regions":
             window.regions_dock.raise_()
             app.processEvents()
+        elif panel in ("features", "atlas", "ab-steer"):
+            _mechanistic(window, app, panel, timeout, errors)
         if not shown.grab().save(str(out)):
             raise VLAScopeError(f"could not write {out}")
     finally:
@@ -138,3 +140,55 @@ def _annotate(window, app):
     send(QEvent.Type.MouseMove, 0.2, 0.32, False)
     app.processEvents()
     return dock
+
+
+def _mechanistic(window, app, panel: str, timeout: float, errors: list[str]) -> None:
+    """Train an SAE from the Features dock on the played episode, select its densest
+    feature and jump to its top frame (``features``); show the atlas with the label of a
+    hovered feature (``atlas``); or pin that feature at alpha 3 and run it A/B from the
+    Interventions dock (``ab-steer``)."""
+    import numpy as np
+
+    dock = window.features_dock
+    dock.raise_()
+    resid = [dock.layer.itemText(i) for i in range(dock.layer.count())
+             if dock.layer.itemText(i).endswith(".resid")]
+    if resid:
+        dock.layer.setCurrentText(resid[len(resid) // 2])
+    dock.train.click()
+    wait_until(lambda: dock.features is not None or errors, timeout, "the SAE")
+    if errors:
+        raise VLAScopeError(errors[0])
+    fs = dock.features
+    # the feature that changes most over the episode: more telling than the densest
+    lively = np.where(fs.stats.density > 0.02, fs.step_max.std(0), -1.0)
+    feature = int(np.argmax(lively))
+    dock.select_feature(feature)
+    dock.thumbs[0].click()
+    wait_until(lambda: getattr(dock, "last_map", (None,))[0] == feature or errors, timeout,
+               "the feature map")
+    if panel == "atlas":
+        atlas = window.atlas_dock
+        atlas.raise_()
+        wait_until(lambda: atlas.method.text() != "PCA (UMAP computing...)", timeout,
+                   "the UMAP atlas")
+        view = atlas.view
+        atlas.view.set_selection([feature])
+        from PySide6.QtCore import QPointF
+
+        view.hover_at(view.plotItem.vb.mapViewToScene(QPointF(*view.xy[feature])))
+    elif panel == "ab-steer":
+        dock.tabs.setCurrentIndex(1)
+        dock.pin_selected()
+        dock.steer_rows[-1].slider.setValue(30)  # alpha 3
+        iv = window.interventions_dock
+        iv.raise_()
+        iv.kind.setCurrentText("steer (pinned features)")
+        done: list = []
+        window.controller.ab_ready.connect(done.append)
+        iv.run.click()
+        wait_until(lambda: bool(done) or errors, timeout, "the A/B run")
+    if errors:
+        raise VLAScopeError(errors[0])
+    app.processEvents()
+

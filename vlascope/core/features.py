@@ -22,7 +22,7 @@ from .capture import ActivationSet
 from .errors import CancelledError, VLAScopeError
 from .policy import Observation, common_noise
 from .sae import SAE, SAEConfig, TrainResult, train_sae
-from .sae.stats import FeatureStats, SampleInfo, feature_stats
+from .sae.stats import FeatureStats, SampleInfo, cohens_d, feature_stats
 from .saliency.iss import grid_scores_to_maps
 
 Progress = Callable[[int, int], None]
@@ -95,6 +95,19 @@ class FeatureSet:
     positions: list[int]  # visual token positions at the layer, in layout order
     result: TrainResult | None = None
     path: str = ""  # where the SAE is saved (steering refers to it)
+    #: Cohen's d of each feature between the motion phase it prefers and the other steps
+    cohen_d: np.ndarray | None = None
+    d_phase: np.ndarray | None = None  # that phase
+    #: largest action change when the feature alone is ablated (NaN: not measured)
+    effects: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = self.sae.cfg.d_sae
+        if self.cohen_d is None:
+            self.cohen_d = np.zeros(n)
+            self.d_phase = np.full(n, "", dtype=object)
+        if self.effects is None:
+            self.effects = np.full(n, np.nan)
 
     def cell(self, token: int) -> tuple[str, int, int, tuple[int, int]]:
         """Where a visual token sits: (camera, row, column, grid shape)."""
@@ -126,7 +139,9 @@ class FeatureSet:
         peak = self.step_max.argmax(0)
         return [{"feature": f, "density": float(self.stats.density[f]),
                  "mean": float(self.stats.mean_active[f]), "peak_step": int(peak[f]),
-                 "label": self.stats.labels[f]} for f in range(self.n_features)]
+                 "cohen_d": float(self.cohen_d[f]), "d_phase": str(self.d_phase[f]),
+                 "effect": float(self.effects[f]), "label": self.stats.labels[f]}
+                for f in range(self.n_features)]
 
 
 def encode(sae: SAE, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -139,23 +154,44 @@ def encode(sae: SAE, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
 
 
 def describe(sae: SAE, samples: ActivationSet, layout: dict[str, dict],
-             positions: list[int], task: str = "",
-             result: TrainResult | None = None) -> FeatureSet:
-    """Statistics, per-step maxima and top samples of every feature of ``sae``."""
+             positions: list[int], task: str = "", result: TrainResult | None = None,
+             phases: Sequence[str] | None = None) -> FeatureSet:
+    """Statistics, per-step maxima and top samples of every feature of ``sae``; with the
+    motion phase of each step (``measures.motion_phases``), labels name the phase a
+    feature prefers and Cohen's d says how strongly."""
     codes = encode(sae, samples.x)
+    phase = None if phases is None else np.asarray(phases, dtype=str)[samples.step]
     info = SampleInfo(samples.episode, samples.step, samples.token,
-                      np.full(len(codes), task or "episode"))
+                      np.full(len(codes), task or "episode"), phase=phase)
     stats = feature_stats(codes, info, n_top=32)
     n_steps = int(samples.step.max()) + 1
     step_max = np.zeros((n_steps, codes.shape[1]), np.float32)
     np.maximum.at(step_max, samples.step, codes)
-    return FeatureSet(sae, samples.layer, stats, step_max, samples, layout, list(positions),
-                      result)
+    fs = FeatureSet(sae, samples.layer, stats, step_max, samples, layout, list(positions),
+                    result)
+    if phase is not None:
+        fs.cohen_d, fs.d_phase = phase_effect_sizes(codes, phase)
+    return fs
+
+
+def phase_effect_sizes(codes: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the largest Cohen's d of one phase's samples against all others, and
+    that phase (0 and "" with a single phase)."""
+    names = sorted(set(phase.tolist()))
+    best = np.zeros(codes.shape[1])
+    which = np.full(codes.shape[1], "", dtype=object)
+    if len(names) < 2:
+        return best, which
+    for name in names:
+        d = np.nan_to_num(cohens_d(codes, np.where(phase == name, "in", "out"), "in", "out"))
+        better = d > best
+        best[better], which[better] = d[better], name
+    return best, which
 
 
 def train_features(samples: ActivationSet, layout: dict[str, dict], positions: list[int], *,
                    expansion: int = 4, k: int = 16, steps: int = 300, seed: int = 0,
-                   task: str = "",
+                   task: str = "", phases: Sequence[str] | None = None,
                    progress: TrainProgress | None = None,
                    should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
     """Train a TopK SAE on captured vectors and describe its features."""
@@ -166,7 +202,7 @@ def train_features(samples: ActivationSet, layout: dict[str, dict], positions: l
     sae, result = train_sae(samples.x, cfg, steps=int(steps),
                             batch_size=min(256, len(samples.x)), seed=seed, holdout=0.1,
                             progress=progress, should_cancel=should_cancel)
-    return describe(sae.eval(), samples, layout, positions, task, result)
+    return describe(sae.eval(), samples, layout, positions, task, result, phases)
 
 
 def frame_feature_map(policy: Any, sae: SAE, layer: str, obs: Observation,

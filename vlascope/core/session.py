@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .episode import safe_name
 from .errors import VLAScopeError
 from .features import FeatureSet, capture_frames, describe, train_features, visual_positions
@@ -117,6 +119,7 @@ class Session:
 
     def train_features(self, observations: Sequence[Observation], layer: str, *,
                        expansion: int, k: int, steps: int, task: str = "",
+                       phases: Sequence[str] | None = None,
                        progress: Callable | None = None, train_progress: Callable | None = None,
                        should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
         """Capture ``layer`` over the frames, train an SAE on it, save the SAE (steering
@@ -125,24 +128,35 @@ class Session:
                                  should_cancel=should_cancel)
         features = train_features(samples, self.policy.visual_token_layout(),
                                   visual_positions(self.policy, layer), expansion=expansion,
-                                  k=k, steps=steps, task=task, progress=train_progress,
-                                  should_cancel=should_cancel)
+                                  k=k, steps=steps, task=task, phases=phases,
+                                  progress=train_progress, should_cancel=should_cancel)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         features.path = str(save_sae(features.sae, self.record_dir / "saes" /
                                      f"{stamp}_{safe_name(layer)}"))
         return features
 
     def describe_features(self, path: str, observations: Sequence[Observation],
-                          task: str = "", progress: Callable | None = None,
+                          task: str = "", phases: Sequence[str] | None = None,
+                          progress: Callable | None = None,
                           should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
         """A saved SAE, described on these frames (its layer is captured again)."""
         sae = load_sae(path)
         samples = capture_frames(self.policy, observations, sae.cfg.layer, progress=progress,
                                  should_cancel=should_cancel)
         features = describe(sae, samples, self.policy.visual_token_layout(),
-                            visual_positions(self.policy, sae.cfg.layer), task)
+                            visual_positions(self.policy, sae.cfg.layer), task, phases=phases)
         features.path = str(path)
         return features
+
+    def feature_effects(self, features: FeatureSet, observations: Sequence[Observation],
+                        which: Sequence[int], tick: Callable[[], None] | None = None,
+                        should_cancel: Callable[[], bool] | None = None) -> np.ndarray:
+        """Largest action change over the frames when each feature alone is ablated."""
+        from .experiments import ablation_effects
+
+        return ablation_effects(self.policy, observations, sae=features.path,
+                                layer=features.layer, features=list(which), tick=tick,
+                                should_cancel=should_cancel)
 
     def stop(self) -> str | None:
         """Publish the running rollout's recording (also when stopped midway)."""

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -28,6 +27,8 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -37,7 +38,9 @@ from vlascope.core.workspace import Workspace
 from ..overlay import blend
 from . import Panel
 
-COLUMNS = ("feature", "density", "mean", "peak step", "label")
+COLUMNS = ("feature", "density", "mean", "peak step", "Cohen's d", "effect", "label")
+LABEL = COLUMNS.index("label")
+N_EFFECTS = 32  # features whose ablation effect "Measure effects" computes
 N_TOP = 6
 THUMB = 96
 ALPHA_SCALE = 10  # slider units per unit of alpha
@@ -133,7 +136,13 @@ class FeaturesDock(Panel):
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
         self.load = QPushButton("Load SAE...")
-        for b in (self.train, self.cancel, self.load):
+        self.save = QPushButton("Save SAE as...")
+        self.save.setEnabled(False)
+        self.effects = QPushButton("Measure effects")
+        self.effects.setToolTip(f"ablate each of the {N_EFFECTS} densest features alone over "
+                                "the episode's frames: the largest action change")
+        self.effects.setEnabled(False)
+        for b in (self.train, self.cancel, self.load, self.save, self.effects):
             buttons.addWidget(b)
         col.addLayout(buttons)
         self.progress = QProgressBar()
@@ -145,7 +154,7 @@ class FeaturesDock(Panel):
         col.addWidget(self.status)
         self.loss_plot = pg.PlotWidget()
         self.loss_plot.setBackground("#202020")
-        self.loss_plot.setFixedHeight(90)
+        self.loss_plot.setFixedHeight(70)
         self.loss_plot.addLegend(offset=(5, 5), labelTextSize="7pt")
         self.loss_curve = self.loss_plot.plot(pen="#f4a261", name="loss")
         self.fve_curve = self.loss_plot.plot(pen="#2a9d8f", name="FVE")
@@ -165,8 +174,15 @@ class FeaturesDock(Panel):
         self.table.setMinimumHeight(120)
         col.addWidget(self.table, 2)
 
+        self.tabs = QTabWidget()  # the selected feature | steering
+        feature_page, steer_page = QWidget(), QWidget()
+        self.tabs.addTab(feature_page, "Selected feature")
+        self.tabs.addTab(steer_page, "Steering")
+        col.addWidget(self.tabs, 3)
+        detail_col = QVBoxLayout(feature_page)
+        detail_col.setContentsMargins(2, 2, 2, 2)
         self.detail = QLabel("select a feature")
-        col.addWidget(self.detail)
+        detail_col.addWidget(self.detail)
         self.step_plot = pg.PlotWidget()
         self.step_plot.setBackground("#202020")
         self.step_plot.setFixedHeight(80)
@@ -175,7 +191,7 @@ class FeaturesDock(Panel):
         self.step_cursor = pg.InfiniteLine(pos=0, angle=90, pen="#ffffff")
         self.step_plot.addItem(self.step_cursor)
         self.step_plot.scene().sigMouseClicked.connect(self._step_plot_clicked)
-        col.addWidget(self.step_plot)
+        detail_col.addWidget(self.step_plot)
         tops = QGridLayout()
         self.thumbs: list[QPushButton] = []
         for i in range(N_TOP):
@@ -185,18 +201,23 @@ class FeaturesDock(Panel):
             b.clicked.connect(lambda _c=False, i=i: self._jump_to_top(i))
             tops.addWidget(b, 0, i)
             self.thumbs.append(b)
-        col.addLayout(tops)
+        detail_col.addLayout(tops)
         self._top: list[tuple[int, int, float]] = []
         self.frame_map = QLabel()
         self.frame_map.setMinimumHeight(THUMB)
         self.frame_map.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        col.addWidget(self.frame_map)
+        detail_col.addWidget(self.frame_map, 1)
 
-        steer_box = QGroupBox("Steering (acts on the live rollout from the next step)")
-        self.steer_rows_layout = QGridLayout(steer_box)
+        steer_col = QVBoxLayout(steer_page)
+        steer_col.addWidget(QLabel("Pinned features act on the live rollout from the next "
+                                   "step (and on every rollout started after)."))
+        self.ablate_layer = QCheckBox("ablate the whole layer (zeros)")
+        steer_col.addWidget(self.ablate_layer)
+        self.steer_rows_layout = QGridLayout()
         self.pin = QPushButton("Pin selected feature")
         self.steer_rows_layout.addWidget(self.pin, 0, 0)
-        col.addWidget(steer_box)
+        steer_col.addLayout(self.steer_rows_layout)
+        steer_col.addStretch(1)
         self.steer_rows: list[SteerRow] = []
 
         self._map_timer = QTimer(self)
@@ -207,9 +228,12 @@ class FeaturesDock(Panel):
         self.train.clicked.connect(self._train)
         self.cancel.clicked.connect(lambda: controller.engine.cancel("train-features"))
         self.load.clicked.connect(self._load)
+        self.save.clicked.connect(self._save)
+        self.effects.clicked.connect(self._measure_effects)
         self.search.textChanged.connect(self._filter)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.pin.clicked.connect(self.pin_selected)
+        self.ablate_layer.toggled.connect(lambda _c: self._steering_changed())
         controller.policy_hooks.connect(self._show_layers)
         controller.features_progress.connect(self._progress)
         controller.features_ready.connect(self.show_features)
@@ -242,10 +266,24 @@ class FeaturesDock(Panel):
         if folder:
             self.controller.load_features(folder)
 
+    def _save(self) -> None:
+        from vlascope.core.sae import save_sae
+
+        folder = QFileDialog.getExistingDirectory(self, "Save the SAE into folder")
+        if folder and self.features is not None:
+            save_sae(self.features.sae, folder)
+            self.status.setText(f"SAE saved in {folder}")
+
+    def _measure_effects(self) -> None:
+        if self.features is not None:
+            densest = np.argsort(-self.features.stats.density)[:N_EFFECTS]
+            self.controller.feature_effects(self.features, [int(f) for f in densest])
+
     def _progress(self, phase: str, done: int, total: int, info: dict) -> None:
         busy = phase != "done"
-        self.train.setEnabled(not busy)
-        self.load.setEnabled(not busy)
+        for b in (self.train, self.load, self.save, self.effects):
+            b.setEnabled(not busy and (b in (self.train, self.load) or
+                                       self.features is not None))
         self.cancel.setEnabled(busy)
         if not busy:
             self.progress.setRange(0, 1)
@@ -266,7 +304,10 @@ class FeaturesDock(Panel):
 
     # the browser ------------------------------------------------------------------------
     def show_features(self, features: FeatureSet) -> None:
+        keep = self.selected_feature() if features is self.features else None
         self.features = features
+        self.save.setEnabled(True)
+        self.effects.setEnabled(True)
         rep = features.result.report if features.result is not None else None
         quality = (f", held-out FVE {rep.fve:.3f}, L0 {rep.l0:.1f}, "
                    f"dead {rep.dead_fraction:.0%}") if rep is not None else ""
@@ -277,17 +318,23 @@ class FeaturesDock(Panel):
         rows = features.table()
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
+            d = f"{r['cohen_d']:.2f} ({r['d_phase']})" if r["d_phase"] else "-"
+            effect = r["effect"]
             cells = [NumberItem(r["feature"], str(r["feature"])),
                      NumberItem(r["density"], f"{r['density']:.3f}"),
                      NumberItem(r["mean"], f"{r['mean']:.3g}"),
                      NumberItem(r["peak_step"], str(r["peak_step"])),
+                     NumberItem(r["cohen_d"], d),
+                     NumberItem(-1.0 if np.isnan(effect) else effect,
+                                "-" if np.isnan(effect) else f"{effect:.3g}"),
                      QTableWidgetItem(r["label"])]
             for j, item in enumerate(cells):
                 self.table.setItem(i, j, item)
         self.table.setSortingEnabled(True)
         self.table.sortItems(1, Qt.SortOrder.DescendingOrder)
         self._filter(self.search.text())
-        self.select_feature(int(np.argmax(features.stats.density)))
+        self.select_feature(keep if keep is not None else
+                            int(np.argmax(features.stats.density)))
 
     def _filter(self, text: str) -> None:
         text = text.strip().lower()
@@ -295,7 +342,7 @@ class FeaturesDock(Panel):
         if text.startswith("lasso:"):  # a group from the atlas
             group = set(text.removeprefix("lasso:").split(","))
         for i in range(self.table.rowCount()):
-            fid, label = self.table.item(i, 0).text(), self.table.item(i, 4).text().lower()
+            fid, label = self.table.item(i, 0).text(), self.table.item(i, LABEL).text().lower()
             hide = (fid not in group) if group is not None else \
                 bool(text) and text != fid and text not in label
             self.table.setRowHidden(i, hide)
@@ -373,14 +420,15 @@ class FeaturesDock(Panel):
 
     def _request_map(self) -> None:
         f = self.selected_feature()
-        if f is not None and self.features is not None and self.ws.recording is not None:
+        if f is not None and self.features is not None and self.ws.recording is not None \
+                and self.isVisible():
             self.controller.feature_map(self.features, f)
 
     def _map_ready(self, feature: int, t: int, maps: dict) -> None:
         rec = self.ws.recording
         if rec is None or feature != self.selected_feature() or t >= rec.n_steps:
             return
-        panels = [blend(rec.frame(t, cam), m, 0.75) for cam, m in maps.items()]
+        panels = [blend(rec.frame(t, cam), m, 0.9) for cam, m in maps.items()]
         height = min(p.shape[0] for p in panels)
         strip = np.concatenate([p[:height] for p in panels], axis=1)
         self.frame_map.setPixmap(to_pixmap(strip, 2 * THUMB))
@@ -407,10 +455,14 @@ class FeaturesDock(Panel):
         self._steering_changed()
 
     def interventions(self) -> list[dict[str, Any]]:
-        """The pinned features' settings as interventions (alpha 0 and no ablation: off)."""
+        """The pinned features' settings as interventions (alpha 0 and no ablation: off),
+        and the whole layer's ablation when ticked."""
+        out: list[dict[str, Any]] = []
+        layer = self.features.layer if self.features is not None else self.layer.currentText()
+        if self.ablate_layer.isChecked() and layer:
+            out.append({"kind": "ablate_layer", "layer": layer})
         if self.features is None:
-            return []
-        out = []
+            return out
         ablate = [r.feature for r in self.steer_rows if r.ablate.isChecked()]
         if ablate:
             out.append({"kind": "ablate_features", "sae": self.features.path,
