@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import Qt
 from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
 
-from vlascope.core.episode import Episode
 from vlascope.app.docks.features import LABEL, N_EFFECTS
+from vlascope.core.episode import Episode
 from vlascope.core.experiments import ablation_effects
 from vlascope.core.features import encode, frame_feature_map
 from vlascope.core.runner import rollout
