@@ -163,6 +163,8 @@ def test_the_atlas_follows_the_features(qtbot, window):
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
                      pos=to_widget(view, *view.xy[target]))
     assert dock.selected_feature() == target
+    assert dock._top == fs.top_frames(target, len(dock.thumbs))  # its top frames shown
+    assert all(not dock.thumbs[i].icon().isNull() for i in range(len(dock._top)))
     view.lassoed.emit([1, 2, 5])  # as a lasso does (its mouse path is tested on the view)
     shown = [dock.table.item(i, 0).text() for i in range(dock.table.rowCount())
              if not dock.table.isRowHidden(i)]
