@@ -52,6 +52,7 @@ class Controller(QObject):
         self._stamps: deque[float] = deque(maxlen=30)
         self._pending_saliency: set[tuple[str, int]] = set()
         self.steering: list[dict[str, Any]] = []  # interventions the sliders hold
+        self._hook_names: set[str] = set()
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
 
     # helpers ----------------------------------------------------------------------------
@@ -87,6 +88,10 @@ class Controller(QObject):
 
         def done(result: tuple[str, str, list]) -> None:
             label, dev, hooks = result
+            if self.steering and {p.name for p in hooks} != self._hook_names:
+                self.steering = []  # its hook points belong to the previous policy
+                self.status.emit("steering cleared: the new policy has other hook points")
+            self._hook_names = {p.name for p in hooks}
             if self.live:  # the worker ended the old policy's rollout: start afresh
                 self._live_done = True
                 self.reset()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDockWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QScrollArea, QVBoxLayout, QWidget
 
 from vlascope.core.workspace import Workspace
 
@@ -29,3 +29,12 @@ class Panel(QDockWidget):
         self.body = QVBoxLayout(body)
         self.body.setContentsMargins(4, 4, 4, 4)
         self.setWidget(body)
+
+    def make_scrollable(self) -> None:
+        """Scroll a tall panel instead of letting its minimum size grow the window (a
+        tabified dock's minimum applies to the whole dock area)."""
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(self.widget())
+        self.setWidget(scroll)

@@ -108,8 +108,6 @@ class FeaturesDock(Panel):
         super().__init__("Features", "dock-features", parent)
         self.ws, self.controller = workspace, controller
         self.features: FeatureSet | None = None
-        self._layout: dict[str, Any] = {}
-        self._policy_layout: dict[str, Any] = {}
         col = self.body
 
         form = QFormLayout()
@@ -220,6 +218,7 @@ class FeaturesDock(Panel):
         steer_col.addStretch(1)
         self.steer_rows: list[SteerRow] = []
 
+        self.make_scrollable()
         self._map_timer = QTimer(self)
         self._map_timer.setSingleShot(True)
         self._map_timer.setInterval(80)
@@ -245,6 +244,8 @@ class FeaturesDock(Panel):
     def _show_layers(self, points: list) -> None:
         current = self.layer.currentText()
         names = [p.name for p in points if p.name == "tokens.visual" or "visual" in p.tokens]
+        if self.features is not None and self.features.layer not in [p.name for p in points]:
+            self.unpin_all()  # another policy: its SAE and pins no longer apply
         self.layer.clear()
         self.layer.addItems(names)
         resid = [n for n in names if n.endswith(".resid")]
@@ -447,6 +448,12 @@ class FeaturesDock(Panel):
         row = SteerRow(f, self._steering_changed, self._unpin)
         self.steer_rows.append(row)
         self.steer_rows_layout.addWidget(row, len(self.steer_rows), 0)
+
+    def unpin_all(self) -> None:
+        for row in list(self.steer_rows):
+            self.steer_rows.remove(row)
+            row.setParent(None)
+            row.deleteLater()
 
     def _unpin(self, row: SteerRow) -> None:
         self.steer_rows.remove(row)

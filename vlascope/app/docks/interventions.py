@@ -124,6 +124,7 @@ class InterventionsDock(Panel):
         self.disp_curve = self.plot.plot(pen="#00e5ff", name="hand displacement")
         col.addWidget(self.plot, 1)
 
+        self.make_scrollable()
         self.run.clicked.connect(lambda: self.controller.run_ab(self.interventions()))
         self.cancel.clicked.connect(lambda: self.controller.engine.cancel("ab"))
         self.rerun.clicked.connect(self.rerun_shown)
