@@ -507,6 +507,88 @@ def cmd_app(args: argparse.Namespace) -> int:
                    scene=args.scene, task=args.task, device=args.device)
 
 
+def _video_layout(args: argparse.Namespace):
+    from .core.video import VideoLayout
+
+    cams = tuple(c for c in (args.cameras or "").split(",") if c)
+    return VideoLayout(cameras=cams, overlay=args.overlay, method=args.method or "",
+                       top_k=args.top_k, opacity=args.opacity, caption=not args.no_caption,
+                       plot=args.plot, height=args.height)
+
+
+def _step_range(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        return int(first or 0), int(last) if last else 10**9
+    except ValueError as e:
+        raise VLAScopeError(f"--steps expects FIRST:LAST, got '{text}'") from e
+
+
+def _export(paths: list[str], out: str, layout, fps: float, steps, labels=()) -> Path:
+    from tqdm import tqdm
+
+    from .core.video import export_video
+
+    with tqdm(desc="video", unit="frame", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return export_video(paths, out, layout, fps=fps, steps=steps, labels=labels,
+                            progress=progress)
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    """An episode (or a baseline and an intervened one side by side) as a video."""
+    paths = [args.compare, args.episode] if args.compare else [args.episode]
+    labels = ("A", "B") if args.compare else ()
+    out = _export(paths, args.out, _video_layout(args), args.fps, _step_range(args.steps),
+                  labels)
+    print(f"video -> {out}")
+    return 0
+
+
+def cmd_demo_video(args: argparse.Namespace) -> int:
+    """The reference policy with and without a steering intervention, side by side."""
+    from .core.demo import steering_demo
+
+    scene, policy = _open(args)
+    out = Path(args.out)
+    work = Path(args.work_dir) if args.work_dir else out.with_suffix("")
+    demo = steering_demo(scene, policy, work, task=args.task, seed=args.seed,
+                         layer=args.layer, alpha=args.alpha, feature=args.feature,
+                         sae_steps=args.sae_steps, n_masks=args.masks, every=args.every,
+                         policy_name=args.policy, say=lambda m: print(m, flush=True))
+    labels = ("A (unmodified)", "B")
+    video = _export(list(demo.paths), str(out), _video_layout(args), args.fps, None, labels)
+    print(f"video -> {video}")
+    if args.gif:
+        small = _video_layout(args)
+        small.height = args.gif_height
+        gif = _export(list(demo.paths), args.gif, small, args.fps,
+                      _step_range(args.gif_steps), labels)
+        print(f"gif -> {gif}")
+    print(json.dumps(demo.summary(), indent=2))
+    return 0
+
+
+def _add_video_options(p: argparse.ArgumentParser) -> None:
+    from .core.video import OVERLAYS, PLOTS
+
+    p.add_argument("--overlay", choices=OVERLAYS, default="saliency")
+    p.add_argument("--method", default=None, help="stored saliency method (default: first)")
+    p.add_argument("--top-k", type=float, default=0.0,
+                   help="outline the top k%% salient pixels (0: off)")
+    p.add_argument("--opacity", type=float, default=0.6)
+    p.add_argument("--plot", choices=PLOTS, default="actions")
+    p.add_argument("--no-caption", action="store_true")
+    p.add_argument("--height", type=int, default=224, help="pixels per camera view")
+    p.add_argument("--cameras", default=None, help="comma list (default: all)")
+    p.add_argument("--fps", type=float, default=10.0)
+
+
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from .app.screenshot import take_screenshot
 
@@ -755,6 +837,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", default="tabletop", help="scene plugin")
     p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
     p.set_defaults(func=cmd_screenshot)
+
+    p = sub.add_parser("video", help="a video of an episode (or an A/B pair side by side) "
+                                     "with the overlays burned in: .mp4 (H.264), .gif, or "
+                                     "a folder of PNG frames")
+    p.add_argument("episode")
+    p.add_argument("--compare", default=None,
+                   help="a baseline episode shown on the left (A), EPISODE on the right (B)")
+    p.add_argument("--out", default="demo.mp4")
+    p.add_argument("--steps", default=None, help="FIRST:LAST step range (default: all)")
+    _add_video_options(p)
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("demo-video", help="roll out the reference policy with and without a "
+                                          "steering intervention and write the comparison "
+                                          "video")
+    _add_common(p)
+    p.add_argument("--task", default="pick_red")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", default="", help="hook point to steer (default: a middle "
+                   "layer's residual stream)")
+    p.add_argument("--alpha", type=float, default=3.0)
+    p.add_argument("--feature", type=int, default=None,
+                   help="SAE feature (default: the one that changes most over the episode)")
+    p.add_argument("--sae-steps", type=int, default=300)
+    p.add_argument("--masks", type=int, default=50, help="ISS masks per explained frame")
+    p.add_argument("--every", type=int, default=5, help="explain every N steps")
+    p.add_argument("--out", default="docs/demo/steering.mp4")
+    p.add_argument("--work-dir", default=None, help="episodes and SAE (default: beside --out)")
+    p.add_argument("--gif", default=None, help="also write a GIF excerpt here")
+    p.add_argument("--gif-steps", default="0:30", help="its FIRST:LAST steps")
+    p.add_argument("--gif-height", type=int, default=128, help="its pixels per view")
+    _add_video_options(p)
+    p.set_defaults(func=cmd_demo_video, top_k=10.0)
 
     p = sub.add_parser("demo", help="record one episode per task and write a preview image")
     _add_common(p)

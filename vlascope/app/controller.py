@@ -39,6 +39,7 @@ class Controller(QObject):
     policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
     features_progress = Signal(str, int, int, dict)  # phase, done, total, training info
     ab_state = Signal(str)  # "running", "done", "failed", "cancelled"
+    video_progress = Signal(str, int, int, str)  # state, done, total, path when done
     ab_ready = Signal(object)  # a Comparison
     features_ready = Signal(object)  # a FeatureSet
     feature_map_ready = Signal(int, int, dict)  # feature, step, camera -> map
@@ -459,7 +460,7 @@ class Controller(QObject):
         def done(result) -> None:
             self._live_done = True
             if self.open_episode(str(result.intervened.path)):
-                self.ws.set_baseline(result.baseline.actions)
+                self.ws.set_baseline(result.baseline.actions, str(result.baseline.path))
             self.ab_state.emit("done")
             self.ab_ready.emit(result)
 
@@ -472,4 +473,29 @@ class Controller(QObject):
             self.status.emit(message)
 
         self.engine.submit("ab", job, on_done=done, on_error=failed, on_cancel=cancelled)
+
+    # video ------------------------------------------------------------------------------
+    def export_video(self, paths: list[str], out: str, layout, fps: float,
+                     steps: tuple[int, int] | None, labels=()) -> None:
+        """Compose and encode in the worker, with progress and cancel; the file appears
+        only when complete."""
+        from .video import export_job
+
+        def done(path: str) -> None:
+            self.video_progress.emit("done", 0, 0, path)
+            self.status.emit(f"video -> {path}")
+
+        def failed(message: str, details: str) -> None:
+            self.video_progress.emit("failed", 0, 0, "")
+            self.error.emit("Video export failed", message, details)
+
+        def cancelled(message: str) -> None:
+            self.video_progress.emit("cancelled", 0, 0, "")
+            self.status.emit(message)
+
+        self.video_progress.emit("running", 0, 0, "")
+        self.engine.submit("video", export_job(paths, out, layout, fps, steps, labels),
+                           on_done=done, on_error=failed, on_cancel=cancelled,
+                           on_progress=lambda d, n: self.video_progress.emit(
+                               "running", d, n, ""))
 

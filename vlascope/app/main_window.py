@@ -13,7 +13,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
 
 from vlascope.core.plugins import PluginRegistry
-from vlascope.core.session import Session
+from vlascope.core.session import Session, default_recordings_dir
 from vlascope.core.workspace import Workspace
 
 from .controller import Controller
@@ -27,6 +27,7 @@ from .docks.scene_view import SceneViewDock
 from .docks.timeline import TimelineDock
 from .engine import Engine, JobContext
 from .errors import install_excepthook, show_error
+from .video import ExportDialog, LiveVideoRecorder
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
 _COLLECTOR: GarbageCollector | None = None
@@ -61,6 +62,8 @@ class MainWindow(QMainWindow):
         self.dialogs: list = []
         self._closed = False
 
+        self.record_dir = Path(record_dir) if record_dir is not None else \
+            default_recordings_dir()
         self.actions_by_name = self._make_actions()
         self.scene_dock = SceneViewDock(self.workspace, self.actions_by_name, self)
         self.timeline_dock = TimelineDock(self.workspace, self)
@@ -88,6 +91,9 @@ class MainWindow(QMainWindow):
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.scene_dock, self.timeline_dock], [520, 240],
                          Qt.Orientation.Vertical)
+        self.actions_by_name["record-video"].setCheckable(True)
+        self.video = LiveVideoRecorder(self.workspace, self.scene_dock.widget(),
+                                       self.record_dir / "videos", parent=self)
         self._make_menus()
         self._make_status_bar()
 
@@ -119,6 +125,8 @@ class MainWindow(QMainWindow):
             "first": ("First step", "Home", c.first_step),
             "last": ("Last step", "End", c.last_step),
             "explain": ("Explain frame", "", lambda: c.explain()),
+            "record-video": ("Record video", "Ctrl+Shift+R", self.toggle_video),
+            "export-video": ("&Export video...", "Ctrl+E", self.export_video_dialog),
             "reset-layout": ("Reset layout", "", self.reset_layout),
             "about": ("&About VLAScope", "", self.show_about),
         }
@@ -138,10 +146,12 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(a["open"])
         self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addAction(a["export-video"])
         file_menu.addSeparator()
         file_menu.addAction(a["quit"])
         run_menu = self.menuBar().addMenu("&Run")
-        for name in ("reset", "play", "step", "back", "first", "last", "explain"):
+        for name in ("reset", "play", "step", "back", "first", "last", "explain",
+                     "record-video"):
             run_menu.addAction(a[name])
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks:
@@ -152,7 +162,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(a["about"])
         toolbar = self.addToolBar("Run")
         toolbar.setObjectName("toolbar-run")
-        for name in ("open", "reset", "play", "step", "explain"):
+        for name in ("open", "reset", "play", "step", "explain", "record-video"):
             toolbar.addAction(a[name])
         self._default_state = self.saveState()
 
@@ -187,6 +197,34 @@ class MainWindow(QMainWindow):
             return
         self.workspace.update_run(scene=name, task="", variant="")
         self._describe_scene(reset=True)
+
+    # video ------------------------------------------------------------------------------
+    def toggle_video(self) -> None:
+        """Start or finish recording what the Scene dock shows, a frame per shown step."""
+        action = self.actions_by_name["record-video"]
+        if self.video.recording:
+            path = self.video.stop()
+            action.setChecked(False)
+            self.statusBar().showMessage(f"video -> {path}" if path else "no frames recorded",
+                                         8000)
+        else:
+            path = self.video.start()
+            action.setChecked(True)
+            self.statusBar().showMessage(f"recording video to {path}", 8000)
+
+    def export_video_dialog(self) -> ExportDialog | None:
+        """Export the shown episode (beside its A/B baseline, if it has one)."""
+        rec = self.workspace.recording
+        path = getattr(rec, "path", None)
+        if rec is None or path is None or not Path(path).is_file():
+            self.show_error("Nothing to export", "Open a recorded episode (a live rollout "
+                            "is exported once it has been published: reset or stop it).")
+            return None
+        dialog = ExportDialog(self.controller, str(path), rec.n_steps,
+                              self.workspace.baseline_path, self)
+        self.dialogs.append(dialog)
+        dialog.show()
+        return dialog
 
     # startup ----------------------------------------------------------------------------
     def start(self, weights: str | None = None) -> None:
@@ -323,6 +361,7 @@ class MainWindow(QMainWindow):
         if not self._closed:
             self._closed = True
             self.save_settings()
+            self.video.stop()  # a video being recorded is finished, not lost
             self.controller.shutdown()
             if self.workspace.recording is not None:
                 self.workspace.recording.close()

@@ -87,6 +87,7 @@ class Workspace:
         self.interventions: list[dict[str, Any]] = []
         # A/B: the unmodified run's executed actions, drawn under the shown episode's
         self.baseline: np.ndarray | None = None
+        self.baseline_path: str | None = None
         self.policy_label = ""
         self.device = ""
         self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
@@ -137,7 +138,7 @@ class Workspace:
         self._annotation = None
         self.step = 0
         self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
-        self.baseline = None
+        self.baseline, self.baseline_path = None, None
         self.recording_changed.emit(rec)
         self.baseline_changed.emit(None)
         self.interventions_changed.emit(self.interventions)
@@ -272,9 +273,11 @@ class Workspace:
         self._nmr[memo] = value
         return value
 
-    def set_baseline(self, actions: np.ndarray | None) -> None:
-        """The A/B baseline's actions, shown with the current (intervened) episode's."""
+    def set_baseline(self, actions: np.ndarray | None, path: str | None = None) -> None:
+        """The A/B baseline's actions (and its episode file, for side-by-side export),
+        shown with the current (intervened) episode's."""
         self.baseline = None if actions is None else np.asarray(actions)
+        self.baseline_path = path if actions is not None else None
         self.baseline_changed.emit(self.baseline)
 
     # interventions ----------------------------------------------------------------------
