@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
 
-from vlascope.core.video import Composer, VideoLayout, open_tracks
+from vlascope.core.video import Composer, open_tracks
 
 
 @pytest.fixture
