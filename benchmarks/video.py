@@ -1,9 +1,9 @@
 """Video export speed: compose + encode, in one run.
 
-Two recorded 60-step episodes (the scripted expert on pick_red, seeds 0 and 1, 224x224
+Two recorded episodes (the scripted expert on stack_red_on_blue, seeds 0 and 1, 224x224
 cameras) with smooth saliency maps stored in them, composed side by side (2 episodes x 2
 cameras at 224 px, saliency overlay with colour bars, top-10% outline, caption strip with
-NMR@10, action plot strip with its cursor) and encoded to H.264 MP4 (libx264, veryfast,
+NMR@10, action plot strip with its cursor) and encoded to H.264 MP4 (libx264, superfast,
 CRF 20). Baseline in the same run: the obvious way, one matplotlib figure per frame
 (imshow of each view with the map on top, titles, the action plot), rasterised and written
 to the same encoder.
@@ -36,7 +36,8 @@ TARGET_FPS = 30.0
 
 
 def record(scene, path: Path, seed: int, steps: int) -> Path:
-    rollout(scene, TabletopExpert(), "pick_red", seed, max_steps=steps, record_to=path)
+    rollout(scene, TabletopExpert(), "stack_red_on_blue", seed, max_steps=steps,
+            record_to=path)
     with Episode(path) as ep:
         n, (h, w) = ep.n_steps, ep.frame(0, "front").shape[:2]
     rng = np.random.default_rng(seed)

@@ -141,6 +141,7 @@ class Episode:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._datasets: dict[str, Any] = {}
         if not self.path.is_file():
             raise EpisodeFormatError(f"{self.path}: no such episode file")
         try:
@@ -180,10 +181,13 @@ class Episode:
         return t % self.n_steps
 
     def _read(self, name: str, t: int | None = None) -> np.ndarray:
-        if name not in self._h5:
-            raise EpisodeFormatError(f"{self.path}: episode has no '{name}'")
+        ds = self._datasets.get(name)
+        if ds is None:  # group lookups cost more than reading a frame: look up once
+            if name not in self._h5:
+                raise EpisodeFormatError(f"{self.path}: episode has no '{name}'")
+            ds = self._datasets[name] = self._h5[name]
         try:
-            return self._h5[name][()] if t is None else self._h5[name][self._check_step(t)]
+            return ds[()] if t is None else ds[self._check_step(t)]
         except (OSError, RuntimeError) as e:
             raise EpisodeFormatError(f"{self.path}: cannot read '{name}' ({e})") from e
 

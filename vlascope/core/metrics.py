@@ -44,7 +44,9 @@ def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.nda
 
     Linear time (a partition, not a sort), so NMR keeps up with a live view."""
     cams = list(saliency)
-    flat = np.concatenate([np.asarray(saliency[c], np.float64).ravel() for c in cams])
+    # float32 maps stay float32 (the same values, half the memory traffic)
+    dtype = np.result_type(*(np.asarray(saliency[c]).dtype for c in cams), np.float32)
+    flat = np.concatenate([np.asarray(saliency[c], dtype).ravel() for c in cams])
     n_top = max(1, int(round(flat.size * k / 100.0)))
     if n_top >= flat.size:
         chosen = np.ones(flat.size, bool)
@@ -63,13 +65,15 @@ def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.nda
 
 def nmr_at_k(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray], k: float,
              normalization: str = "count", strict: bool = False,
-             per_view: bool = False) -> float | dict[str, float]:
+             per_view: bool = False, top: Mapping[str, np.ndarray] | None = None
+             ) -> float | dict[str, float]:
     """NMR@k of one frame (joint over cameras), or per camera with ``per_view=True``
-    (each camera's share of the joint top-k that is nuisance, over its own top-k pixels)."""
+    (each camera's share of the joint top-k that is nuisance, over its own top-k pixels).
+    ``top``: ``top_k_mask(saliency, k)`` when the caller has it already."""
     cams = _check(saliency, regions, k)
     if normalization not in NORMALIZATIONS:
         raise VLAScopeError(f"unknown normalization '{normalization}' {NORMALIZATIONS}")
-    top = top_k_mask(saliency, k)
+    top = top_k_mask(saliency, k) if top is None else top
 
     def ratio(cs: Sequence[str]) -> float:
         num = den = 0.0

@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,12 @@ class Composer:
         lay = self.layout
         canvas = np.full((self.height, self.width, 3), 24, np.uint8)
         x0 = 0
+        shown_maps = []
         for tr in self.tracks:
             step = min(t, tr.n_steps - 1)
             maps = self.maps(tr, step)
             top = top_k_mask(maps, lay.top_k) if lay.top_k and maps else {}
+            shown_maps.append((maps, top))
             x = x0
             for cam in self.cameras:
                 view = self.view(tr, cam, step, maps.get(cam), top.get(cam))
@@ -182,7 +185,7 @@ class Composer:
         draw = ImageDraw.Draw(img)
         self._titles(draw)
         if lay.caption:
-            self._caption(draw, t)
+            self._caption(draw, t, shown_maps)
         if self._plot is not None:
             top = self.title_h + lay.height + self.caption_h
             img.paste(self._plot, (0, top))
@@ -229,7 +232,8 @@ class Composer:
             draw.text((x0 + 4, 3), title, fill=(235, 235, 235), font=self.font)
             x0 += self.block_w + 4
 
-    def _caption(self, draw: ImageDraw.ImageDraw, t: int) -> None:
+    def _caption(self, draw: ImageDraw.ImageDraw, t: int,
+                 maps: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
         meta = self.tracks[0].episode.metadata
         top = self.title_h + self.layout.height + 4
         words = meta.get("instruction") or meta.get("task", "")
@@ -241,18 +245,19 @@ class Composer:
             ok = bool(tr.successes[step])
             state = "success" if ok else "running" if step < tr.n_steps - 1 else "failure"
             text = f"{tr.label}: {state}"
-            nmr = self._nmr(tr, step)
+            nmr = self._nmr(tr, step, *maps[i])
             if nmr is not None:
                 text += f"   NMR@10 {nmr:.2f}"
             draw.text((4, top + (i + 1) * self.CAPTION_PX), text,
                       fill=(128, 237, 153) if ok else (220, 220, 220), font=self.small)
 
-    def _nmr(self, tr: Track, t: int) -> float | None:
+    def _nmr(self, tr: Track, t: int, maps: dict[str, np.ndarray],
+             top: dict[str, np.ndarray]) -> float | None:
         ep = tr.episode
-        maps = self.maps(tr, t)
         if not ep.has_regions() or len(maps) != len(self.cameras):
             return None
-        value = nmr_at_k(maps, {c: ep.regions(t, c) for c in maps}, 10.0)
+        value = nmr_at_k(maps, {c: ep.regions(t, c) for c in maps}, 10.0,
+                         top=top if self.layout.top_k == 10.0 else None)
         return None if value is None or not np.isfinite(value) else float(value)
 
     # the plot strip (drawn once) --------------------------------------------------------
@@ -302,7 +307,10 @@ def _colour_bar(height: int, width: int) -> np.ndarray:
 
 # encoding ---------------------------------------------------------------------------------
 class VideoWriter:
-    """Frames in, one finished file out (or nothing): MP4 (H.264), GIF or PNG folder."""
+    """Frames in, one finished file out (or nothing): MP4 (H.264), GIF or PNG folder.
+
+    Encoding runs on a helper thread, one frame behind the caller, so composing the next
+    frame overlaps encoding this one (FFmpeg releases the GIL)."""
 
     def __init__(self, out: str | Path, fps: float = 10.0, crf: int = 20):
         self.out = Path(out)
@@ -319,11 +327,22 @@ class VideoWriter:
         self.frames = 0
         self._gif: list[Image.Image] = []
         self._container = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="video-encode")
+        self._pending: Future | None = None
         if self.kind == "png":
             self.tmp.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
+        self._wait()  # the previous frame's error, if any, surfaces here
+        self._pending = self._pool.submit(self._write_now, frame)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write_now(self, frame: np.ndarray) -> None:
         if self.kind == "mp4":
             self._mp4(frame)
         elif self.kind == "gif":
@@ -343,7 +362,7 @@ class VideoWriter:
             self._container = av.open(str(self.tmp), mode="w", format="mp4")
             stream = self._container.add_stream("libx264", rate=_rate(self.fps))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            stream.options = {"crf": str(self.crf), "preset": "superfast"}
             self._stream = stream
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
         for packet in self._stream.encode(vf):
@@ -351,6 +370,8 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Finish the file and move it into place."""
+        self._wait()
+        self._pool.shutdown()
         if self.frames == 0:
             self.discard()
             raise VLAScopeError("no frames were written")
@@ -371,6 +392,9 @@ class VideoWriter:
 
     def discard(self) -> None:
         """Drop everything written so far."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._pool.shutdown()
         if self._container is not None:
             with contextlib.suppress(Exception):  # the partial file is removed anyway
                 self._container.close()
