@@ -55,6 +55,8 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
     errors: list[str] = []
     window.controller.error.connect(lambda title, msg, _d: errors.append(f"{title}: {msg}"))
     try:
+        if panel in ("features", "atlas", "ab-steer") and size == (1400, 860):
+            size = (1400, 1150)  # room for the tall mechanistic docks without scrolling
         window.resize(*size)
         window.show()
         ws = window.workspace
@@ -148,8 +150,15 @@ def _mechanistic(window, app, panel: str, timeout: float, errors: list[str]) -> 
     hovered feature (``atlas``); or pin that feature at alpha 3 and run it A/B from the
     Interventions dock (``ab-steer``)."""
     import numpy as np
+    from PySide6.QtCore import Qt
 
     dock = window.features_dock
+    # give the right-hand docks the height and half the width
+    window.resizeDocks([window.scene_dock, window.timeline_dock],
+                       [window.height() - 250, 180], Qt.Orientation.Vertical)
+    window.resizeDocks([window.scene_dock, window.saliency_dock],
+                       [window.width() // 2, window.width() // 2],
+                       Qt.Orientation.Horizontal)
     dock.raise_()
     resid = [dock.layer.itemText(i) for i in range(dock.layer.count())
              if dock.layer.itemText(i).endswith(".resid")]
