@@ -27,10 +27,15 @@ def policy():
 
 
 @pytest.fixture(scope="module")
-def frames(policy, scene, tmp_path_factory):
+def episode(policy, scene, tmp_path_factory):
     path = tmp_path_factory.mktemp("ep") / "ep.h5"
     rollout(scene, policy, "pick_red", 0, max_steps=12, record_to=path, policy_name="reference")
-    rec = FileRecording(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames(episode):
+    rec = FileRecording(episode)
     yield [rec.observation(t) for t in range(rec.n_steps)]
     rec.close()
 
@@ -167,3 +172,57 @@ def test_phase_effect_sizes_name_the_preferred_phase():
     assert d[0] < 1
     d1, w1 = phase_effect_sizes(codes, np.array(["reach"] * 100))
     assert not d1.any() and set(w1) == {""}
+
+
+def test_changing_interventions_keeps_the_typed_instruction(policy, scene):
+    from vlascope.core.interventions import Perturb
+    from vlascope.core.live import LiveRollout
+
+    live = LiveRollout(scene, policy, "pick_red", 0, max_steps=6, instruction="grab it")
+    live.step()
+    live.set_interventions([Perturb(perturbation="gaussian_noise", severity=2)])
+    live.step()
+    live.set_interventions([])
+    kinds = [(i["kind"], i["start"], i["stop"]) for i in live.interventions]
+    assert kinds == [("prompt", 0, None), ("perturb", 1, 2)]
+    assert live.step().observation.instruction == "grab it"
+
+
+def test_stored_feature_maps_go_into_the_episode_and_the_video(features, policy, episode,
+                                                               tmp_path):
+    """A feature's maps over every step, stored like saliency maps, are what the video
+    composer overlays."""
+    import shutil
+
+    from vlascope.core.colormap import blend
+    from vlascope.core.episode import Episode
+    from vlascope.core.features import store_feature_maps
+    from vlascope.core.video import Composer, VideoLayout, open_tracks
+
+    path = tmp_path / "ep.h5"
+    shutil.copy(episode, path)
+    live = int(np.argmax(features.stats.density))
+    name = store_feature_maps(policy, features, str(path), live)
+    assert name == f"feature-{live}@{LAYER}"
+    step = features.top_frames(live, 1)[0][0]
+    with Episode(path) as ep:
+        assert name in ep.saliency_methods()
+        stored = {c: ep.saliency(name, c, step) for c in ("front", "wrist")}
+        frame = ep.frame(step, "front")
+        obs = FileRecording(path)
+        try:
+            expected = frame_feature_map(policy, features.sae, LAYER, obs.observation(step),
+                                         live)
+        finally:
+            obs.close()
+    for cam in stored:
+        np.testing.assert_allclose(stored[cam], expected[cam], rtol=1e-4, atol=1e-5)
+    tracks = open_tracks([path])
+    try:
+        comp = Composer(tracks, VideoLayout(method=name, height=frame.shape[0]))
+        img = comp.frame(step)
+        h, w = frame.shape[:2]
+        np.testing.assert_array_equal(img[comp.title_h:comp.title_h + h, :w],
+                                      blend(frame, stored["front"], 0.6))
+    finally:
+        tracks[0].episode.close()

@@ -392,6 +392,40 @@ class Controller(QObject):
                            on_cancel=lambda m: (self.features_progress.emit("done", 0, 0, {}),
                                                 self.status.emit(m)))
 
+    def store_feature_maps(self, features, feature: int) -> None:
+        """Write the feature's map over every step into the shown episode's file, beside
+        its saliency maps, so a video can show it (``--method feature-N@layer``)."""
+        rec = self.ws.recording
+        path = getattr(rec, "path", None)
+        if rec is None or path is None or self.live or not Path(path).is_file():
+            self.status.emit("stop the rollout (or open an episode) to store maps in it")
+            return
+        run, weights = self.ws.run, self.weights
+
+        def job(session: Session, ctx: JobContext) -> str:
+            from vlascope.core.features import store_feature_maps
+
+            policy = session.load_policy(run.policy, run.device, weights)
+            return store_feature_maps(policy, features, str(path), feature,
+                                      progress=ctx.progress, should_cancel=ctx.cancelled)
+
+        def done(name: str) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.status.emit(f"stored {name} in {Path(path).name} (video export: maps "
+                             f"'{name}')")
+
+        def failed(message: str, details: str) -> None:
+            self.features_progress.emit("done", 0, 0, {})
+            self.error.emit("Could not store the feature's maps", message, details)
+
+        self.features_progress.emit("capture", 0, 1, {})
+        self.engine.submit("train-features", job, on_done=done, on_error=failed,
+                           on_progress=lambda d, n: self.features_progress.emit(
+                               "capture", d, n, {}),
+                           on_cancel=lambda m: (self.features_progress.emit("done", 0, 0,
+                                                                            {}),
+                                                self.status.emit(m)))
+
     def feature_map(self, features, feature: int, t: int | None = None) -> None:
         """The feature's activation over the visual tokens of step ``t`` (default: shown)."""
         rec = self.ws.recording
@@ -465,10 +499,12 @@ class Controller(QObject):
             self.ab_ready.emit(result)
 
         def failed(message: str, details: str) -> None:
+            self._live_done = True  # the job published the running rollout first
             self.ab_state.emit("failed")
             self.error.emit("A/B run failed", message, details)
 
         def cancelled(message: str) -> None:
+            self._live_done = True
             self.ab_state.emit("cancelled")
             self.status.emit(message)
 

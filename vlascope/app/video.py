@@ -114,6 +114,8 @@ class ExportDialog(QDialog):
         steps.addWidget(self.last)
         self.overlay = QComboBox()
         self.overlay.addItems(list(OVERLAYS))
+        self.method = QComboBox()  # which stored maps: ISS runs, stored feature maps
+        self.method.addItems(stored_methods(episode))
         self.top_k = QDoubleSpinBox()
         self.top_k.setRange(0, 99)
         self.top_k.setValue(10)
@@ -136,7 +138,8 @@ class ExportDialog(QDialog):
         out_row.addWidget(self.out, 1)
         out_row.addWidget(browse)
         for label, w in (("compare with", self.compare), ("steps [first, last)", steps),
-                         ("overlay", self.overlay), ("outline top-k", self.top_k),
+                         ("overlay", self.overlay), ("maps", self.method),
+                         ("outline top-k", self.top_k),
                          ("plot", self.plot), ("", self.caption),
                          ("view height (px)", self.height_px), ("frames/s", self.fps),
                          ("output (.mp4, .gif, folder)", out_row)):
@@ -157,7 +160,8 @@ class ExportDialog(QDialog):
         self.result: str | None = None
 
     def layout_settings(self) -> VideoLayout:
-        return VideoLayout(overlay=self.overlay.currentText(), top_k=self.top_k.value(),
+        return VideoLayout(overlay=self.overlay.currentText(), method=self.method.currentText(),
+                           top_k=self.top_k.value(),
                            plot=self.plot.currentText(), caption=self.caption.isChecked(),
                            height=self.height_px.value())
 
@@ -185,6 +189,17 @@ class ExportDialog(QDialog):
                                               "Video (*.mp4 *.gif)")
         if path:
             self.out.setText(path)
+
+
+def stored_methods(path: str) -> list[str]:
+    """The maps stored in an episode file (ISS runs, feature maps), for the picker."""
+    from vlascope.core.episode import Episode
+
+    try:
+        with Episode(path) as ep:
+            return ep.saliency_methods()
+    except VLAScopeError:
+        return []
 
 
 def export_job(paths, out, layout, fps, steps, labels):

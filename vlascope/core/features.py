@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .capture import ActivationSet
 from .errors import CancelledError, VLAScopeError
@@ -233,3 +234,41 @@ def cell_of(layout: dict[str, dict], positions: list[int], token: int
             return cam, index // cols, index % cols, (int(rows), int(cols))
         index -= n
     raise VLAScopeError(f"token {token} lies outside the visual token layout")
+
+
+def feature_map_name(layer: str, feature: int) -> str:
+    """The saliency-method name a feature's maps are stored under in an episode."""
+    return f"feature-{feature}@{layer}".replace("/", "_")
+
+
+def store_feature_maps(policy: Any, features: FeatureSet, path: str, feature: int,
+                       progress: Progress | None = None,
+                       should_cancel: Callable[[], bool] | None = None) -> str:
+    """The feature's map over every step of an episode, written into it beside its
+    saliency maps (so the timeline, NMR and video export can show it like one); returns
+    the stored name."""
+    from .episode import Episode, episode_observation, update_episode
+
+    sae, layer = features.sae, features.layer
+    with Episode(path) as ep:
+        cams = list(policy.visual_token_layout())
+        size = getattr(policy, "image_size", None)
+        frames = [episode_observation(ep, t, cams, size) for t in range(ep.n_steps)]
+        shapes = {c: ep.frame(0, c).shape[:2] for c in cams}
+    samples = capture_frames(policy, frames, layer, progress=progress,
+                             should_cancel=should_cancel)
+    scores = encode(sae, samples.x)[:, feature].astype(np.float64)
+    per_step = scores.reshape(len(frames), -1)
+    layout = policy.visual_token_layout()
+    maps: dict[str, list[np.ndarray]] = {c: [] for c in cams}
+    for t, obs in enumerate(frames):
+        for cam, m in grid_scores_to_maps(per_step[t], layout, obs).items():
+            if m.shape != shapes[cam]:  # the policy saw resized frames: back to the file's
+                m = np.asarray(Image.fromarray(m.astype(np.float32)).resize(
+                    shapes[cam][::-1], Image.Resampling.BILINEAR))
+            maps[cam].append(m.astype(np.float32))
+    name = feature_map_name(layer, feature)
+    update_episode(path, {f"saliency/{name}/{c}": np.stack(v) for c, v in maps.items()},
+                   {f"saliency.{name}": {"sae": features.path, "layer": layer,
+                                         "feature": int(feature)}})
+    return name

@@ -73,8 +73,10 @@ class LiveRollout:
         self.max_steps = max_steps or scene.task(task).max_steps
         if self.max_steps < 1:
             raise VLAScopeError("a rollout needs at least one step")
+        self._instruction: Prompt | None = None  # the typed instruction, never stopped
         if instruction is not None:
-            interventions = [Prompt(text=instruction), *interventions]
+            self._instruction = Prompt(text=instruction)
+            interventions = [self._instruction, *interventions]
         self._applied = bind(interventions, policy)
         limit = self._applied.limit()  # an injection source that ends the rollout
         if limit is not None:
@@ -149,10 +151,11 @@ class LiveRollout:
         return record
 
     def set_interventions(self, wanted: Sequence[Intervention | dict]) -> None:
-        """From the next step on, exactly ``wanted`` act (their own windows ignored): what
-        is running and not wanted stops now, what is wanted and not running starts now, so
-        the recording says which edit acted at which step. A change re-plans at the next
-        step, so it takes effect at once, not at the end of the current chunk."""
+        """From the next step on, exactly ``wanted`` act (their own windows ignored), besides
+        the rollout's own instruction: what is running and not wanted stops now, what is
+        wanted and not running starts now, so the recording says which edit acted at which
+        step. A change re-plans at the next step, so it takes effect at once, not at the
+        end of the current chunk."""
         now = self.t
         wanted = [from_dict(w) if isinstance(w, dict) else w for w in wanted]
 
@@ -161,8 +164,8 @@ class LiveRollout:
 
         kept, running, stopped = [], [], 0
         for iv in self._applied.interventions:
-            if not (iv.active(now) or iv.start > now):
-                kept.append(iv)  # over already: history
+            if iv is self._instruction or not (iv.active(now) or iv.start > now):
+                kept.append(iv)  # the instruction, or over already: history
             elif any(same(iv, w) for w in wanted):
                 kept.append(iv)
                 running.append(iv)

@@ -205,6 +205,11 @@ class FeaturesDock(Panel):
         self.frame_map.setMinimumHeight(THUMB)
         self.frame_map.setAlignment(Qt.AlignmentFlag.AlignCenter)
         detail_col.addWidget(self.frame_map, 1)
+        self.store = QPushButton("Store its map in the episode (for video)")
+        self.store.setToolTip("the feature's map over every step, written into the shown "
+                              "episode's file like a saliency map; File > Export video can "
+                              "then show it")
+        detail_col.addWidget(self.store)
 
         steer_col = QVBoxLayout(steer_page)
         steer_col.addWidget(QLabel("Pinned features act on the live rollout from the next "
@@ -232,6 +237,7 @@ class FeaturesDock(Panel):
         self.search.textChanged.connect(self._filter)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.pin.clicked.connect(self.pin_selected)
+        self.store.clicked.connect(self._store_maps)
         self.ablate_layer.toggled.connect(lambda _c: self._steering_changed())
         controller.policy_hooks.connect(self._show_layers)
         controller.features_progress.connect(self._progress)
@@ -274,6 +280,11 @@ class FeaturesDock(Panel):
         if folder and self.features is not None:
             save_sae(self.features.sae, folder)
             self.status.setText(f"SAE saved in {folder}")
+
+    def _store_maps(self) -> None:
+        f = self.selected_feature()
+        if f is not None and self.features is not None:
+            self.controller.store_feature_maps(self.features, f)
 
     def _measure_effects(self) -> None:
         if self.features is not None:
