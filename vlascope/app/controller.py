@@ -323,11 +323,11 @@ class Controller(QObject):
                 phases=phases,
                 progress=lambda d, n: self.features_progress.emit("capture", d, n, {}),
                 train_progress=lambda d, n, info: self.features_progress.emit(
-                    "train", d, n, {k: float(v) for k, v in info.items()
+                    "train", d, n, {key: float(v) for key, v in info.items()
                                     if isinstance(v, int | float)}),
                 should_cancel=ctx.cancelled)
 
-        self._submit_features("train-features", job, "SAE training failed")
+        self._submit_features(job, "SAE training failed", self.features_ready.emit)
 
     def load_features(self, path: str) -> None:
         """A saved SAE, described on the shown episode's frames."""
@@ -343,22 +343,29 @@ class Controller(QObject):
                 path, frames, task, phases, should_cancel=ctx.cancelled,
                 progress=lambda d, n: self.features_progress.emit("capture", d, n, {}))
 
-        self._submit_features("train-features", job, "Could not load the SAE")
+        self._submit_features(job, "Could not load the SAE", self.features_ready.emit)
 
-    def _submit_features(self, name: str, job, title: str) -> None:
-        def done(features) -> None:
+    def _submit_features(self, job, title: str, then: Callable[[Any], None],
+                         on_progress: Callable[[int, int], None] | None = None) -> None:
+        """A Features-dock job (one at a time, cancelled by the dock's Cancel): however it
+        ends, the dock's progress returns to idle; ``then`` takes its result."""
+        def finish() -> None:
             self.features_progress.emit("done", 0, 0, {})
-            self.features_ready.emit(features)
+
+        def done(result) -> None:
+            finish()
+            then(result)
 
         def failed(message: str, details: str) -> None:
-            self.features_progress.emit("done", 0, 0, {})
+            finish()
             self.error.emit(title, message, details)
 
         def cancelled(message: str) -> None:
-            self.features_progress.emit("done", 0, 0, {})
+            finish()
             self.status.emit(message)
 
-        self.engine.submit(name, job, on_done=done, on_error=failed, on_cancel=cancelled)
+        self.engine.submit("train-features", job, on_done=done, on_error=failed,
+                           on_cancel=cancelled, on_progress=on_progress)
 
     def feature_effects(self, features, which: list[int]) -> None:
         """Measure the action effect of ablating each of ``which`` over the shown
@@ -379,18 +386,11 @@ class Controller(QObject):
             return session.feature_effects(features, frames, which, tick=tick,
                                            should_cancel=ctx.cancelled)
 
-        def done(values) -> None:
+        def measured(values) -> None:
             features.effects[list(which)] = values
-            self.features_progress.emit("done", 0, 0, {})
             self.features_ready.emit(features)
 
-        def failed(message: str, details: str) -> None:
-            self.features_progress.emit("done", 0, 0, {})
-            self.error.emit("Measuring effects failed", message, details)
-
-        self.engine.submit("train-features", job, on_done=done, on_error=failed,
-                           on_cancel=lambda m: (self.features_progress.emit("done", 0, 0, {}),
-                                                self.status.emit(m)))
+        self._submit_features(job, "Measuring effects failed", measured)
 
     def store_feature_maps(self, features, feature: int) -> None:
         """Write the feature's map over every step into the shown episode's file, beside
@@ -409,22 +409,14 @@ class Controller(QObject):
             return store_feature_maps(policy, features, str(path), feature,
                                       progress=ctx.progress, should_cancel=ctx.cancelled)
 
-        def done(name: str) -> None:
-            self.features_progress.emit("done", 0, 0, {})
+        def stored(name: str) -> None:
             self.status.emit(f"stored {name} in {Path(path).name} (video export: maps "
                              f"'{name}')")
 
-        def failed(message: str, details: str) -> None:
-            self.features_progress.emit("done", 0, 0, {})
-            self.error.emit("Could not store the feature's maps", message, details)
-
         self.features_progress.emit("capture", 0, 1, {})
-        self.engine.submit("train-features", job, on_done=done, on_error=failed,
-                           on_progress=lambda d, n: self.features_progress.emit(
-                               "capture", d, n, {}),
-                           on_cancel=lambda m: (self.features_progress.emit("done", 0, 0,
-                                                                            {}),
-                                                self.status.emit(m)))
+        self._submit_features(job, "Could not store the feature's maps", stored,
+                              on_progress=lambda d, n: self.features_progress.emit(
+                                  "capture", d, n, {}))
 
     def feature_map(self, features, feature: int, t: int | None = None) -> None:
         """The feature's activation over the visual tokens of step ``t`` (default: shown)."""
