@@ -16,9 +16,8 @@ registered here: the subclass routes its visual token embeddings through
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from torch import nn
 
 from vlascope.core.device import pick_device
 from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
+from vlascope.core.noise import SeededNoise
 from vlascope.core.policy import Observation
 
 from .hooks import ModuleHooks, TokenTap
@@ -106,7 +106,7 @@ class AdapterPolicy:
         self.device = torch.device(pick_device(device))
         self.dtype = pick_dtype(self.device, dtype)
         self.seed = int(seed)
-        self._pinned = threading.local()
+        self.noise = SeededNoise(seed)
         self.hooks = ModuleHooks()
         self.visual_tap = TokenTap()
         self.hooks.add("tokens.visual", self.visual_tap)
@@ -118,7 +118,7 @@ class AdapterPolicy:
     # Contract ---------------------------------------------------------------------------
     def reset(self) -> None:
         """Restart the noise stream, so an episode replays exactly."""
-        self._noise = torch.Generator(device="cpu").manual_seed(self.seed)
+        self.noise.restart()
 
     def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray:
         if not observations:
@@ -130,16 +130,10 @@ class AdapterPolicy:
         return chunks[..., :self.action_dim].float().cpu().numpy()
 
     # Capabilities -----------------------------------------------------------------------
-    @contextmanager
-    def common_noise(self) -> Iterator[None]:
+    def common_noise(self) -> AbstractContextManager[None]:
         """Every call in this block, on this thread, starts every row from the same noise
         (the seed's first draw) and leaves the episode's noise stream alone."""
-        depth = getattr(self._pinned, "depth", 0)
-        self._pinned.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._pinned.depth = depth
+        return self.noise.common()
 
     def layers(self) -> dict[str, nn.Module]:
         return self.hooks.modules()
@@ -185,12 +179,7 @@ class AdapterPolicy:
     def _draw_noise(self, batch: int) -> torch.Tensor | None:
         if self.noise_shape is None:
             return None
-        if getattr(self._pinned, "depth", 0):
-            g = torch.Generator(device="cpu").manual_seed(self.seed)
-            noise = torch.randn(1, *self.noise_shape, generator=g).expand(batch, -1, -1)
-        else:
-            noise = torch.randn(batch, *self.noise_shape, generator=self._noise)
-        return noise.to(self.device, self.dtype)
+        return self.noise.draw(batch, self.noise_shape).to(self.device, self.dtype)
 
     def _states(self, observations: Sequence[Observation]) -> torch.Tensor:
         return torch.from_numpy(np.stack([np.asarray(o.state, np.float32)

@@ -8,9 +8,8 @@ noise (``common_noise()``) for analyses that compare forward passes.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch import nn
 
 from vlascope.core.device import pick_device
 from vlascope.core.errors import ObservationError, PluginError
+from vlascope.core.noise import SeededNoise
 from vlascope.core.policy import Observation, file_sha256
 
 from .efficientnet_lite import load_pretrained
@@ -87,7 +87,7 @@ class ReferencePolicy:
         if self.head not in ("l1", "flow"):
             raise PluginError(f"reference policy: unknown head '{self.head}' (l1 or flow)")
         self.seed = seed
-        self._pinned = threading.local()  # common_noise() depth of each thread
+        self.noise = SeededNoise(seed)
         self.policy_id = f"vlascope/{name}" if weights is None else f"file:{folder}"
         self.weights_hash = file_sha256(weights_file)
         self.cameras = tuple(cfg.cameras)
@@ -98,7 +98,7 @@ class ReferencePolicy:
     # Contract ---------------------------------------------------------------------------
     def reset(self) -> None:
         """Restart the flow-matching noise stream, so an episode replays exactly."""
-        self._noise = torch.Generator(device="cpu").manual_seed(self.seed)
+        self.noise.restart()
 
     def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray:
         with torch.inference_mode():
@@ -106,16 +106,10 @@ class ReferencePolicy:
         return chunks.float().cpu().numpy()
 
     # Capabilities -----------------------------------------------------------------------
-    @contextmanager
-    def common_noise(self) -> Iterator[None]:
+    def common_noise(self) -> AbstractContextManager[None]:
         """Flow head: every call in this block, on this thread, starts every row from the
         same noise (the seed's first draw) and leaves the episode's noise stream alone."""
-        depth = getattr(self._pinned, "depth", 0)
-        self._pinned.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._pinned.depth = depth
+        return self.noise.common()
 
     def layers(self) -> dict[str, nn.Module]:
         """Named hook points: encoders' outputs, token embeddings, every trunk layer."""
@@ -166,7 +160,8 @@ class ReferencePolicy:
         """Differentiable action chunks (B, horizon, A) from float images (B, H, W, 3) in
         0..255 per camera (for gradient saliency); the rest of each observation as usual.
         The flow head uses one fixed noise draw, the same for every row."""
-        noise = self._fixed_noise(len(observations)) if self.head == "flow" else None
+        noise = self.noise.fixed(len(observations), self._noise_shape).to(
+            self.device, self.dtype) if self.head == "flow" else None
         return self._trunk_act(self._encode(pixels), observations, noise)
 
     def attention_maps(self, observations: Sequence[Observation]) -> list[torch.Tensor]:
@@ -205,17 +200,14 @@ class ReferencePolicy:
         if not observations:
             raise ObservationError("batch_infer needs at least one observation")
         noise = None
-        if self.head == "flow" and getattr(self._pinned, "depth", 0):
-            noise = self._fixed_noise(len(observations))
-        elif self.head == "flow":  # the episode's stream
-            noise = torch.randn(len(observations), self.cfg.horizon, self.cfg.action_dim,
-                                generator=self._noise).to(self.device, self.dtype)
+        if self.head == "flow":  # the episode's stream, or the common draw
+            noise = self.noise.draw(len(observations), self._noise_shape).to(
+                self.device, self.dtype)
         return self._trunk_act(self._encode(self._pixels(observations)), observations, noise)
 
-    def _fixed_noise(self, batch: int) -> torch.Tensor:
-        g = torch.Generator(device="cpu").manual_seed(self.seed)
-        noise = torch.randn(1, self.cfg.horizon, self.cfg.action_dim, generator=g)
-        return noise.expand(batch, -1, -1).to(self.device, self.dtype)
+    @property
+    def _noise_shape(self) -> tuple[int, int]:
+        return (self.cfg.horizon, self.cfg.action_dim)
 
     def _trunk_act(self, vision: torch.Tensor, observations: Sequence[Observation],
                    noise: torch.Tensor | None) -> torch.Tensor:
