@@ -28,3 +28,16 @@ def scene():
 @pytest.fixture(scope="session")
 def expert():
     return TabletopExpert()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The inspector on the reference policy with no user plugins (test_app.py's own
+    fixture adds failing ones)."""
+    from test_app import make_window
+
+    (tmp_path / "plugins").mkdir()
+    w = make_window(qtbot, tmp_path, tmp_path / "plugins")
+    yield w
+    w.close()
+

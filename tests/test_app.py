@@ -94,6 +94,12 @@ def play_steps(qtbot, window, n):
     assert not window.workspace.playing
 
 
+def actions_of(path):
+    """An episode file's executed actions and metadata."""
+    with Episode(path) as ep:
+        return ep.actions(), ep.metadata
+
+
 def errors_shown(window):
     return [d for d in window.findChildren(QMessageBox) if d.isVisible()]
 

@@ -128,11 +128,8 @@ def test_steering_a_live_rollout_matches_the_windowed_replay(features, policy, s
     steer = Steer(sae=str(sae_dir), feature=feature, alpha=4.0, layer=LAYER)
 
     def actions(path):
-        ep = Episode(path)
-        try:
+        with Episode(path) as ep:
             return ep.actions(), ep.metadata
-        finally:
-            ep.close()
 
     live = LiveRollout(scene, policy, "pick_red", 0, max_steps=8, record_to=tmp_path / "a.h5")
     for t in range(8):

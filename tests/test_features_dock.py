@@ -6,23 +6,14 @@ core computes for the same intervention window."""
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
+from test_app import WAIT_MS, actions_of, errors_shown, idle, play_steps
 
 from vlascope.app.docks.features import LABEL, N_EFFECTS
-from vlascope.core.episode import Episode
 from vlascope.core.experiments import ablation_effects
 from vlascope.core.features import encode, frame_feature_map
 from vlascope.core.runner import rollout
 
 LAYER = "trunk.1.resid"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    (tmp_path / "plugins").mkdir()
-    w = make_window(qtbot, tmp_path, tmp_path / "plugins")
-    yield w
-    w.close()
 
 
 def train_from_gui(qtbot, window, steps=80):
@@ -117,20 +108,15 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     idle(qtbot, window)
     recordings = sorted((tmp_path / "recordings").glob("*.h5"))
     assert len(recordings) == 2  # the first rollout and the steered one (the new is empty)
-    steered = [Episode(p) for p in recordings]
-    try:
-        (live_actions, meta), = [(e.actions(), e.metadata) for e in steered
-                                 if e.metadata.get("interventions")]
-    finally:
-        for e in steered:
-            e.close()
+    (live_actions, meta), = [(a, m) for a, m in map(actions_of, recordings)
+                             if m.get("interventions")]
     windows = [(i["kind"], i["start"], i["stop"], i["alpha"]) for i in meta["interventions"]]
     assert windows[-1] == ("steer", 3, None, 3.0)
     n = len(live_actions)
     rollout(scene, policy, "pick_red", 0, max_steps=n, record_to=tmp_path / "core.h5",
             interventions=meta["interventions"])
     rollout(scene, policy, "pick_red", 0, max_steps=n, record_to=tmp_path / "plain.h5")
-    core, plain = (Episode(tmp_path / f).actions() for f in ("core.h5", "plain.h5"))
+    (core, _), (plain, _) = (actions_of(tmp_path / f) for f in ("core.h5", "plain.h5"))
     np.testing.assert_allclose(live_actions, core, atol=1e-6)
     np.testing.assert_allclose(live_actions[:3], plain[:3], atol=1e-6)
     assert np.abs(live_actions[3:] - plain[3:]).max() > 1e-4

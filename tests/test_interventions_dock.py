@@ -6,28 +6,11 @@ episode from its own recorded interventions."""
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from test_app import WAIT_MS, errors_shown, idle, make_window
+from test_app import WAIT_MS, actions_of, errors_shown, idle
 
-from vlascope.core.episode import Episode
 from vlascope.core.runner import rollout
 
 LAYER = "trunk.1.resid"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    (tmp_path / "plugins").mkdir()
-    w = make_window(qtbot, tmp_path, tmp_path / "plugins")
-    yield w
-    w.close()
-
-
-def actions_of(path):
-    ep = Episode(path)
-    try:
-        return ep.actions(), ep.metadata
-    finally:
-        ep.close()
 
 
 def run_ab(qtbot, window, dock, button):

@@ -7,17 +7,9 @@ import av
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from test_app import WAIT_MS, errors_shown, idle, make_window, play_steps
+from test_app import WAIT_MS, errors_shown, idle, play_steps
 
 from vlascope.core.video import Composer, open_tracks
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    (tmp_path / "plugins").mkdir()
-    w = make_window(qtbot, tmp_path, tmp_path / "plugins")
-    yield w
-    w.close()
 
 
 def decode(path):
