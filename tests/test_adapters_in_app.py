@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from test_app import WAIT_MS, errors_shown, idle, new_window, play_steps
 
 from vlascope.app.launch import open_window
-from vlascope.app.overlay import normalise
+from vlascope.core.colormap import normalise
 
 
 def tiny_pi0(folder, **shape):

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from vlascope.app.launch import check_display
 from vlascope.app.main_window import MainWindow
-from vlascope.app.overlay import normalise
+from vlascope.core.colormap import normalise
 from vlascope.core.episode import Episode
 from vlascope.core.errors import PluginError, VLAScopeError
 from vlascope.core.interventions import Prompt

@@ -118,3 +118,28 @@ def test_a_cancelled_or_failed_export_leaves_no_file(episodes, tmp_path):
     with pytest.raises(VLAScopeError, match="empty step range"):
         export_video(episodes[:1], out, VideoLayout(), steps=(5, 5))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_demo_video_command(tmp_path):
+    """`vlascope demo-video` end to end, small: A/B of a steered feature, ISS on both, the
+    side-by-side MP4 and its GIF excerpt."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo.mp4"
+    run = subprocess.run([sys.executable, "-m", "vlascope.cli", "demo-video", "--out", str(out),
+                          "--gif", str(tmp_path / "demo.gif"), "--gif-steps", "0:5",
+                          "--sae-steps", "40", "--masks", "8", "--every", "10",
+                          "--work-dir", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    assert summary["alpha"] == 3.0 and summary["layer"].endswith(".resid")
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        n = sum(1 for _ in c.decode(c.streams.video[0]))
+    assert n == max(summary["baseline_steps"], summary["intervened_steps"])
+    with Image.open(tmp_path / "demo.gif") as im:
+        assert im.n_frames == 5

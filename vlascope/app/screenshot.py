@@ -149,8 +149,9 @@ def _mechanistic(window, app, panel: str, timeout: float, errors: list[str]) -> 
     feature and jump to its top frame (``features``); show the atlas with the label of a
     hovered feature (``atlas``); or pin that feature at alpha 3 and run it A/B from the
     Interventions dock (``ab-steer``)."""
-    import numpy as np
     from PySide6.QtCore import Qt
+
+    from vlascope.core.features import lively_feature
 
     dock = window.features_dock
     # give the right-hand docks the height and half the width
@@ -169,9 +170,7 @@ def _mechanistic(window, app, panel: str, timeout: float, errors: list[str]) -> 
     if errors:
         raise VLAScopeError(errors[0])
     fs = dock.features
-    # the feature that changes most over the episode: more telling than the densest
-    lively = np.where(fs.stats.density > 0.02, fs.step_max.std(0), -1.0)
-    feature = int(np.argmax(lively))
+    feature = lively_feature(fs)  # more telling than the densest
     dock.select_feature(feature)
     dock.thumbs[0].click()
     wait_until(lambda: getattr(dock, "last_map", (None,))[0] == feature or errors, timeout,

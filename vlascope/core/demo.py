@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .compare import Comparison, compare
 from .episode import Episode, episode_observation
-from .features import FeatureSet, capture_frames, train_features, visual_positions
+from .features import FeatureSet, capture_frames, lively_feature, train_features, visual_positions
 from .interventions import Steer
 from .policy import Policy
 from .runner import rollout
@@ -44,13 +42,6 @@ class SteeringDemo:
     def summary(self) -> dict[str, Any]:
         return {"feature": self.feature, "alpha": self.alpha, "layer": self.features.layer,
                 "sae": self.features.path, **self.comparison.summary()}
-
-
-def lively_feature(fs: FeatureSet, min_density: float = 0.02) -> int:
-    """The feature whose activation changes most over the episode (among those that fire
-    on at least ``min_density`` of the tokens): a more telling one than the densest."""
-    spread = np.where(fs.stats.density >= min_density, fs.step_max.std(0), -1.0)
-    return int(np.argmax(spread))
 
 
 def steering_demo(scene: Scene, policy: Policy, out_dir: str | Path, *, task: str,

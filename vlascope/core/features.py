@@ -145,6 +145,13 @@ class FeatureSet:
                 for f in range(self.n_features)]
 
 
+def lively_feature(fs: FeatureSet, min_density: float = 0.02) -> int:
+    """The feature whose activation changes most over the episode (among those that fire
+    on at least ``min_density`` of the tokens): a more telling one than the densest."""
+    spread = np.where(fs.stats.density >= min_density, fs.step_max.std(0), -1.0)
+    return int(np.argmax(spread))
+
+
 def encode(sae: SAE, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """(N, d) raw activations -> (N, F) codes, in chunks."""
     out = []

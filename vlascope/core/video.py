@@ -33,7 +33,6 @@ from .errors import CancelledError, VLAScopeError
 from .metrics import nmr_at_k, top_k_mask
 from .regions import colorize
 
-FORMATS = (".mp4", ".gif", "png folder")
 OVERLAYS = ("saliency", "regions", "none")
 PLOTS = ("actions", "displacement", "none")
 _PENS = [(230, 57, 70), (42, 157, 143), (69, 123, 157), (244, 162, 97), (141, 153, 174),

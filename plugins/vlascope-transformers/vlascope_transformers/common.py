@@ -13,8 +13,6 @@ import torch
 
 from vlascope.core.errors import PluginError
 
-MIN_TRANSFORMERS = (5, 0)
-
 
 def check_transformers(family: str, need: str = "5.0") -> None:
     """Native pi0 and the VLM classes these adapters use arrived in transformers 5. Also

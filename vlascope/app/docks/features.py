@@ -32,10 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from vlascope.core.colormap import blend
 from vlascope.core.features import FeatureSet
 from vlascope.core.workspace import Workspace
 
-from ..overlay import blend
 from . import Panel
 
 COLUMNS = ("feature", "density", "mean", "peak step", "Cohen's d", "effect", "label")

@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from vlascope.core.colormap import lookup_table, normalise
 from vlascope.core.episode import policy_instruction
 from vlascope.core.workspace import Workspace
 
-from ..overlay import lookup_table, normalise
 from . import Panel
 
 
