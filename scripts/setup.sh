@@ -4,6 +4,7 @@
 #   bash scripts/setup.sh libero   runtime + the LIBERO scene plugin (~1.3 GB with its assets)
 #   bash scripts/setup.sh transformers   runtime + adapters for pi0 / VLM+head / OpenVLA-OFT
 #   bash scripts/setup.sh lerobot  runtime + the SmolVLA adapter (LeRobot 0.4.4)
+#   bash scripts/setup.sh metaworld   runtime + the MetaWorld scene plugin (MT1/MT10/MT50)
 #   bash scripts/setup.sh dev      runtime + test/lint tools + every first-party plugin
 #                                  (CI tests them all)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
@@ -102,6 +103,20 @@ if [ "$extras" = dev ] || [ "$extras" = lerobot ]; then
       "${pip[@]}" --no-deps --target .venv/lerobot-torchvision "torchvision==0.28.0"
     fi
     "${pip[@]}" --no-deps -e plugins/vlascope-lerobot
+  fi
+fi
+if [ "$extras" = dev ] || [ "$extras" = metaworld ]; then
+  if ! .venv/bin/python -c 'import vlascope_metaworld, metaworld' 2>/dev/null; then
+    echo "setup: installing MetaWorld 3.1.1 (plugins/vlascope-metaworld)"
+    # metaworld 3.1.1 pins mujoco==3.3.0, which would downgrade the app's mujoco 3.3.7 that
+    # LIBERO runs on; it runs on 3.3.7 (measured), so install it without its pins and its
+    # dependencies constrained to what is installed (docs/architecture.md).
+    pins=$(mktemp)
+    .venv/bin/python -m pip freeze --exclude-editable | grep -v ' @ ' > "$pins"
+    "${pip[@]}" --no-deps "metaworld==3.1.1"
+    "${pip[@]}" -c "$pins" "gymnasium>=1.0" scipy imageio packaging
+    rm -f "$pins"
+    "${pip[@]}" --no-deps -e plugins/vlascope-metaworld
   fi
 fi
 echo "setup: ready (.venv/bin/vlascope)"

@@ -26,6 +26,7 @@ from vlascope.policies.reference.train import (
     save_reference,
     train_trunk,
 )
+from vlascope.scenes.tabletop.expert import TabletopExpert
 
 DATA = Path(__file__).parent / "data"
 
@@ -225,7 +226,8 @@ def test_bad_observations(policy, observations):
 def test_training_on_a_handful_of_demos_lowers_the_loss_and_reloads(scene, tmp_path):
     cfg = ReferenceConfig()
     st = TrainSettings(epochs=6, batch_size=8, lr=2e-3)
-    demos = collect_demos(scene, cfg, ["pick_red", "pick_blue"], "default", 2, seed=1)
+    demos = collect_demos(scene, TabletopExpert(), cfg, ["pick_red", "pick_blue"], "default", 2,
+                          seed=1)
     assert demos.n_episodes == 4 and len(demos) > 40
     assert demos.chunks.shape == (len(demos), cfg.horizon, 4)
     data = featurize(demos, cfg, torch.device("cpu"))
@@ -249,9 +251,11 @@ def test_training_on_a_handful_of_demos_lowers_the_loss_and_reloads(scene, tmp_p
 
 def test_frame_stride_keeps_a_subset_with_the_full_run_labels(scene):
     cfg = ReferenceConfig()
-    full = collect_demos(scene, cfg, ["pick_red"], "default", 2, seed=3, noisy_fraction=0.0)
-    sub = collect_demos(scene, cfg, ["pick_red"], "default", 2, seed=3, noisy_fraction=0.0,
-                        frame_stride=3)
+    expert = TabletopExpert()
+    full = collect_demos(scene, expert, cfg, ["pick_red"], "default", 2, seed=3,
+                         noisy_fraction=0.0)
+    sub = collect_demos(scene, expert, cfg, ["pick_red"], "default", 2, seed=3,
+                        noisy_fraction=0.0, frame_stride=3)
     per_episode = np.bincount(full.episode)
     assert abs(len(sub) - len(full) / 3) <= 2
     assert (np.bincount(sub.episode) <= per_episode // 3 + 1).all()
@@ -384,15 +388,20 @@ def test_cuda_half_precision_agrees_with_cpu(observations):
         assert r > 0.9, f"{cam}: GPU and CPU ISS maps correlate only {r:.2f}"
 
 
-def test_feature_cache_key_changes_with_the_scene(monkeypatch):
+def test_feature_cache_key_changes_with_the_scene(scene, monkeypatch):
     """Demonstrations cached before a scene change must not be reused after it."""
     from vlascope.policies.reference import train as train_mod
     from vlascope.scenes.tabletop import model as scene_model
 
     cfg, st = ReferenceConfig(), TrainSettings(variant="shortcut_train")
-    before = train_mod._cache_key(cfg, st)
-    assert before == train_mod._cache_key(cfg, st)
-    assert before != train_mod._cache_key(cfg, TrainSettings(variant="diverse"))
+
+    def key(settings: TrainSettings) -> str:
+        return train_mod._cache_key(cfg, settings, scene.fingerprint(settings.variant))
+
+    before = key(st)
+    assert before == key(st)
+    assert before != key(TrainSettings(variant="diverse"))
     xml, assets = scene_model.compiled_spec()
     monkeypatch.setattr(scene_model, "compiled_spec", lambda: (xml + "<!-- moved -->", assets))
-    assert train_mod._cache_key(cfg, st) != before
+    assert key(st) != before
+    assert key(TrainSettings(variant="shortcut_train", scene="metaworld")) != before

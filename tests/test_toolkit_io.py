@@ -2,12 +2,10 @@
 episode's maps go out and come back with the same NMR, and bad files get clear errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_process import run_cli
 
 from vlascope.core.annotation import AnnotationStore, RegionAnnotation, annotation_dir
 from vlascope.core.episode import Episode
@@ -86,14 +84,6 @@ def test_mismatched_shapes_and_values_are_refused(tmp_path):
     np.save(tmp_path / "float.npy", np.zeros((4, 8)))
     with pytest.raises(EpisodeFormatError, match="integer"):
         read_masks(tmp_path / "float.npy", CAMS)
-
-
-def run_cli(*args):
-    env = {**os.environ, "VLASCOPE_PLUGIN_PATH": ""}
-    out = subprocess.run([sys.executable, "-m", "vlascope.cli", *args], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 @pytest.mark.slow

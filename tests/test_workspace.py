@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vlascope.core.episode import Episode
-from vlascope.core.errors import EpisodeFormatError, VLAScopeError
+from vlascope.core.errors import EpisodeFormatError, ObservationError, VLAScopeError
 from vlascope.core.live import LiveRollout
 from vlascope.core.recording import FileRecording
 from vlascope.core.regions import ACTION_CRITICAL
@@ -41,6 +41,18 @@ def test_stopping_midway_keeps_the_recording(scene, expert, tmp_path):
         assert ep.metadata["stopped_early"] is True
     empty = LiveRollout(scene, expert, "pick_red", 0, record_to=tmp_path / "none.h5")
     assert empty.close() is None and not (tmp_path / "none.h5").exists()
+
+
+def test_a_policy_for_other_cameras_is_refused_with_the_cameras_named(scene, tmp_path):
+    class OtherScenePolicy:  # e.g. a MetaWorld model picked while the tabletop is shown
+        cameras = ("corner2",)
+
+        def batch_infer(self, observations):
+            raise AssertionError("never asked to act")
+
+    with pytest.raises(ObservationError, match="corner2.*'tabletop' does not have"):
+        LiveRollout(scene, OtherScenePolicy(), "pick_red", 0, record_to=tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_workspace_events_follow_the_live_rollout(scene, expert):

@@ -71,19 +71,14 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    "n_action_steps=5 (repeatable; see docs/adapters.md)")
 
 
-def _split(value: str, all_names: list[str]) -> list[str]:
-    return all_names if value == "all" else [v for v in value.split(",") if v]
-
-
 def _tasks_and_variants(scene, tasks: str, variants: str) -> tuple[list[str], list[str]]:
-    """Comma lists (or 'all') checked against the scene, so a typo fails before any work."""
-    task_names = _split(tasks, [t.name for t in scene.tasks()])
-    variant_names = _split(variants, [v.name for v in scene.variants()])
-    for t in task_names:
-        scene.task(t)
+    """Comma lists (or 'all'; tasks also by group, e.g. mt10) checked against the scene, so
+    a typo fails before any work."""
+    names = [v.name for v in scene.variants()]
+    variant_names = names if variants == "all" else [v for v in variants.split(",") if v]
     for v in variant_names:
         scene.variant(v)
-    return task_names, variant_names
+    return scene.resolve_tasks(tasks), variant_names
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
@@ -171,28 +166,71 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .core.runner import evaluate
 
+    reg = _registry()
     scene, policy = _open(args)
+    policies = {args.policy: policy}
+    if args.compare:  # its plugin's defaults: the shipped weights, or none (an expert)
+        policies[args.compare] = reg.create_policy(args.compare)
     with scene:
         tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
-        total = len(tasks) * len(variants) * args.episodes
+        total = len(policies) * len(tasks) * len(variants) * args.episodes
         with tqdm(total=total, desc="eval", unit="episode", disable=None) as bar:
-            cells = evaluate(scene, policy, tasks, variants, args.episodes, args.seed,
-                             policy_name=args.policy, on_episode=lambda r: bar.update())
-    rows = [c.as_dict() for c in cells]
-    mean = sum(c.success_rate for c in cells) / len(cells) if cells else 0.0
-    report: dict[str, Any] = {"policy": args.policy, "scene": args.scene,
-                              "episodes_per_cell": args.episodes, "seed": args.seed,
-                              "results": rows, "mean_success_rate": mean}
+            results = {name: evaluate(scene, p, tasks, variants, args.episodes, args.seed,
+                                      policy_name=name, on_episode=lambda r: bar.update())
+                       for name, p in policies.items()}
+    reports = [_eval_report(args, name, cells) for name, cells in results.items()]
+    if args.doc:
+        _eval_doc(args, results)
     if args.json:
-        print(json.dumps(report, indent=2))
+        out = dict(reports[0])
+        if args.compare:
+            out["compare"] = reports[1]
+        print(json.dumps(out, indent=2))
         return 0
-    print(f"{'task':<22} {'variant':<18} {'success':>8} {'rate':>6} {'steps':>6}")
-    for r in rows:
-        steps = f"{r['mean_steps']:.1f}" if r["mean_steps"] is not None else "-"
-        print(f"{r['task']:<22} {r['variant']:<18} {r['successes']:>4}/{r['episodes']:<3} "
-              f"{r['success_rate']:>6.0%} {steps:>6}")
-    print(f"mean success rate: {mean:.1%}")
+    for report in reports:
+        print(f"{report['policy']}:")
+        print(f"{'task':<26} {'variant':<18} {'success':>8} {'rate':>6} {'steps':>6}")
+        for r in report["results"]:
+            steps = f"{r['mean_steps']:.1f}" if r["mean_steps"] is not None else "-"
+            print(f"{r['task']:<26} {r['variant']:<18} {r['successes']:>4}/{r['episodes']:<3} "
+                  f"{r['success_rate']:>6.0%} {steps:>6}")
+        print(f"mean success rate: {report['mean_success_rate']:.1%}")
     return 0
+
+
+def _eval_report(args: argparse.Namespace, name: str, cells) -> dict[str, Any]:
+    mean = sum(c.success_rate for c in cells) / len(cells) if cells else 0.0
+    return {"policy": name, "scene": args.scene, "episodes_per_cell": args.episodes,
+            "seed": args.seed, "results": [c.as_dict() for c in cells],
+            "mean_success_rate": mean}
+
+
+def _eval_doc(args: argparse.Namespace, results: dict) -> None:
+    """The success table as a marked section of ``--doc`` (its other content kept), with
+    the command that regenerates it."""
+    import platform
+    import time
+
+    from .core.markdown import success_table, write_section
+
+    names = list(results)
+    parts = ["vlascope", "eval", "--scene", args.scene, "--tasks", args.tasks, "--variants",
+             args.variants, "--policy", args.policy]
+    parts += ["--weights", args.weights] if args.weights else []
+    parts += ["--compare", args.compare] if args.compare else []
+    command = " ".join([*parts, "--episodes", str(args.episodes), "--seed", str(args.seed),
+                        "--doc", args.doc])
+    title = f"`{names[0]}`" + (f" beside `{names[1]}`" if len(names) > 1 else "")
+    body = "\n".join([
+        f"## {args.scene}: {title}", "",
+        "Produced by one command (re-run it to regenerate this section):", "",
+        f"    {command}", "",
+        f"Seeds {args.seed}..{args.seed + args.episodes - 1} per task, the same for every "
+        f"policy; each cell is successes/episodes. Machine: {platform.machine()}, "
+        f"{platform.processor() or 'CPU'}; written {time.strftime('%Y-%m-%d %H:%M')}.", "",
+        success_table(results), ""])
+    write_section(args.doc, f"eval:{args.scene}:{names[0]}", body)
+    print(f"table -> {args.doc}", file=sys.stderr)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -428,8 +466,20 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device or "auto")
     torch.manual_seed(args.seed)
-    cfg = ReferenceConfig() if args.head is None else ReferenceConfig(head=args.head)
-    st = TrainSettings(variant=args.variant, tasks=tuple(t for t in args.tasks.split(",") if t),
+    if args.eval_episodes > 0 and args.scene != DEFAULT_SCENE:
+        raise VLAScopeError("--eval-episodes writes the tabletop model card; evaluate on "
+                            f"{args.scene} with `vlascope eval --scene {args.scene}`")
+    shape = {}
+    if args.cameras:
+        shape["cameras"] = tuple(c for c in args.cameras.split(",") if c)
+    if args.image_size:
+        shape["image_size"] = args.image_size
+    if args.head:
+        shape["head"] = args.head
+    cfg = ReferenceConfig(**shape)
+    variant = args.variant or ("diverse" if args.scene == DEFAULT_SCENE else "default")
+    st = TrainSettings(variant=variant, scene=args.scene,
+                       tasks=tuple(t for t in args.tasks.split(",") if t),
                        episodes_per_task=args.episodes_per_task, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        frame_stride=args.frame_stride)
@@ -482,9 +532,10 @@ def cmd_model_card(args: argparse.Namespace) -> int:
                         str(args.episodes), "--language-episodes", str(args.language_episodes),
                         "--seed", str(args.seed), "--out", args.out])
     from .core.atomic import write_text_atomic
+    from .core.markdown import keep_sections
 
     out = Path(args.out)
-    write_text_atomic(out, comparison_markdown(comp, command))
+    write_text_atomic(out, keep_sections(out, comparison_markdown(comp, command)))
     write_text_atomic(out.with_suffix(".json"), json.dumps(comp.as_dict(), indent=2))
     print(f"model card -> {out} (+ {out.with_suffix('.json').name})")
     if args.update_cards:
@@ -670,10 +721,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="success table over tasks x variants x episodes")
     _add_common(p)
-    p.add_argument("--tasks", default="all", help="comma-separated, or 'all'")
+    p.add_argument("--tasks", default="all",
+                   help="comma-separated task or group names (e.g. mt10), or 'all'")
     p.add_argument("--variants", default="default", help="comma-separated, or 'all'")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", default=None, metavar="POLICY",
+                   help="also evaluate this policy plugin on the same seeds (e.g. the "
+                        "scene's expert), side by side")
+    p.add_argument("--doc", default=None, metavar="FILE.md",
+                   help="write the table as a section of this Markdown file, replacing the "
+                        "section an earlier run wrote and keeping the rest")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -755,8 +813,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_language_check)
 
     p = sub.add_parser("train-reference", help="train the reference VLA on expert demos")
-    p.add_argument("--variant", default="diverse", help="training distribution")
-    p.add_argument("--tasks", default="", help="comma-separated (default: all)")
+    p.add_argument("--scene", default=DEFAULT_SCENE,
+                   help="a scene whose plugin names an expert policy (tabletop, metaworld)")
+    p.add_argument("--variant", default=None,
+                   help="training distribution (default: diverse on the tabletop, default "
+                        "elsewhere)")
+    p.add_argument("--tasks", default="",
+                   help="comma-separated task or group names, e.g. mt10 (default: all)")
+    p.add_argument("--cameras", default=None,
+                   help="comma-separated cameras the policy sees (default: front,wrist)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square image side the policy sees (default: 96)")
     p.add_argument("--episodes-per-task", type=int, default=120)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--frame-stride", type=int, default=2,
@@ -772,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None,
                    help="folder that keeps the demonstrations' features between runs")
     p.add_argument("--eval-episodes", type=int, default=0,
-                   help="evaluate after training and write model_card.md (0: skip)")
+                   help="tabletop: evaluate after training and write model_card.md (0: skip)")
     p.add_argument("--eval-variants", default="default")
     p.set_defaults(func=cmd_train_reference)
 

@@ -15,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .capture import ActivationCapture
 from .episode import SCHEMA, EpisodeWriter
-from .errors import VLAScopeError
+from .errors import ObservationError, VLAScopeError
 from .interventions import Intervention, Prompt, bind, from_dict
 from .policy import Observation, Policy, check_action_chunks, policy_info
 from .scene import Scene
@@ -73,6 +73,12 @@ class LiveRollout:
         self.max_steps = max_steps or scene.task(task).max_steps
         if self.max_steps < 1:
             raise VLAScopeError("a rollout needs at least one step")
+        missing = [c for c in getattr(policy, "cameras", None) or () if c not in scene.cameras]
+        if missing:
+            raise ObservationError(
+                f"the policy sees camera(s) {', '.join(missing)}, which the scene "
+                f"'{scene.name}' does not have ({', '.join(scene.cameras)}): pick a policy "
+                "made for this scene, or load a checkpoint trained on it")
         self._instruction: Prompt | None = None  # the typed instruction, never stopped
         if instruction is not None:
             self._instruction = Prompt(text=instruction)

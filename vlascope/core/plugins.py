@@ -32,6 +32,8 @@ KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
 # naming one that is not installed says how to install it.
 _TRANSFORMERS = ("install it with `bash scripts/setup.sh transformers` (or `.venv/bin/pip "
                  "install -e plugins/vlascope-transformers`), see docs/adapters.md")
+_METAWORLD = ("install it with `bash scripts/setup.sh metaworld` (MetaWorld 3.1.1 without "
+              "its mujoco pin), see plugins/vlascope-metaworld")
 FIRST_PARTY = {
     ("scene", "libero"): "install it with `bash scripts/setup.sh libero` (or `.venv/bin/pip "
                          "install -e plugins/vlascope-libero`, see plugins/vlascope-libero)",
@@ -40,6 +42,9 @@ FIRST_PARTY = {
     ("policy", "openvla-oft"): _TRANSFORMERS,
     ("policy", "smolvla"): "install it with `bash scripts/setup.sh lerobot` (LeRobot 0.4.4 "
                            "without its torch pins), see docs/adapters.md",
+    ("scene", "metaworld"): _METAWORLD,
+    ("policy", "metaworld-expert"): _METAWORLD,
+    ("policy", "reference-metaworld"): _METAWORLD,
 }
 _FOLDER_DICTS = {"policy": "POLICIES", "scene": "SCENES"}
 

@@ -3,6 +3,9 @@ and (where the simulator can) a per-pixel region map per camera."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +55,9 @@ class Scene(ABC):
     cameras: tuple[str, ...] = ()
     action_dim: int = 0
     default_image_size: tuple[int, int] = (224, 224)
+    # The policy plugin that demonstrates this scene's tasks (what train-reference learns
+    # from); "" where there is none.
+    expert_policy: str = ""
 
     @abstractmethod
     def tasks(self) -> list[TaskSpec]:
@@ -83,6 +89,31 @@ class Scene(ABC):
         return self.task(self.current_task).instruction
 
     current_task: str = ""
+
+    def task_groups(self) -> dict[str, list[str]]:
+        """Named task lists (a benchmark's suites, e.g. MetaWorld's ``mt10``), accepted
+        wherever a command takes a task list."""
+        return {}
+
+    def resolve_tasks(self, value: str) -> list[str]:
+        """A comma list of task and group names, or ``all``, as checked task names in order
+        (duplicates dropped), so a typo fails before any work."""
+        if value in ("", "all"):
+            return [t.name for t in self.tasks()]
+        groups = self.task_groups()
+        out: list[str] = []
+        for item in (v.strip() for v in value.split(",")):
+            for name in groups.get(item, [item] if item else []):
+                if name not in out:
+                    out.append(self.task(name).name)
+        return out
+
+    def fingerprint(self, variant: str) -> str:
+        """What decides this scene's episodes, hashed: demonstrations cached before a change
+        of the scene must not be reused after it. By default the scene's own source file."""
+        source = inspect.getsource(sys.modules[type(self).__module__])
+        blob = f"{self.name}/{variant}\n{source}".encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def object_positions(self) -> dict[str, np.ndarray]:
         """Positions of the movable task objects (empty if the scene does not say): lets

@@ -30,10 +30,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before MuJoCo picks a GL backend
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vlascope.core.errors import ObservationError, PluginError, UnknownNameError, VLAScopeError
+from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
+from vlascope.scenes.rendering import FAST_OFF, SceneRenderer, check_size
 
 STANDARD_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 # Step limits of LIBERO's own evaluation (longest demonstration of the suite, with margin).
@@ -102,7 +103,7 @@ class LiberoScene(Scene):
         self.fast = fast
         self._env = None
         self._env_task = ""
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._renderer: SceneRenderer | None = None
         self._obs: dict[str, np.ndarray] = {}
         self._instruction = ""
         self._label_lut = np.zeros(1, np.uint8)
@@ -186,30 +187,15 @@ class LiberoScene(Scene):
         if self._env is None:
             raise VLAScopeError("observe() before reset()")
         cams = self.check_cameras(cameras)
-        h, w = tuple(size or self.default_image_size)
-        if not (16 <= h <= 1024 and 16 <= w <= 1024):
-            raise ObservationError(f"image size {h}x{w} outside 16..1024")
+        size = check_size(size or self.default_image_size)
         images, labels, segments = {}, ({} if regions else None), ({} if regions else None)
-        if cams:
-            renderer = self._renderer((h, w))
-            data = self._env.env.sim.data._data
-            for cam in cams:
-                renderer.update_scene(data, camera=cam, scene_option=self._option)
-                if self.fast:
-                    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW,
-                                 mujoco.mjtRndFlag.mjRND_REFLECTION,
-                                 mujoco.mjtRndFlag.mjRND_SKYBOX):
-                        renderer.scene.flags[flag] = 0
-                images[cam] = renderer.render().copy()
-                if regions:
-                    renderer.enable_segmentation_rendering()
-                    try:
-                        seg = renderer.render()
-                    finally:
-                        renderer.disable_segmentation_rendering()
-                    ids = np.where(seg[..., 1] == _GEOM, seg[..., 0] + 1, 0)
-                    labels[cam] = self._label_lut[ids]
-                    segments[cam] = self._object_lut[ids]
+        data = self._env.env.sim.data._data
+        for cam in cams:
+            images[cam], seg = self._renderer.render(data, cam, size, segmentation=regions)
+            if regions:
+                ids = np.where(seg[..., 1] == _GEOM, seg[..., 0] + 1, 0)
+                labels[cam] = self._label_lut[ids]
+                segments[cam] = self._object_lut[ids]
         obs = Observation(images=images, state=self.state(), instruction=self._instruction,
                           extras={"libero_task": self.current_task})
         return SceneFrame(observation=obs, regions=labels, segments=segments)
@@ -230,9 +216,9 @@ class LiberoScene(Scene):
         return {i: n for i, n in enumerate(self._object_names) if i}
 
     def close(self) -> None:
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         if self._env is not None:
             with contextlib.suppress(Exception):  # robosuite's EGL teardown is noisy
                 self._env.close()
@@ -262,6 +248,8 @@ class LiberoScene(Scene):
                                 has_offscreen_renderer=False, hard_reset=False)
             self._env.seed(0)
         self._env_task = task_name
+        fast_off = (*FAST_OFF, mujoco.mjtRndFlag.mjRND_SKYBOX) if self.fast else ()
+        self._renderer = SceneRenderer(self._env.env.sim.model._model, self._option, fast_off)
         self._interest = list(getattr(self._env.env, "obj_of_interest", []) or [])
         self._label_lut, self._object_lut, self._object_names = self._luts()
 
@@ -292,12 +280,3 @@ class LiberoScene(Scene):
                   or "table" in rname or (not has_table and root == 0 and gname == "floor")):
                 labels[g + 1] = SUPPORT
         return labels, objects, names
-
-    def _renderer(self, size: tuple[int, int]) -> mujoco.Renderer:
-        if size not in self._renderers:
-            m = self._env.env.sim.model._model
-            h, w = size
-            if m.vis.global_.offwidth < w or m.vis.global_.offheight < h:
-                m.vis.global_.offwidth, m.vis.global_.offheight = max(w, 640), max(h, 480)
-            self._renderers[size] = mujoco.Renderer(m, height=h, width=w)
-        return self._renderers[size]

@@ -1,6 +1,7 @@
-"""Demonstrations for the reference policy: the scripted expert on the tabletop suite, with
-noise injected into the executed actions (labels stay the expert's clean actions), so the
-policy also sees how to recover from its own mistakes. Frozen features are cached once."""
+"""Demonstrations for the reference policy: a scene's scripted expert (the tabletop's own,
+MetaWorld's), with noise injected into the executed actions (labels stay the expert's clean
+actions), so the policy also sees how to recover from its own mistakes. Frozen features are
+cached once."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import torch
 
 from vlascope.core.errors import CancelledError
-from vlascope.scenes.tabletop import TabletopScene
-from vlascope.scenes.tabletop.expert import expert_action
+from vlascope.core.policy import Policy
+from vlascope.core.scene import Scene
 
 from .model import ReferenceConfig
 
@@ -31,7 +32,7 @@ class Demos:
         return len(self.states)
 
 
-def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[str],
+def collect_demos(scene: Scene, expert: Policy, cfg: ReferenceConfig, tasks: Sequence[str],
                   variant: str, episodes_per_task: int, seed: int = 0,
                   noise_std: float = 0.3, noisy_fraction: float = 0.5, frame_stride: int = 1,
                   progress: Callable[[int, int], None] | None = None,
@@ -58,7 +59,7 @@ def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[st
                 keep = t % frame_stride == phase
                 frame = scene.observe(cameras=cfg.cameras if keep else (), size=size)
                 obs = frame.observation
-                a = expert_action(obs.extras["privileged"]).astype(np.float32)
+                a = expert.batch_infer([obs])[0, 0].astype(np.float32)
                 if keep:
                     for c in cfg.cameras:
                         imgs[c].append(obs.images[c])
@@ -71,9 +72,9 @@ def collect_demos(scene: TabletopScene, cfg: ReferenceConfig, tasks: Sequence[st
                 if noisy:
                     executed[:3] += rng.normal(0, noise_std, 3)
                 scene.step(executed)
-                if scene.unstable or scene.success():
+                if getattr(scene, "unstable", False) or scene.success():
                     break
-            if scene.unstable:  # the simulator reset itself mid-episode: drop the episode
+            if getattr(scene, "unstable", False):  # the simulator reset itself: drop it
                 for c in cfg.cameras:
                     del imgs[c][n_before:]
                 del states[n_before:], instr[n_before:], epi[n_before:]

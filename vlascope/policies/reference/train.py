@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from vlascope import __version__
 from vlascope.core.atomic import atomic_path, write_text_atomic
-from vlascope.core.errors import CancelledError
+from vlascope.core.errors import CancelledError, VLAScopeError
 
 from .data import Demos, collect_demos, encode_images
 from .efficientnet_lite import load_pretrained
@@ -29,6 +29,7 @@ from .model import ReferenceConfig, ReferenceTrunk
 class TrainSettings:
     variant: str = "diverse"
     tasks: tuple[str, ...] = ()  # empty: every task of the scene
+    scene: str = "tabletop"  # a scene plugin with an expert policy (Scene.expert_policy)
     episodes_per_task: int = 50
     epochs: int = 20
     batch_size: int = 128
@@ -113,76 +114,66 @@ def train_trunk(data: dict[str, torch.Tensor], cfg: ReferenceConfig, st: TrainSe
     return trunk.eval(), history
 
 
-def _cache_key(cfg: ReferenceConfig, st: TrainSettings) -> str:
+def _cache_key(cfg: ReferenceConfig, st: TrainSettings, scene_fingerprint: str) -> str:
     """Everything that decides the demonstrations and their features."""
-    fields = {k: getattr(st, k) for k in ("variant", "tasks", "episodes_per_task", "seed",
-                                          "noise_std", "noisy_fraction", "frame_stride")}
+    fields = {k: getattr(st, k) for k in ("scene", "variant", "tasks", "episodes_per_task",
+                                          "seed", "noise_std", "noisy_fraction", "frame_stride")}
     enc = {k: getattr(cfg, k) for k in ("cameras", "image_size", "encoder_depth",
                                         "encoder_taps", "text_tokens", "horizon")}
-    blob = json.dumps([fields, enc, __version__, _scene_fingerprint(st.variant)],
-                      sort_keys=True, default=list)
+    blob = json.dumps([fields, enc, __version__, scene_fingerprint], sort_keys=True,
+                      default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _scene_fingerprint(variant: str) -> str:
-    """The tabletop's MJCF, assets and the variant's definition: a changed scene must not
-    reuse demonstrations cached before the change."""
-    from dataclasses import asdict
-
-    from vlascope.scenes.tabletop.model import compiled_spec
-    from vlascope.scenes.tabletop.variants import load_variants
-
-    xml, assets = compiled_spec()
-    h = hashlib.sha256(xml.encode())
-    for name, data in assets:
-        h.update(name.encode() + data)
-    spec = load_variants().get(variant)
-    h.update(json.dumps(asdict(spec) if spec else variant, sort_keys=True, default=list).encode())
-    return h.hexdigest()[:16]
 
 
 def train_reference(cfg: ReferenceConfig, st: TrainSettings, device: str = "cpu",
                     log: Callable[[str], None] = print, cache_dir: str | Path | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> TrainResult:
-    """Demonstrations -> frozen features (cached on disk when ``cache_dir`` is given) ->
-    trained trunk, with timings of each phase."""
+    """The scene's expert demonstrations -> frozen features (cached on disk when
+    ``cache_dir`` is given) -> trained trunk, with timings of each phase."""
+    from vlascope.core.plugins import PluginRegistry
+
     dev = torch.device(device)
-    cache = Path(cache_dir) / f"features-{_cache_key(cfg, st)}.pt" if cache_dir else None
-    if cache is not None and cache.is_file():
-        t0 = time.perf_counter()
-        saved = torch.load(cache, weights_only=True)
-        data, meta = saved["data"], saved["meta"]
-        # The card reports what making the data cost, not the load: the run that wrote the
-        # cache measured it (caches from before this was kept report 0).
-        made = meta.get("seconds", {})
-        times = {"demos": float(made.get("demos", 0.0)),
-                 "features": float(made.get("features", 0.0)),
-                 "cache_load": time.perf_counter() - t0}
-        log(f"features: loaded {tuple(data['vision'].shape)} from {cache}")
-    else:
-        data, meta, times = _demos_and_features(cfg, st, dev, log, should_cancel)
-        if cache is not None:
-            with atomic_path(cache) as tmp:
-                torch.save({"data": data, "meta": meta}, tmp)
+    reg = PluginRegistry.discover()
+    with reg.create_scene(st.scene) as scene:
+        key = _cache_key(cfg, st, scene.fingerprint(st.variant))
+        cache = Path(cache_dir) / f"features-{key}.pt" if cache_dir else None
+        if cache is not None and cache.is_file():
+            t0 = time.perf_counter()
+            saved = torch.load(cache, weights_only=True)
+            data, meta = saved["data"], saved["meta"]
+            # The card reports what making the data cost, not the load: the run that wrote
+            # the cache measured it (caches from before this was kept report 0).
+            made = meta.get("seconds", {})
+            times = {"demos": float(made.get("demos", 0.0)),
+                     "features": float(made.get("features", 0.0)),
+                     "cache_load": time.perf_counter() - t0}
+            log(f"features: loaded {tuple(data['vision'].shape)} from {cache}")
+        else:
+            if not scene.expert_policy:
+                raise VLAScopeError(f"scene '{st.scene}' names no expert policy to learn from")
+            expert = reg.create_policy(scene.expert_policy)
+            data, meta, times = _demos_and_features(scene, expert, cfg, st, dev, log,
+                                                    should_cancel)
+            if cache is not None:
+                with atomic_path(cache) as tmp:
+                    torch.save({"data": data, "meta": meta}, tmp)
     return _train(data, cfg, st, dev, times, meta, log, should_cancel)
 
 
-def _demos_and_features(cfg: ReferenceConfig, st: TrainSettings, dev: torch.device,
-                        log: Callable[[str], None], should_cancel: Callable[[], bool] | None):
+def _demos_and_features(scene, expert, cfg: ReferenceConfig, st: TrainSettings,
+                        dev: torch.device, log: Callable[[str], None],
+                        should_cancel: Callable[[], bool] | None):
     from tqdm import tqdm
-
-    from vlascope.scenes.tabletop import TabletopScene
 
     times = {}
     t0 = time.perf_counter()
-    with TabletopScene() as scene:
-        tasks = list(st.tasks) or [t.name for t in scene.tasks()]
-        with tqdm(total=len(tasks) * st.episodes_per_task, desc="demos", unit="ep",
-                  disable=None) as bar:
-            demos = collect_demos(scene, cfg, tasks, st.variant, st.episodes_per_task, st.seed,
-                                  st.noise_std, st.noisy_fraction, st.frame_stride,
-                                  progress=lambda d, t: bar.update(d - bar.n),
-                                  should_cancel=should_cancel)
+    tasks = scene.resolve_tasks(",".join(st.tasks))
+    with tqdm(total=len(tasks) * st.episodes_per_task, desc="demos", unit="ep",
+              disable=None) as bar:
+        demos = collect_demos(scene, expert, cfg, tasks, st.variant, st.episodes_per_task,
+                              st.seed, st.noise_std, st.noisy_fraction, st.frame_stride,
+                              progress=lambda d, t: bar.update(d - bar.n),
+                              should_cancel=should_cancel)
     times["demos"] = time.perf_counter() - t0
     log(f"demos: {demos.n_episodes} episodes, {len(demos)} steps, expert success "
         f"{demos.successes}/{demos.n_episodes} ({times['demos']:.0f} s)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +50,7 @@ class TabletopScene(Scene):
     cameras = ("front", "wrist")
     action_dim = 4
     state_dim = 4
+    expert_policy = "expert"
 
     def __init__(self, image_size: tuple[int, int] = (224, 224),
                  variants_file: str | Path | None = None):
@@ -213,6 +216,19 @@ class TabletopScene(Scene):
 
     def state(self) -> np.ndarray:
         return np.append(self.hand_position(), self.finger_gap()).astype(np.float32)
+
+    def fingerprint(self, variant: str) -> str:
+        """The MJCF, its assets and the variant's definition."""
+        from dataclasses import asdict
+
+        xml, assets = M.compiled_spec()
+        h = hashlib.sha256(xml.encode())
+        for name, data in assets:
+            h.update(name.encode() + data)
+        spec = load_variants().get(variant)
+        h.update(json.dumps(asdict(spec) if spec else variant, sort_keys=True,
+                            default=list).encode())
+        return h.hexdigest()[:16]
 
     def privileged(self) -> dict:
         """Simulator truth for the scripted expert; learned policies must not read it."""
