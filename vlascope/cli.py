@@ -461,7 +461,7 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
     from .core.device import pick_device
     from .policies.reference.model import ReferenceConfig
-    from .policies.reference.model_card import write_model_card
+    from .policies.reference.model_card import write_model_card, write_training_card
     from .policies.reference.train import TrainSettings, save_reference, train_reference
 
     device = pick_device(args.device or "auto")
@@ -490,7 +490,9 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     if args.eval_episodes > 0:
         card = write_model_card(out, eval_variants=args.eval_variants.split(","),
                                 episodes=args.eval_episodes, device=device)
-        print(f"model card -> {card}")
+    else:
+        card = write_training_card(out)
+    print(f"model card -> {card}")
     return 0
 
 

@@ -236,3 +236,29 @@ def test_the_inspector_runs_metaworld_live_with_saliency_painting_and_recording(
                     timeout=300_000)
     assert "drawer-close-v3" in ws.recording.path.name
     window.close()
+
+
+@pytest.mark.slow
+def test_train_reference_on_metaworld_demos_then_eval_into_its_card(tmp_path):
+    from vlascope.core.markdown import sections
+    from vlascope.policies.reference.model_card import write_training_card
+    from vlascope.policies.reference.policy import ReferencePolicy
+
+    out = tmp_path / "model"
+    log = run_cli("train-reference", "--scene", "metaworld", "--tasks", "drawer-close-v3",
+                  "--episodes-per-task", "2", "--epochs", "1", "--batch-size", "16",
+                  "--cameras", "corner2", "--out", str(out))
+    assert "demos: 2 episodes" in log
+    card = out / "model_card.md"
+    text = card.read_text()
+    assert "the `metaworld` scene" in text and "drawer-close-v3" in text
+    assert "--scene metaworld" in text and "--cameras corner2" in text
+    policy = ReferencePolicy(weights=out)
+    assert policy.cameras == ("corner2",) and policy.cfg.action_dim == 4
+    run_cli("eval", "--scene", "metaworld", "--tasks", "drawer-close-v3", "--policy",
+            "reference", "--weights", str(out), "--episodes", "1", "--seed", "1000",
+            "--doc", str(card))
+    key = "eval:metaworld:reference"
+    assert "| drawer-close-v3 |" in sections(card.read_text())[key]
+    write_training_card(out)  # a retrained card keeps the evaluation section
+    assert key in sections(card.read_text())

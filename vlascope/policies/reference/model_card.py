@@ -16,7 +16,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vlascope.core.atomic import write_text_atomic
 from vlascope.core.errors import VLAScopeError
+from vlascope.core.markdown import keep_sections
+from vlascope.core.policy import file_sha256
 from vlascope.core.runner import EvalCell, evaluate
 from vlascope.scenes.tabletop import TabletopScene
 from vlascope.scenes.tabletop.evaluation import PAIRS, LanguageRow, language_check
@@ -64,6 +67,22 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
     eval_variants = list(dict.fromkeys(c.variant for c in cells))
     eval_cmd = eval_cmd or (f"vlascope eval --policy {folder.name} --variants "
                             f"{','.join(eval_variants)} --episodes {episodes} --seed {seed}")
+    card = f"""{training_card(folder, info, policy.weights_hash)}
+## Evaluation
+Seeds from {seed} on; each cell is successes/episodes (`{eval_cmd}`):
+
+{eval_table(cells)}
+
+Regenerate: `{train_command(folder, info)}
+--eval-episodes {episodes} --eval-variants {','.join(eval_variants)}`
+"""
+    path = folder / "model_card.md"
+    write_text_atomic(path, keep_sections(path, card))
+    return path
+
+
+def training_card(folder: Path, info: dict, weights_hash: str) -> str:
+    """What a checkpoint is, on what it was trained and how long it took (any scene)."""
     tr, cfg = info["training"], info["config"]
     arch = ReferenceConfig.from_dict(cfg)
     grid = arch.grid
@@ -75,11 +94,13 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
     cached = (" (demos and features measured by the run that cached them)"
               if "cache_load" in secs else "")
     total = (secs["demos"] + secs["features"] + secs["train"]) / 60
-    out_arg = _display_path(folder)
-    card = f"""# Reference VLA: `{folder.name}`
+    scene = tr.get("scene", "tabletop")
+    where = "the built-in tabletop suite" if scene == "tabletop" else f"the `{scene}` scene"
+    tasks = ", ".join(tr.get("tasks") or []) or "every task"
+    return f"""# Reference VLA: `{folder.name}`
 
-A toy-scale VLA shaped like the real families, trained by `vlascope train-reference` on the
-built-in tabletop suite. Weights: `model.safetensors` (fp16, sha256 `{policy.weights_hash}`).
+A toy-scale VLA shaped like the real families, trained by `vlascope train-reference` on
+{where}. Weights: `model.safetensors` (fp16, sha256 `{weights_hash}`).
 
 ## Architecture
 - Vision: EfficientNet-Lite0 (ImageNet, frozen), first {cfg['encoder_depth']} blocks,
@@ -93,7 +114,7 @@ built-in tabletop suite. Weights: `model.safetensors` (fp16, sha256 `{policy.wei
   chunk of {cfg['horizon']} and flow matching ({cfg['flow_steps']} Euler steps, seeded noise).
 
 ## Data
-{tr['demo_episodes']} scripted-expert episodes ({tr['demo_steps']} samples{kept}) of every task,
+{tr['demo_episodes']} scripted-expert episodes ({tr['demo_steps']} samples{kept}) of {tasks},
 variant `{tr['variant']}`, {tr['noisy_fraction']:.0%} of them executed with N(0,
 {tr['noise_std']}) noise on the hand motion (labels: the expert's clean actions).
 
@@ -104,19 +125,35 @@ Final losses: L1 {tr['history'][-1]['l1']:.4f}, flow {tr['history'][-1]['flow']:
 Time on {tr['machine']} ({platform.processor() or platform.machine()}): demos
 {secs['demos']:.0f} s, features {secs['features']:.0f} s, training {secs['train']:.0f} s;
 {total:.0f} min in all{cached}.
-
-## Evaluation
-Seeds from {seed} on; each cell is successes/episodes (`{eval_cmd}`):
-
-{eval_table(cells)}
-
-Regenerate: `vlascope train-reference --variant {tr['variant']} --episodes-per-task
-{tr['episodes_per_task']} --frame-stride {stride} --epochs {tr['epochs']} --seed {tr['seed']}
---head {cfg['head']} --out {out_arg}
---eval-episodes {episodes} --eval-variants {','.join(eval_variants)}`
 """
+
+
+def train_command(folder: Path, info: dict) -> str:
+    """The ``vlascope train-reference`` command line that trains this checkpoint again."""
+    tr, cfg = info["training"], info["config"]
+    scene = tr.get("scene", "tabletop")
+    parts = ["vlascope train-reference"]
+    if scene != "tabletop":
+        parts.append(f"--scene {scene}")
+    if tr.get("tasks"):
+        parts.append(f"--tasks {','.join(tr['tasks'])}")
+    if scene != "tabletop" or tuple(cfg["cameras"]) != ReferenceConfig.cameras:
+        parts.append(f"--cameras {','.join(cfg['cameras'])}")
+    parts += [f"--variant {tr['variant']} --episodes-per-task {tr['episodes_per_task']}",
+              f"--frame-stride {tr.get('frame_stride', 1)} --epochs {tr['epochs']} "
+              f"--seed {tr['seed']}", f"--head {cfg['head']} --out {_display_path(folder)}"]
+    return "\n".join(parts)
+
+
+def write_training_card(folder: str | Path) -> Path:
+    """``model_card.md`` of a checkpoint without an evaluation section (a scene whose
+    evaluation is ``vlascope eval ... --doc <card>``, which adds its own section)."""
+    folder = Path(folder)
+    info = json.loads((folder / "config.json").read_text())
+    card = (training_card(folder, info, file_sha256(folder / "model.safetensors"))
+            + f"\nRegenerate: `{train_command(folder, info)}`\n")
     path = folder / "model_card.md"
-    path.write_text(card)
+    write_text_atomic(path, keep_sections(path, card))
     return path
 
 
