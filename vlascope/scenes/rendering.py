@@ -5,7 +5,7 @@ fail at exit)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -50,6 +50,25 @@ class SceneRenderer:
             finally:
                 r.disable_segmentation_rendering()
         return rgb, seg
+
+    def cameras(self, data: mujoco.MjData, cameras: Sequence[str], size: Sequence[int],
+                classify: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                orient: Callable[[str, np.ndarray], np.ndarray] | None = None,
+                ) -> tuple[dict[str, np.ndarray], dict | None, dict | None]:
+        """What ``Scene.observe`` returns per camera: images and, when ``classify`` (MuJoCo
+        segmentation -> region labels, object ids) is given, the region maps and object ids.
+        ``orient`` turns a camera's pixels (e.g. a camera mounted upside down)."""
+        size = check_size(size)
+        turn = orient or (lambda _cam, img: img)
+        images = {}
+        labels: dict | None = {} if classify else None
+        segments: dict | None = {} if classify else None
+        for cam in cameras:
+            rgb, seg = self.render(data, cam, size, segmentation=classify is not None)
+            images[cam] = turn(cam, rgb)
+            if classify is not None:
+                labels[cam], segments[cam] = classify(turn(cam, seg))
+        return images, labels, segments
 
     def close(self) -> None:
         for r in self._renderers.values():

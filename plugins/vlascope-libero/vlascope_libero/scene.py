@@ -34,7 +34,7 @@ from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
-from vlascope.scenes.rendering import FAST_OFF, SceneRenderer, check_size
+from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
 
 STANDARD_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 # Step limits of LIBERO's own evaluation (longest demonstration of the suite, with margin).
@@ -186,16 +186,9 @@ class LiberoScene(Scene):
                 size: tuple[int, int] | None = None, regions: bool = False) -> SceneFrame:
         if self._env is None:
             raise VLAScopeError("observe() before reset()")
-        cams = self.check_cameras(cameras)
-        size = check_size(size or self.default_image_size)
-        images, labels, segments = {}, ({} if regions else None), ({} if regions else None)
-        data = self._env.env.sim.data._data
-        for cam in cams:
-            images[cam], seg = self._renderer.render(data, cam, size, segmentation=regions)
-            if regions:
-                ids = np.where(seg[..., 1] == _GEOM, seg[..., 0] + 1, 0)
-                labels[cam] = self._label_lut[ids]
-                segments[cam] = self._object_lut[ids]
+        images, labels, segments = self._renderer.cameras(
+            self._env.env.sim.data._data, self.check_cameras(cameras),
+            size or self.default_image_size, classify=self._classify if regions else None)
         obs = Observation(images=images, state=self.state(), instruction=self._instruction,
                           extras={"libero_task": self.current_task})
         return SceneFrame(observation=obs, regions=labels, segments=segments)
@@ -252,6 +245,11 @@ class LiberoScene(Scene):
         self._renderer = SceneRenderer(self._env.env.sim.model._model, self._option, fast_off)
         self._interest = list(getattr(self._env.env, "obj_of_interest", []) or [])
         self._label_lut, self._object_lut, self._object_names = self._luts()
+
+    def _classify(self, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 2) MuJoCo segmentation -> region labels and object ids."""
+        ids = np.where(seg[..., 1] == _GEOM, seg[..., 0] + 1, 0)
+        return self._label_lut[ids], self._object_lut[ids]
 
     def _luts(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """geom id + 1 -> region label and -> object id. Robot, gripper and mount are

@@ -37,7 +37,7 @@ from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
-from vlascope.scenes.rendering import FAST_OFF, SceneRenderer, check_size
+from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
 
 from .tasks import GROUPS, INSTRUCTIONS, MT50
 
@@ -165,14 +165,9 @@ class MetaWorldScene(Scene):
                 size: tuple[int, int] | None = None, regions: bool = False) -> SceneFrame:
         if self._env is None:
             raise VLAScopeError("observe() before reset()")
-        cams = self.check_cameras(cameras)
-        size = check_size(size or self.default_image_size)
-        images, labels, segments = {}, ({} if regions else None), ({} if regions else None)
-        for cam in cams:
-            rgb, seg = self._renderer.render(self._env.data, cam, size, segmentation=regions)
-            images[cam] = self._upright(cam, rgb)
-            if regions:
-                labels[cam], segments[cam] = self._classify(self._upright(cam, seg))
+        images, labels, segments = self._renderer.cameras(
+            self._env.data, self.check_cameras(cameras), size or self.default_image_size,
+            classify=self._classify if regions else None, orient=self._upright)
         privileged = {"scene": "metaworld", "task": self.current_task, "obs": self._obs.copy()}
         obs = Observation(images=images, state=self.state(), instruction=self.instruction(),
                           extras={"privileged": privileged})
