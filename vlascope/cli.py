@@ -28,23 +28,27 @@ def _registry():
 
 
 def _open(args: argparse.Namespace):
+    reg = _registry()
+    scene = reg.create_scene(args.scene, **_scene_options(reg, args))
+    return scene, reg.create_policy(args.policy, **_policy_options(args))
+
+
+def _scene_options(reg, args: argparse.Namespace) -> dict[str, object]:
+    """``--size`` for scenes whose factory takes an image size."""
     from .core.plugins import accepts
 
-    reg = _registry()
-    size = (args.size, args.size)
     sizing = accepts(reg.get("scene", args.scene).factory, "image_size")
-    scene = reg.create_scene(args.scene, **({"image_size": size} if sizing else {}))
-    return scene, _policy(reg, args)
+    return {"image_size": (args.size, args.size)} if sizing else {}
 
 
-def _policy(reg, args: argparse.Namespace):
-    """``--policy`` with its ``--device``, ``--weights`` (a checkpoint folder, as the GUI's
-    "Load checkpoint") and any ``--policy-option KEY=VALUE``."""
+def _policy_options(args: argparse.Namespace) -> dict[str, object]:
+    """``--policy``'s ``--device``, ``--weights`` (a checkpoint folder, as the GUI's "Load
+    checkpoint") and any ``--policy-option KEY=VALUE``."""
     options = {"device": args.device} if getattr(args, "device", None) else {}
     if getattr(args, "weights", None):
         options["weights"] = args.weights
     options.update(parse_options(getattr(args, "policy_option", None) or []))
-    return reg.create_policy(args.policy, **options)
+    return options
 
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
@@ -164,20 +168,30 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .core.processes import evaluate_in_processes
     from .core.runner import evaluate
 
     reg = _registry()
-    scene, policy = _open(args)
-    policies = {args.policy: policy}
-    if args.compare:  # its plugin's defaults: the shipped weights, or none (an expert)
-        policies[args.compare] = reg.create_policy(args.compare)
-    with scene:
+    # The compared policy runs with its plugin's defaults: shipped weights, or none (an expert).
+    runs = {args.policy: _policy_options(args), **({args.compare: {}} if args.compare else {})}
+    for name in runs:
+        reg.get("policy", name)  # an unknown or broken plugin fails here, not in a worker
+    scene_options = _scene_options(reg, args)
+    with reg.create_scene(args.scene, **scene_options) as scene:
         tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
-        total = len(policies) * len(tasks) * len(variants) * args.episodes
+        jobs = max(1, min(args.jobs, len(tasks)))
+        total = len(runs) * len(tasks) * len(variants) * args.episodes
+        results = {}
         with tqdm(total=total, desc="eval", unit="episode", disable=None) as bar:
-            results = {name: evaluate(scene, p, tasks, variants, args.episodes, args.seed,
-                                      policy_name=name, on_episode=lambda r: bar.update())
-                       for name, p in policies.items()}
+            for name, options in runs.items():
+                if jobs > 1:
+                    results[name] = evaluate_in_processes(
+                        args.scene, scene_options, name, options, tasks, variants,
+                        args.episodes, args.seed, jobs, on_episode=bar.update)
+                else:
+                    results[name] = evaluate(scene, reg.create_policy(name, **options), tasks,
+                                             variants, args.episodes, args.seed,
+                                             policy_name=name, on_episode=lambda r: bar.update())
     reports = [_eval_report(args, name, cells) for name, cells in results.items()]
     if args.doc:
         _eval_doc(args, results)
@@ -275,7 +289,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from .core.saliency.iss import ISSConfig
     from .core.saliency.temporal import episode_iss, store
 
-    policy = _policy(_registry(), args)
+    policy = _registry().create_policy(args.policy, **_policy_options(args))
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()
@@ -731,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="POLICY",
                    help="also evaluate this policy plugin on the same seeds (e.g. the "
                         "scene's expert), side by side")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, one task each (a rollout keeps about one core "
+                        "busy; same seeds, same results)")
     p.add_argument("--doc", default=None, metavar="FILE.md",
                    help="write the table as a section of this Markdown file, replacing the "
                         "section an earlier run wrote and keeping the rest")

@@ -5,6 +5,8 @@ fail at exit)."""
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Callable, Sequence
 
 import mujoco
@@ -15,6 +17,15 @@ from vlascope.core.errors import ObservationError
 # Off by default: on a CPU renderer (llvmpipe) shadows and reflections cost several times
 # the frame itself and carry nothing a policy or a saliency map needs.
 FAST_OFF = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION)
+_LIVE: weakref.WeakSet[SceneRenderer] = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_live() -> None:
+    """Renderers of scenes nobody closed, closed while EGL is still up (their __del__ at
+    interpreter teardown fails inside a half-unloaded EGL module)."""
+    for r in list(_LIVE):
+        r.close()
 
 
 def check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -33,6 +44,7 @@ class SceneRenderer:
         self.option = option
         self.flags_off = tuple(flags_off)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        _LIVE.add(self)
 
     def render(self, data: mujoco.MjData, camera: str, size: tuple[int, int],
                segmentation: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -82,4 +94,7 @@ class SceneRenderer:
             if g.offwidth < w or g.offheight < h:  # the offscreen buffer bounds the size
                 g.offwidth, g.offheight = max(w, g.offwidth), max(h, g.offheight)
             self._renderers[size] = mujoco.Renderer(self.model, height=h, width=w)
+            if not _EXIT_HOOK:  # after MuJoCo's own EGL exit hook, so it runs before it
+                atexit.register(_close_live)
+                _EXIT_HOOK.append(True)
         return self._renderers[size]

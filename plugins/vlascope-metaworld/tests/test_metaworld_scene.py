@@ -173,6 +173,11 @@ def test_record_the_expert_then_eval_beside_it_through_the_cli(tmp_path):
     assert text.startswith("# Card\n") and "| task | `reference-metaworld` | " \
         "`metaworld-expert` |" in text
     assert "| reach-v3 | " in text and "--compare metaworld-expert" in text
+    one, two = (json.loads(run_cli("eval", "--scene", "metaworld", "--tasks", "push-v3,mt10",
+                                   "--policy", "metaworld-expert", "--episodes", "1",
+                                   "--jobs", jobs, "--json")) for jobs in ("1", "2"))
+    assert one["results"] == two["results"]  # one task per worker: the same cells, in order
+    assert [r["task"] for r in two["results"]][:2] == ["push-v3", "reach-v3"]
 
 
 @pytest.mark.slow

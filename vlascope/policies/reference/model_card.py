@@ -5,12 +5,9 @@ the machine it was trained on, and an evaluation table produced by the same code
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
-import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from vlascope.core.atomic import write_text_atomic
 from vlascope.core.errors import VLAScopeError
 from vlascope.core.markdown import keep_sections
 from vlascope.core.policy import file_sha256
+from vlascope.core.processes import map_in_processes
 from vlascope.core.runner import EvalCell, evaluate
 from vlascope.scenes.tabletop import TabletopScene
 from vlascope.scenes.tabletop.evaluation import PAIRS, LanguageRow, language_check
@@ -241,22 +239,8 @@ def compare_models_in_processes(names: list[str], options: dict, tasks: list[str
     model at batch 1) keeps about one core busy, so two models on two cores take about half
     the time. Same seeds, same cells as the sequential run at the same torch thread count
     (a different count changes float reduction order, so step counts may differ)."""
-    ctx = multiprocessing.get_context("spawn")  # no forked EGL contexts or torch threads
-    threads = max(1, (multiprocessing.cpu_count() or 1) // jobs)
-    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        ticks = manager.Queue()
-        futures = [pool.submit(_compare_in_worker, name, options, tasks, variants,
-                               language_episodes, seed, ticks, threads) for name in names]
-        while True:
-            try:
-                ticks.get(timeout=0.2)
-            except queue.Empty:
-                if all(f.done() for f in futures) and ticks.empty():
-                    break
-                continue
-            if on_episode is not None:
-                on_episode()
-        parts = [f.result() for f in futures]  # a worker's error is raised here
+    calls = [(name, options, tasks, variants, language_episodes, seed) for name in names]
+    parts = map_in_processes(_compare_in_worker, calls, jobs, on_episode)
     return Comparison({n: c for p in parts for n, c in p.cells.items()},
                       {n: rows for p in parts for n, rows in p.language.items()}, seed)
 
