@@ -267,3 +267,18 @@ def test_train_reference_on_metaworld_demos_then_eval_into_its_card(tmp_path):
     assert "| drawer-close-v3 |" in sections(card.read_text())[key]
     write_training_card(out)  # a retrained card keeps the evaluation section
     assert key in sections(card.read_text())
+
+
+@pytest.mark.slow
+def test_every_mt50_task_resets_and_renders_with_the_robot_in_view():
+    small = MetaWorldScene(image_size=(32, 32), cameras=("corner2",))
+    try:
+        for task in MT50:
+            small.reset(task, 0)
+            small.step(np.zeros(4))
+            frame = small.observe(regions=True)
+            assert frame.observation.images["corner2"].std() > 10, task
+            labels = frame.regions["corner2"]
+            assert (labels == ACTION_CRITICAL).any() and (labels == SUPPORT).any(), task
+    finally:
+        small.close()
