@@ -136,6 +136,8 @@ def test_cli_eval_small():
      "unknown variant 'foggy'"),
     (("eval", "--policy", "bad_plugin", "--episodes", "1"), "unknown policy 'bad_plugin'"),
     (("eval", "--policy", "broken", "--episodes", "1"), "weights file is missing"),
+    (("eval", "--compare", "reference", "--episodes", "1"), "compare with another policy"),
+    (("eval", "--tasks", "pick_red,mt10", "--episodes", "1"), "unknown task 'mt10'"),
     (("nmr", "no-such-episode.h5", "--k", "1,10"), "no such episode file"),
 ])
 def test_cli_bad_input_one_line_error(plugin_dir, tmp_path, args, message):

@@ -171,6 +171,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.processes import evaluate_in_processes
     from .core.runner import evaluate
 
+    if args.compare == args.policy:
+        raise VLAScopeError(f"--compare names the evaluated policy '{args.policy}' itself; "
+                            "compare with another policy (e.g. the scene's expert)")
     reg = _registry()
     # The compared policy runs with its plugin's defaults: shipped weights, or none (an expert).
     runs = {args.policy: _policy_options(args), **({args.compare: {}} if args.compare else {})}
