@@ -90,6 +90,12 @@ class Scene(ABC):
 
     current_task: str = ""
 
+    @property
+    def unstable(self) -> bool:
+        """Whether the simulator went unstable in this episode (its data is unreliable:
+        demonstration collectors drop such episodes). Scenes that cannot tell say False."""
+        return False
+
     def task_groups(self) -> dict[str, list[str]]:
         """Named task lists (a benchmark's suites, e.g. MetaWorld's ``mt10``), accepted
         wherever a command takes a task list."""

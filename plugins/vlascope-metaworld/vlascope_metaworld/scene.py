@@ -46,7 +46,7 @@ ALL_CAMERAS = ("corner2", "corner", "corner3", "corner4", "topview", "behindGrip
 DEFAULT_CAMERAS = ("corner2", "gripperPOV")  # a view of the table and the wrist's
 UPSIDE_DOWN = frozenset({"corner", "corner2", "corner3", "corner4"})
 CORNER2_POS = (0.75, 0.075, 0.7)
-# The slowest scripted expert needed 248 steps (peg-insert-side, 20 seeds); MetaWorld's own
+# The slowest scripted expert needed 248 steps (peg-insert-side, seeds 0-29); MetaWorld's own
 # limit is 500, which doubles the cost of every failed evaluation episode for nothing.
 MAX_STEPS = 300
 ROBOT_ROOT = "base"  # the Sawyer's body tree; its pedestal included

@@ -72,9 +72,9 @@ def collect_demos(scene: Scene, expert: Policy, cfg: ReferenceConfig, tasks: Seq
                 if noisy:
                     executed[:3] += rng.normal(0, noise_std, 3)
                 scene.step(executed)
-                if getattr(scene, "unstable", False) or scene.success():
+                if scene.unstable or scene.success():
                     break
-            if getattr(scene, "unstable", False):  # the simulator reset itself: drop it
+            if scene.unstable:  # the simulator reset itself mid-episode: drop the episode
                 for c in cfg.cameras:
                     del imgs[c][n_before:]
                 del states[n_before:], instr[n_before:], epi[n_before:]
