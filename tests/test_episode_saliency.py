@@ -53,7 +53,7 @@ def test_steps_and_interpolation():
 
 
 def test_episode_iss_matches_per_frame_iss_and_reports_error(episode_path, tmp_path):
-    cfg = ISSConfig(n_masks=20, sigma=5, estimator="improved", seed=3)
+    cfg = ISSConfig(n_masks=20, sigma=5, estimator="toolkit-improved", seed=3)
     path = tmp_path / "ep.h5"
     path.write_bytes(episode_path.read_bytes())
     with Episode(path) as ep:
@@ -66,12 +66,13 @@ def test_episode_iss_matches_per_frame_iss_and_reports_error(episode_path, tmp_p
     np.testing.assert_allclose(res.maps["wrist"][5], exact.maps["wrist"], rtol=1e-5)
     store(str(path), res, cfg, every=5)
     with Episode(path) as ep:
-        assert ep.saliency_methods() == ["iss-improved"]
-        meta = ep.metadata["saliency.iss-improved"]
+        assert ep.saliency_methods() == ["iss-toolkit-improved"]
+        meta = ep.metadata["saliency.iss-toolkit-improved"]
         assert meta["every"] == 5 and meta["computed_steps"] == [0, 5, 10, 12]
-        nmr = episode_nmr(ep, "iss-improved", ks=(10, 50))
+        nmr = episode_nmr(ep, "iss-toolkit-improved", ks=(10, 50))
         assert nmr[10].shape == (13,) and np.all((nmr[10] >= 0) & (nmr[10] <= 1))
-        direct = nmr_at_k({c: ep.saliency("iss-improved", c, 5) for c in ("front", "wrist")},
+        direct = nmr_at_k({c: ep.saliency("iss-toolkit-improved", c, 5)
+                           for c in ("front", "wrist")},
                           {c: ep.regions(5, c) for c in ("front", "wrist")}, 10)
         assert nmr[10][5] == pytest.approx(direct)
     # The policy reads a band of the wrist image (21% of its pixels): with only 20 masks of
@@ -84,7 +85,7 @@ def test_episode_iss_matches_per_frame_iss_and_reports_error(episode_path, tmp_p
 def test_episode_errors(episode_path, tmp_path):
     with Episode(episode_path) as ep:
         with pytest.raises(EpisodeFormatError, match="no saliency"):
-            episode_nmr(ep, "iss-improved")
+            episode_nmr(ep, "iss-toolkit-improved")
         with pytest.raises(VLAScopeError, match="every"):
             episode_iss(GripperPolicy(), ep, every=0)
         with pytest.raises(EpisodeFormatError, match="top"):

@@ -9,6 +9,7 @@ from qt_events import at, drag, send
 
 from vlascope.app.docks.regions import RegionDock
 from vlascope.core.annotation import AnnotationStore, annotation_dir
+from vlascope.core.errors import VLAScopeError
 from vlascope.core.metrics import nmr_at_k
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT, from_toolkit, to_toolkit
 from vlascope.core.runner import rollout
@@ -173,19 +174,24 @@ def test_nmr_in_the_dock_equals_the_core_for_the_saved_map(qtbot, dock, tmp_path
 def test_files_in_and_out(qtbot, dock, tmp_path):
     ann, cam = dock.annotation, dock.camera
     drag(dock, [(10, 10), (80, 80)])
-    npy = dock.export_file(tmp_path / "masks.npy")
+    folder = dock.export_file(tmp_path / "toolkit")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"mask_{c}_rgb.npy" for c in ann.cameras)
     png = dock.export_file(tmp_path / "frame.png")
     expected = {c: [ann.labels(c, t) for t in range(ann.n_steps)] for c in ann.cameras}
     ann.clear(cam, 0)
     dock.import_file(png)
     np.testing.assert_array_equal(ann.labels(cam, 0), expected[cam][0])
     ann.clear(cam, 0)
-    dock.import_file(npy)
+    dock.import_file(folder / f"mask_{cam}_rgb.npy")  # one file of the folder names it
     for c in ann.cameras:
         for t in range(ann.n_steps):
             np.testing.assert_array_equal(ann.labels(c, t),
                                           from_toolkit(to_toolkit(expected[c][t])))
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 5), np.uint8))
-    with pytest.raises(Exception, match="width|shape"):
+    with pytest.raises(VLAScopeError, match="not a toolkit mask file name"):
         dock.import_file(bad)
+    np.save(folder / f"mask_{cam}_rgb.npy", np.zeros((5, 5), np.uint8))  # no time axis
+    with pytest.raises(VLAScopeError, match=r"\(T, H, W\) integer"):
+        dock.import_file(folder)

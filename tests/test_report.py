@@ -47,7 +47,7 @@ def test_run_report_on_the_reference_policy(scene, tmp_path):
 
     policy = ReferencePolicy()
     cells = run_report(scene, {"reference": policy}, ["pick_red"], ["default", "shortcut_test"],
-                       1, tmp_path, ISSConfig(n_masks=10, estimator="improved"), every=30,
+                       1, tmp_path, ISSConfig(n_masks=10, estimator="toolkit-improved"), every=30,
                        ks=(10, 50))
     assert [(c.task, c.variant) for c in cells] == [("pick_red", "default"),
                                                     ("pick_red", "shortcut_test")]

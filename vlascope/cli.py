@@ -15,7 +15,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a displ
 from . import __version__  # noqa: E402
 from .app.screenshot import PANELS  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
-from .core.saliency import METHODS  # noqa: E402
+from .core.metrics import COUNTINGS, SCALINGS  # noqa: E402
+from .core.saliency import ESTIMATORS, METHODS  # noqa: E402
 
 DEFAULT_SCENE = "tabletop"
 DEFAULT_POLICY = "reference"
@@ -330,26 +331,37 @@ def cmd_nmr(args: argparse.Namespace) -> int:
 
     from .core.annotation import annotated_regions
     from .core.episode import Episode
-    from .core.metrics import episode_nmr
+    from .core.metrics import episode_nmr_series
 
     ks = [float(k) for k in args.k.split(",")]
+    if args.out and len(args.episodes) != 1:
+        raise VLAScopeError("--out writes one episode's nmr@{k}pct files: give one episode")
     rows = []
     for path in args.episodes:
         with Episode(path) as ep:
             masks, source = None, "ground truth"
+            cams = (ep.saliency_cameras(args.method) if args.method in ep.saliency_methods()
+                    else ep.cameras)
             if args.masks:
                 from .core.toolkit_io import read_masks
 
-                masks, source = read_masks(args.masks, ep.saliency_cameras(args.method)
-                                           if args.method in ep.saliency_methods()
-                                           else ep.cameras), args.masks
+                masks, source = read_masks(args.masks, cams), args.masks
+                _say_how_masks_fit(masks, ep, args.method)
             elif not args.ground_truth and (masks := annotated_regions(ep)) is not None:
                 source = "annotation"
-            per_step = episode_nmr(ep, args.method, ks, args.normalization, args.strict,
-                                   regions=masks)
+            series = episode_nmr_series(ep, args.method, ks, args.normalization, args.strict,
+                                        regions=masks, counting=args.counting,
+                                        scaling=args.scaling)
             rows.append({"episode": path, "success": ep.success, "regions": source,
-                         "nmr": {str(k): float(np.nanmean(v)) for k, v in per_step.items()},
-                         "per_step": {str(k): v.tolist() for k, v in per_step.items()}})
+                         "counting": args.counting, "scaling": args.scaling,
+                         "nmr": {str(k): float(np.nanmean(s.scores)) for k, s in series.items()},
+                         "per_step": {str(k): s.scores.tolist() for k, s in series.items()}})
+        if args.out:
+            from .core.toolkit_io import write_nmr
+
+            for k, s in series.items():
+                rows[-1].setdefault("files", []).extend(
+                    str(f) for f in write_nmr(args.out, k, s.scores, s.per_view, args.scaling))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -358,7 +370,27 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['episode']:<50} {str(r['success']):<8} "
               + " ".join(f"{r['nmr'][str(k)]:>8.3f}" for k in ks) + f"  {r['regions']}")
+        for f in r.get("files", []):
+            print(f"  -> {f}")
     return 0
+
+
+def _say_how_masks_fit(masks: dict, ep: Any, method: str) -> None:
+    """The toolkit resizes masks of another size (nearest) and rescales their frames in
+    time: we do the same, and say so instead of doing it silently."""
+    if method not in ep.saliency_methods():
+        return
+    for cam, m in masks.items():
+        size = ep.saliency(method, cam, 0).shape
+        notes = []
+        if m.shape[1:] != size:
+            notes.append(f"resized nearest from {m.shape[2]}x{m.shape[1]} to "
+                         f"{size[1]}x{size[0]}")
+        if len(m) != ep.n_steps:
+            notes.append(f"{len(m)} mask frames spread over {ep.n_steps} steps")
+        if notes:
+            print(f"note: mask of view '{cam}': {'; '.join(notes)}, as the toolkit does",
+                  file=sys.stderr)
 
 
 def cmd_toolkit_export(args: argparse.Namespace) -> int:
@@ -367,7 +399,7 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
     from .core.annotation import annotated_regions
     from .core.episode import Episode
     from .core.errors import EpisodeFormatError
-    from .core.toolkit_io import write_heatmaps, write_masks
+    from .core.toolkit_io import HEATMAPS, MASKS, mask_name, write_heatmaps, write_masks
 
     out = Path(args.out)
     with Episode(args.episode) as ep:
@@ -375,39 +407,57 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
             raise EpisodeFormatError(f"{args.episode}: no saliency '{args.method}' stored; run "
                                      "`vlascope iss` first")
         cams = ep.saliency_cameras(args.method)
-        maps = {c: ep.saliency(args.method, c) for c in cams}
-        heat = write_heatmaps(out / "heatmaps.npz", maps, cams, range(ep.n_steps))
-        written = [heat]
+        existing = [p for p in (out / HEATMAPS, *(out / MASKS / mask_name(c) for c in cams))
+                    if p.exists()]
+        if existing and not args.overwrite:
+            raise VLAScopeError(f"{existing[0]} exists; pass --overwrite to replace it")
+        made = ep.metadata.get(f"saliency.{args.method}", {})
+        meta = {"source": "vlascope", "episode": str(Path(args.episode).resolve()),
+                "method": args.method, "views": {c: c for c in cams},
+                **_toolkit_meta(made)}
+        written = [write_heatmaps(out, {c: ep.saliency(args.method, c) for c in cams}, meta)]
         labels = annotated_regions(ep)  # the user's corrections when there are any
         if labels is None and ep.has_regions():
             labels = {c: np.stack([ep.regions(t, c) for t in range(ep.n_steps)]) for c in cams}
         if labels is not None:
-            written.append(write_masks(out / "masks.npy", {c: labels[c] for c in cams}, cams))
+            written += write_masks(out, {c: labels[c] for c in cams})
     for path in written:
         print(path)
     return 0
 
 
+def _toolkit_meta(made: dict) -> dict:
+    """How the maps were made, under the toolkit's meta_json keys where it has them."""
+    cfg = made.get("config", {})
+    if not cfg:
+        return {}
+    return {"n_masks": cfg.get("n_masks"), "p_keep": cfg.get("p_keep"),
+            "grid_size": [cfg.get("grid"), cfg.get("grid")], "blur_sigma": cfg.get("sigma"),
+            "time_stride": made.get("every"), "seed": cfg.get("seed"),
+            "estimator": cfg.get("estimator")}
+
+
 def cmd_toolkit_import(args: argparse.Namespace) -> int:
     from .core.episode import Episode, update_episode
     from .core.errors import EpisodeFormatError
-    from .core.saliency.temporal import interpolate
-    from .core.toolkit_io import read_heatmaps
+    from .core.toolkit_io import heatmaps_file, read_heatmaps
 
     with Episode(args.episode) as ep:
         n_steps, cams = ep.n_steps, ep.cameras
-    maps, frames = read_heatmaps(args.heatmaps)
+    source = heatmaps_file(args.heatmaps)
+    maps, meta = read_heatmaps(source)
     unknown = [c for c in maps if c not in cams]
-    if unknown or len(frames) == 0 or frames.min() < 0 or frames.max() >= n_steps:
-        raise EpisodeFormatError(f"{args.heatmaps}: views {unknown or list(maps)} / frames "
-                                 f"do not fit {args.episode} ({n_steps} steps, cameras {cams})")
-    # the toolkit computes every 10th frame: fill the steps in between as it does
-    full = {c: interpolate(dict(zip(frames.tolist(), m, strict=True)), n_steps)
-            for c, m in maps.items()}
-    update_episode(args.episode, {f"saliency/{args.name}/{c}": m for c, m in full.items()},
-                   {f"saliency.{args.name}": {"imported_from": str(args.heatmaps),
-                                              "frames": frames.tolist()}})
-    print(f"{args.episode}: stored {len(frames)} maps from {args.heatmaps} as '{args.name}'")
+    if unknown:
+        raise EpisodeFormatError(f"{source}: views {unknown} are not cameras of "
+                                 f"{args.episode} ({', '.join(cams)})")
+    steps = len(next(iter(maps.values())))
+    if steps != n_steps:
+        raise EpisodeFormatError(f"{source}: {steps} maps per view, but {args.episode} has "
+                                 f"{n_steps} steps (the toolkit writes one map per step)")
+    update_episode(args.episode, {f"saliency/{args.name}/{c}": m for c, m in maps.items()},
+                   {f"saliency.{args.name}": {"imported_from": str(source), "meta": meta}})
+    print(f"{args.episode}: stored the toolkit's maps of {', '.join(maps)} from {source} as "
+          f"'{args.name}'")
     return 0
 
 
@@ -769,7 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=7)
     p.add_argument("--p-keep", type=float, default=0.3)
     p.add_argument("--sigma", type=float, default=10.0, help="blur of the fill (pixels)")
-    p.add_argument("--estimator", default="improved", choices=["plain", "improved"])
+    p.add_argument("--estimator", default="toolkit-improved", choices=ESTIMATORS,
+                   help="toolkit: the ISS toolkit's definition exactly; toolkit-improved: the "
+                        "same map with less variance; rise*: our earlier per-camera masks")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--every", type=int, default=10, help="compute every Nth step, interpolate")
     p.add_argument("--check", type=int, default=2,
@@ -781,31 +833,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nmr", help="NMR@k per step and per episode from stored saliency")
     p.add_argument("episodes", nargs="+")
-    p.add_argument("--method", default="iss-improved",
-                   help="stored maps to use: iss-improved, iss-plain, token-iss-improved, "
-                        "attention-rollout, attention-last, token-norm, gradient")
+    p.add_argument("--method", default="iss-toolkit-improved",
+                   help="stored maps to use: iss-<estimator>, token-iss-<estimator>, "
+                        "attention-rollout, attention-last, token-norm, gradient, or a name "
+                        "given to toolkit-import")
     p.add_argument("--k", default="10", help="comma-separated percentages, e.g. 1,5,10,20,50")
     p.add_argument("--normalization", default="count", choices=["count", "mass"])
     p.add_argument("--strict", action="store_true", help="count painted nuisance only")
     p.add_argument("--masks", default=None,
-                   help="ISS toolkit mask .npy (0 nuisance, 1 support, 2 action; views side "
-                        "by side) to use instead of the episode's region maps")
+                   help="the ISS toolkit's masks (a folder with mask_{view}_rgb.npy per view, "
+                        "0 nuisance, 1 support, 2 action) instead of the episode's regions")
+    p.add_argument("--counting", default="toolkit", choices=COUNTINGS,
+                   help="top-k pixels: toolkit = ceil(k%% x pixels), numpy's argpartition "
+                        "among ties; round = round(k%% x pixels), ties in pixel order")
+    p.add_argument("--scaling", default="joint", choices=SCALINGS,
+                   help="min-max scaling of each step's maps before the top-k (the toolkit's "
+                        "'normalize')")
+    p.add_argument("--out", default=None,
+                   help="folder for the toolkit's nmr@{k}pct.json / .csv (one episode)")
     p.add_argument("--ground-truth", action="store_true",
                    help="ignore the annotation saved beside the episode (<episode>.regions/)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nmr)
 
-    p = sub.add_parser("toolkit-export", help="an episode's saliency and region maps as the "
-                                              "ISS toolkit's heatmaps .npz and masks .npy")
+    p = sub.add_parser("toolkit-export", help="an episode's saliency and region maps in the "
+                                              "ISS toolkit's layout (iss/, masks/)")
     p.add_argument("episode")
-    p.add_argument("--method", default="iss-improved")
-    p.add_argument("--out", required=True, help="folder for heatmaps.npz and masks.npy")
+    p.add_argument("--method", default="iss-toolkit-improved")
+    p.add_argument("--out", required=True,
+                   help="folder for iss/iss_heatmaps.npz and masks/mask_{view}_rgb.npy")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace toolkit files already in --out")
     p.set_defaults(func=cmd_toolkit_export)
 
-    p = sub.add_parser("toolkit-import", help="store the ISS toolkit's heatmaps .npz in an "
+    p = sub.add_parser("toolkit-import", help="store the ISS toolkit's iss_heatmaps.npz in an "
                                               "episode, so `vlascope nmr` can score them")
     p.add_argument("episode")
-    p.add_argument("heatmaps")
+    p.add_argument("heatmaps", help="iss_heatmaps.npz, its iss/ folder or the folder above")
     p.add_argument("--name", default="toolkit", help="saliency method name to store under")
     p.set_defaults(func=cmd_toolkit_import)
 
@@ -819,7 +883,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--k", default="1,5,10,20,50")
     p.add_argument("--n", type=int, default=100)
-    p.add_argument("--estimator", default="improved", choices=["plain", "improved"])
+    p.add_argument("--estimator", default="toolkit-improved", choices=ESTIMATORS,
+                   help="toolkit: the ISS toolkit's definition exactly; toolkit-improved: the "
+                        "same map with less variance; rise*: our earlier per-camera masks")
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="vlascope-report")

@@ -7,6 +7,13 @@ it lies outside action-critical and support regions:
 - ``normalization="mass"``: fraction of the top-k saliency mass outside.
 ``strict=True`` counts only pixels labelled nuisance (unlabeled pixels are ignored), for
 hand-painted maps where not everything is labelled.
+
+Which pixels are the top k% follows the ISS/NMR toolkit by default (``counting="toolkit"``):
+k = ceil(k% x pixels) and ``np.argpartition``'s pick among tied values (an order numpy does
+not specify: it can differ between CPUs when many pixels tie at the threshold), after the
+maps are min-max scaled per step (``scaling``: "joint" across views as the toolkit's
+default, "per_view", or "none"). ``counting="round"`` is our earlier rule: k = round(k% x
+pixels), ties taken in camera-then-pixel order (deterministic everywhere).
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .errors import VLAScopeError
 from .regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 
 NORMALIZATIONS = ("count", "mass")
+COUNTINGS = ("toolkit", "round")
+SCALINGS = ("joint", "per_view", "none")
 
 
 def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray],
@@ -39,17 +47,53 @@ def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray]
     return cams
 
 
-def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.ndarray]:
-    """Per camera, the pixels in the joint top k% of saliency (ties broken by order).
+def top_k_count(n_pixels: int, k: float, counting: str = "toolkit") -> int:
+    """How many pixels the top k% are: the toolkit's ceil, or round."""
+    if counting == "toolkit":
+        return min(n_pixels, max(1, int(np.ceil(n_pixels * k / 100.0))))
+    if counting == "round":
+        return min(n_pixels, max(1, int(round(n_pixels * k / 100.0))))
+    raise VLAScopeError(f"unknown top-k counting '{counting}' {COUNTINGS}")
 
-    Linear time (a partition, not a sort), so NMR keeps up with a live view."""
+
+def _min_max(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi - lo < 1e-8:
+        return np.zeros_like(arr, dtype=np.float32)
+    return (arr - lo) / (hi - lo)
+
+
+def scale_maps(saliency: Mapping[str, np.ndarray], scaling: str = "joint"
+               ) -> dict[str, np.ndarray]:
+    """One step's maps min-max scaled in float32 as the toolkit does before its top-k:
+    jointly across views, per view, or not at all."""
+    maps = {c: np.asarray(m).astype(np.float32) for c, m in saliency.items()}
+    bad = [c for c, m in maps.items() if not np.all(np.isfinite(m))]
+    if bad:
+        raise VLAScopeError(f"saliency map of camera(s) {bad} has non-finite values")
+    if scaling == "none":
+        return maps
+    if scaling == "per_view":
+        return {c: _min_max(m, float(m.min()), float(m.max())) for c, m in maps.items()}
+    if scaling != "joint":
+        raise VLAScopeError(f"unknown map scaling '{scaling}' {SCALINGS}")
+    lo = min(float(m.min()) for m in maps.values())
+    hi = max(float(m.max()) for m in maps.values())
+    return {c: _min_max(m, lo, hi) for c, m in maps.items()}
+
+
+def top_k_mask(saliency: Mapping[str, np.ndarray], k: float, counting: str = "toolkit",
+               scaling: str = "joint") -> dict[str, np.ndarray]:
+    """Per camera, the pixels in the joint top k% of saliency (module docstring: counting
+    and ties). Linear time (a partition, not a sort), so NMR keeps up with a live view."""
     cams = list(saliency)
-    # float32 maps stay float32 (the same values, half the memory traffic)
-    dtype = np.result_type(*(np.asarray(saliency[c]).dtype for c in cams), np.float32)
-    flat = np.concatenate([np.asarray(saliency[c], dtype).ravel() for c in cams])
-    n_top = max(1, int(round(flat.size * k / 100.0)))
+    scaled = scale_maps(saliency, scaling)
+    flat = np.concatenate([scaled[c].ravel() for c in cams])
+    n_top = top_k_count(flat.size, k, counting)
+    chosen = np.zeros(flat.size, bool)
     if n_top >= flat.size:
-        chosen = np.ones(flat.size, bool)
+        chosen[:] = True
+    elif counting == "toolkit":
+        chosen[np.argpartition(flat, -n_top)[-n_top:]] = True
     else:
         threshold = np.partition(flat, flat.size - n_top)[flat.size - n_top]
         chosen = flat > threshold
@@ -65,15 +109,16 @@ def top_k_mask(saliency: Mapping[str, np.ndarray], k: float) -> dict[str, np.nda
 
 def nmr_at_k(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray], k: float,
              normalization: str = "count", strict: bool = False,
-             per_view: bool = False, top: Mapping[str, np.ndarray] | None = None
-             ) -> float | dict[str, float]:
+             per_view: bool = False, top: Mapping[str, np.ndarray] | None = None,
+             counting: str = "toolkit", scaling: str = "joint") -> float | dict[str, float]:
     """NMR@k of one frame (joint over cameras), or per camera with ``per_view=True``
-    (each camera's share of the joint top-k that is nuisance, over its own top-k pixels).
-    ``top``: ``top_k_mask(saliency, k)`` when the caller has it already."""
+    (each camera's share of the joint top-k that is nuisance, over its own top-k pixels:
+    NaN where the camera has none, as in the toolkit). ``top``: ``top_k_mask(saliency, k,
+    counting, scaling)`` when the caller has it already."""
     cams = _check(saliency, regions, k)
     if normalization not in NORMALIZATIONS:
         raise VLAScopeError(f"unknown normalization '{normalization}' {NORMALIZATIONS}")
-    top = top_k_mask(saliency, k) if top is None else top
+    top = top_k_mask(saliency, k, counting, scaling) if top is None else top
 
     def ratio(cs: Sequence[str]) -> float:
         num = den = 0.0
@@ -118,6 +163,8 @@ class Correlation:
 def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
               seed: int = 0, level: float = 0.95) -> Correlation:
     """Pearson and Spearman correlation with bootstrap percentile confidence intervals."""
+    from scipy import stats
+
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -140,20 +187,44 @@ def correlate(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
                        float(sr[1]))
 
 
-def _fit_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to a saliency map's size."""
+def fit_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label map resized to a saliency map's size, nearest neighbour with OpenCV as the
+    toolkit resizes its masks."""
     if labels.shape == tuple(shape):
         return labels
-    rows = (np.arange(shape[0]) * labels.shape[0] / shape[0]).astype(int)
-    cols = (np.arange(shape[1]) * labels.shape[1] / shape[1]).astype(int)
-    return labels[rows][:, cols]
+    import cv2
+
+    return cv2.resize(np.asarray(labels, np.uint8), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_NEAREST)
 
 
-def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str = "count",
-                strict: bool = False, regions: Mapping[str, np.ndarray] | None = None
-                ) -> dict[float, np.ndarray]:
+def mask_step(n_masks: int, t: int, n_steps: int) -> int:
+    """The toolkit's frame of a T_m-frame mask sequence for step t of n_steps."""
+    if n_masks == n_steps:
+        return t
+    if n_steps <= 1:
+        return 0
+    return int(round(t * (n_masks - 1) / float(n_steps - 1)))
+
+
+@dataclass
+class NMRSeries:
+    """Per-step NMR@k of one episode: joint and per camera (NaN where a camera holds none
+    of the step's top-k). Coverage, the toolkit's other column, is 1 - NMR."""
+
+    k: float
+    scores: np.ndarray  # (T,)
+    per_view: dict[str, np.ndarray]  # camera -> (T,)
+
+
+def episode_nmr_series(ep, method: str, ks: Sequence[float] = (10,),
+                       normalization: str = "count", strict: bool = False,
+                       regions: Mapping[str, np.ndarray] | None = None,
+                       counting: str = "toolkit", scaling: str = "joint"
+                       ) -> dict[float, NMRSeries]:
     """Per step NMR@k of a recorded episode from its stored saliency maps and its region maps
-    (or ``regions``: camera -> (H, W) for every step or (T, H, W), e.g. a toolkit mask)."""
+    (or ``regions``: camera -> (H, W), or (T_m, H, W) taken at the toolkit's step for each
+    of the T steps, e.g. toolkit masks), resized to the maps' size as the toolkit does."""
     from .errors import EpisodeFormatError
 
     if method not in ep.saliency_methods():
@@ -165,21 +236,33 @@ def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str
     cams = ep.saliency_cameras(method)
     if regions is not None:
         missing = [c for c in cams if c not in regions]
-        bad = [c for c in cams if c in regions and regions[c].ndim == 3
-               and len(regions[c]) != ep.n_steps]
-        if missing or bad:
-            raise EpisodeFormatError(f"{ep.path}: masks lack camera(s) {missing} or do not "
-                                     f"have {ep.n_steps} steps {bad}")
+        if missing:
+            raise EpisodeFormatError(f"{ep.path}: the masks lack camera(s) {missing}")
 
     def labels(t: int, c: str) -> np.ndarray:
         if regions is None:
             return ep.regions(t, c)
-        return regions[c][t] if regions[c].ndim == 3 else regions[c]
+        m = regions[c]
+        return m[mask_step(len(m), t, ep.n_steps)] if m.ndim == 3 else m
 
-    out = {k: np.empty(ep.n_steps) for k in ks}
+    out = {k: NMRSeries(k, np.empty(ep.n_steps), {c: np.empty(ep.n_steps) for c in cams})
+           for k in ks}
     for t in range(ep.n_steps):
         sal = {c: ep.saliency(method, c, t) for c in cams}
-        reg = {c: _fit_labels(labels(t, c), sal[c].shape) for c in cams}
+        reg = {c: fit_labels(labels(t, c), sal[c].shape) for c in cams}
         for k in ks:
-            out[k][t] = nmr_at_k(sal, reg, k, normalization=normalization, strict=strict)
+            top = top_k_mask(sal, k, counting, scaling)
+            opts = {"normalization": normalization, "strict": strict, "top": top}
+            out[k].scores[t] = nmr_at_k(sal, reg, k, **opts)
+            for c, v in nmr_at_k(sal, reg, k, per_view=True, **opts).items():
+                out[k].per_view[c][t] = v
     return out
+
+
+def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str = "count",
+                strict: bool = False, regions: Mapping[str, np.ndarray] | None = None,
+                counting: str = "toolkit", scaling: str = "joint") -> dict[float, np.ndarray]:
+    """Per step NMR@k (joint over cameras) for each k: ``episode_nmr_series``'s scores."""
+    series = episode_nmr_series(ep, method, ks, normalization, strict, regions, counting,
+                                scaling)
+    return {k: s.scores for k, s in series.items()}

@@ -1,120 +1,214 @@
-"""Files of the ISS/NMR toolkit, both ways, so a result can be checked against it.
+"""Files of the ISS/NMR toolkit, both ways, in exactly its layout (its ``io/artifacts.py`` and
+``io/episode.py`` read and write these; checked against files its code wrote, in
+tests/data/toolkit/episode/):
 
-The toolkit stitches camera views side by side (left to right, in camera order) into one
-image per frame, and so do its files:
+- ``iss/iss_heatmaps.npz``: one (T, H, W) float32 array per view name (every step of the
+  episode) and ``meta_json``, a 0-d string holding a JSON object;
+- ``masks/mask_{view}_rgb.npy``: one (T_m, H, W) integer array per view, 0 nuisance,
+  1 support, 2 action-critical (``regions.to_toolkit`` / ``from_toolkit``); the toolkit
+  takes mask frame round(t (T_m - 1) / (T - 1)) for step t and resizes nearest;
+- ``nmr/nmr@{k}pct.json`` / ``.csv``: per-step NMR@k, per view, and top-k coverage.
 
-- heatmaps ``.npz``: ``heatmaps`` (T, H, W_total) float32, ``frame_indices`` (T,) int, and,
-  when we write it, ``views`` (camera names) and ``view_widths`` so the stitching can be
-  undone without guessing. A file without them is split into equal widths.
-- masks ``.npy``: (H, W_total) or (T, H, W_total) uint8 with 0 nuisance, 1 support,
-  2 action-critical (``regions.to_toolkit`` / ``from_toolkit``).
+Anything else is refused with a message that says what was expected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json_atomic, write_text_atomic
 from .errors import EpisodeFormatError
 from .regions import from_toolkit, to_toolkit
 
-
-def stitch(per_view: Mapping[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
-    """Views side by side along the last axis, in ``cameras`` order (equal heights)."""
-    heights = {per_view[c].shape[-2] for c in cameras}
-    if len(heights) != 1:
-        raise EpisodeFormatError(f"views of different heights cannot be stitched: {heights}")
-    return np.concatenate([per_view[c] for c in cameras], axis=-1)
-
-
-def unstitch(array: np.ndarray, cameras: Sequence[str],
-             widths: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """Split a stitched array (..., H, W_total) back into views."""
-    total = array.shape[-1]
-    if widths is None:
-        if total % len(cameras):
-            raise EpisodeFormatError(f"width {total} does not split into {len(cameras)} equal "
-                                     "views; give the view widths")
-        widths = [total // len(cameras)] * len(cameras)
-    if sum(widths) != total or len(widths) != len(cameras):
-        raise EpisodeFormatError(f"view widths {list(widths)} do not add up to the stitched "
-                                 f"width {total} for cameras {list(cameras)}")
-    edges = np.cumsum([0, *widths])
-    return {c: array[..., a:b] for c, a, b in zip(cameras, edges[:-1], edges[1:], strict=True)}
+HEATMAPS = Path("iss") / "iss_heatmaps.npz"
+MASKS = Path("masks")
+META_KEY = "meta_json"
+EXPECTED_HEATMAPS = ("the toolkit's iss/iss_heatmaps.npz: one (T, H, W) float array per view "
+                     "name and a 'meta_json' string")
+EXPECTED_MASKS = ("the toolkit's masks: a folder with mask_{view}_rgb.npy per view (or its "
+                  "parent), each a (T, H, W) integer array of 0 nuisance, 1 support, 2 action")
 
 
-def _atomic_save(path: Path, save: Callable[[BinaryIO], None]) -> Path:
+def mask_name(view: str) -> str:
+    return f"mask_{view}_rgb.npy"
+
+
+def k_slug(k: float) -> str:
+    """The toolkit's name for k percent in file names: 10 -> '10pct', 2.5 -> '2p5pct'."""
+    return f"{float(k):g}".replace(".", "p") + "pct"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # numpy adds no suffix to a file
-        save(f)
+        np.save(f, array, allow_pickle=False)
     return path
 
 
-def write_heatmaps(path: str | Path, maps: Mapping[str, np.ndarray], cameras: Sequence[str],
-                   frame_indices: Sequence[int]) -> Path:
-    """maps: camera -> (T, H, W) for the frames ``frame_indices``."""
-    stitched = stitch({c: np.asarray(maps[c], np.float32) for c in cameras}, cameras)
-    if stitched.ndim != 3 or len(frame_indices) != stitched.shape[0]:
-        raise EpisodeFormatError(f"need one (H, W) map per frame: {stitched.shape} for "
-                                 f"{len(frame_indices)} frames")
-    arrays = {"heatmaps": stitched, "frame_indices": np.asarray(frame_indices, np.int64),
-              "views": np.asarray(list(cameras)),
-              "view_widths": np.asarray([maps[c].shape[-1] for c in cameras], np.int64)}
-    return _atomic_save(Path(path), lambda f: np.savez_compressed(f, **arrays))
+def write_heatmaps(folder: str | Path, maps: Mapping[str, np.ndarray],
+                   meta: Mapping[str, Any]) -> Path:
+    """``folder/iss/iss_heatmaps.npz`` from camera -> (T, H, W) maps of every step."""
+    arrays: dict[str, np.ndarray] = {}
+    for view, m in maps.items():
+        m = np.asarray(m, np.float32)
+        if view == META_KEY or m.ndim != 3:
+            raise EpisodeFormatError(f"view '{view}': need a (T, H, W) map per view, got "
+                                     f"{m.shape}")
+        arrays[view] = m
+    if len({m.shape[0] for m in arrays.values()}) != 1:
+        raise EpisodeFormatError("every view needs a map for the same number of steps")
+    arrays[META_KEY] = np.asarray(json.dumps(dict(meta), indent=2))
+    path = Path(folder) / HEATMAPS
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
 
 
-def read_heatmaps(path: str | Path, cameras: Sequence[str] | None = None
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """-> (camera -> (T, H, W) float32, frame indices). ``cameras`` names the views of a file
-    that does not name them itself."""
+def heatmaps_file(path: str | Path) -> Path:
+    """The heatmap file a user named: the .npz itself, its ``iss/`` folder, or the output
+    folder above it."""
     path = Path(path)
-    if not path.is_file():
-        raise EpisodeFormatError(f"{path}: no such heatmap file")
+    for candidate in (path, path / HEATMAPS.name, path / HEATMAPS):
+        if candidate.is_file():
+            return candidate
+    raise EpisodeFormatError(f"{path}: no iss_heatmaps.npz there; expected {EXPECTED_HEATMAPS}")
+
+
+def read_heatmaps(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """-> (view -> (T, H, W) float32, meta). Refuses VLAScope's earlier stitched layout,
+    non-finite maps, and views of different lengths."""
+    path = heatmaps_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise EpisodeFormatError(f"{path}: not a readable .npz heatmap file ({e})") from e
-    if "heatmaps" not in data:
-        raise EpisodeFormatError(f"{path}: no 'heatmaps' array (has: {sorted(data)})")
-    heat = data["heatmaps"].astype(np.float32)
-    if heat.ndim == 2:
-        heat = heat[None]
-    if heat.ndim != 3:
-        raise EpisodeFormatError(f"{path}: heatmaps must be (T, H, W), got {heat.shape}")
-    views = [str(v) for v in data["views"]] if "views" in data else list(cameras or [])
-    if not views:
-        raise EpisodeFormatError(f"{path}: the file does not name its views; give the cameras")
-    if cameras is not None and list(cameras) != views:
-        raise EpisodeFormatError(f"{path}: views {views} do not match cameras {list(cameras)}")
-    widths = [int(w) for w in data["view_widths"]] if "view_widths" in data else None
-    frames = data.get("frame_indices", np.arange(len(heat)))
-    if len(frames) != len(heat):
-        raise EpisodeFormatError(f"{path}: {len(frames)} frame indices for {len(heat)} maps")
-    return unstitch(heat, views, widths), np.asarray(frames, np.int64)
+    except (OSError, ValueError, EOFError) as e:
+        raise EpisodeFormatError(f"{path}: not a readable .npz file ({e}); expected "
+                                 f"{EXPECTED_HEATMAPS}") from e
+    if "heatmaps" in data and "frame_indices" in data:
+        raise EpisodeFormatError(f"{path}: this is VLAScope's earlier stitched layout "
+                                 "(views side by side in one 'heatmaps' array); export it "
+                                 f"again with `vlascope toolkit-export`. Expected "
+                                 f"{EXPECTED_HEATMAPS}")
+    meta = _meta(path, data.pop(META_KEY, None))
+    if not data:
+        raise EpisodeFormatError(f"{path}: no view arrays; expected {EXPECTED_HEATMAPS}")
+    maps = {}
+    for view, m in data.items():
+        if m.ndim != 3 or not np.issubdtype(m.dtype, np.floating) or 0 in m.shape:
+            raise EpisodeFormatError(f"{path}: '{view}' is {m.dtype} {m.shape}, not a (T, H, "
+                                     f"W) float array; expected {EXPECTED_HEATMAPS}")
+        if not np.all(np.isfinite(m)):
+            raise EpisodeFormatError(f"{path}: '{view}' holds non-finite values (NaN or inf)")
+        maps[view] = m.astype(np.float32)
+    lengths = {v: len(m) for v, m in maps.items()}
+    if len(set(lengths.values())) != 1:
+        raise EpisodeFormatError(f"{path}: views have different numbers of steps {lengths}")
+    return maps, meta
 
 
-def write_masks(path: str | Path, labels: Mapping[str, np.ndarray],
-                cameras: Sequence[str]) -> Path:
-    """Our region labels per camera ((H, W) or (T, H, W)) -> one stitched toolkit mask."""
-    mask = to_toolkit(stitch(labels, cameras)).astype(np.uint8)
-    return _atomic_save(Path(path), lambda f: np.save(f, mask, allow_pickle=False))
-
-
-def read_masks(path: str | Path, cameras: Sequence[str],
-               widths: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """A toolkit mask file -> our region labels per camera."""
-    path = Path(path)
-    if not path.is_file():
-        raise EpisodeFormatError(f"{path}: no such mask file")
+def _meta(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
+        raise EpisodeFormatError(f"{path}: no '{META_KEY}'; expected {EXPECTED_HEATMAPS}")
     try:
-        mask = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EpisodeFormatError(f"{path}: not a readable .npy mask ({e})") from e
-    if mask.ndim not in (2, 3) or not np.issubdtype(mask.dtype, np.integer):
-        raise EpisodeFormatError(f"{path}: masks must be integer (H, W) or (T, H, W), got "
-                                 f"{mask.dtype} {mask.shape}")
-    return unstitch(from_toolkit(mask), cameras, widths)
+        meta = json.loads(str(raw[()]) if raw.ndim == 0 else "")
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise EpisodeFormatError(f"{path}: '{META_KEY}' is not a JSON string ({e})") from e
+    if not isinstance(meta, dict):
+        raise EpisodeFormatError(f"{path}: '{META_KEY}' is not a JSON object")
+    return meta
+
+
+def write_masks(folder: str | Path, labels: Mapping[str, np.ndarray]) -> list[Path]:
+    """Our region labels per camera ((T, H, W)) -> ``folder/masks/mask_{view}_rgb.npy``."""
+    paths = []
+    for view, lab in labels.items():
+        lab = np.asarray(lab)
+        if lab.ndim != 3:
+            raise EpisodeFormatError(f"view '{view}': masks need (T, H, W) labels, got "
+                                     f"{lab.shape}")
+        paths.append(_save_npy(Path(folder) / MASKS / mask_name(view),
+                               to_toolkit(lab).astype(np.uint8)))
+    return paths
+
+
+def masks_folder(path: str | Path, views: Sequence[str]) -> Path:
+    """The mask folder a user named: the folder itself, the output folder above it, or one
+    of its mask_{view}_rgb.npy files."""
+    path = Path(path)
+    names = {mask_name(v) for v in views}
+    if path.is_file():
+        if path.name not in names:
+            raise EpisodeFormatError(f"{path}: not a toolkit mask file name (expected one of "
+                                     f"{sorted(names)}); expected {EXPECTED_MASKS}")
+        return path.parent
+    for candidate in (path, path / MASKS):
+        if candidate.is_dir() and any((candidate / n).is_file() for n in names):
+            return candidate
+    raise EpisodeFormatError(f"{path}: no {', '.join(sorted(names))} there; expected "
+                             f"{EXPECTED_MASKS}")
+
+
+def read_masks(path: str | Path, views: Sequence[str]) -> dict[str, np.ndarray]:
+    """The toolkit's mask files for ``views`` -> our region labels per view, (T_m, H, W)."""
+    folder = masks_folder(path, views)
+    out = {}
+    for view in views:
+        file = folder / mask_name(view)
+        if not file.is_file():
+            raise EpisodeFormatError(f"{folder}: missing {mask_name(view)} for view '{view}'; "
+                                     f"expected {EXPECTED_MASKS}")
+        try:
+            mask = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise EpisodeFormatError(f"{file}: not a readable .npy mask ({e})") from e
+        if (not isinstance(mask, np.ndarray) or mask.ndim != 3 or 0 in mask.shape
+                or not np.issubdtype(mask.dtype, np.integer)):
+            raise EpisodeFormatError(f"{file}: {getattr(mask, 'dtype', '?')} "
+                                     f"{getattr(mask, 'shape', '?')} is not a (T, H, W) integer "
+                                     f"mask; expected {EXPECTED_MASKS}")
+        try:
+            out[view] = from_toolkit(mask)
+        except ValueError as e:
+            raise EpisodeFormatError(f"{file}: {e}") from e
+    return out
+
+
+def write_nmr(folder: str | Path, k: float, scores: np.ndarray,
+              per_view: Mapping[str, np.ndarray], scaling: str) -> tuple[Path, Path]:
+    """``folder/nmr@{k}pct.json`` and ``.csv`` with the toolkit's keys and columns
+    (coverage = 1 - NMR: the top-k share inside support and action regions)."""
+    views = list(per_view)
+    nmr = np.asarray(scores, np.float32)
+    cov = (1.0 - np.asarray(scores, np.float64)).astype(np.float32)
+    view_nmr = {v: np.asarray(per_view[v], np.float32) for v in views}
+    view_cov = {v: (1.0 - np.asarray(per_view[v], np.float64)).astype(np.float32)
+                for v in views}
+    payload = {
+        "scores": nmr.tolist(),
+        "per_view_scores": {v: a.tolist() for v, a in view_nmr.items()},
+        "coverage_scores": cov.tolist(),
+        "per_view_coverage_scores": {v: a.tolist() for v, a in view_cov.items()},
+        "mean_score": float(np.nanmean(nmr)),
+        "mean_coverage": float(np.nanmean(cov)),
+        "k_percent": float(k),
+        "k_pixels": 0,
+        "normalize": scaling,
+        "definition": "nmr@k = 1 - fraction(ISS top-k pixels inside green+blue mask); "
+                      "lower is better",
+    }
+    base = Path(folder) / f"nmr@{k_slug(k)}"
+    json_path = write_json_atomic(base.with_suffix(".json"), payload)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["step", "nmr", *[f"nmr_{v}" for v in views], "coverage_green_blue",
+                     *[f"coverage_green_blue_{v}" for v in views]])
+    for t in range(len(nmr)):
+        writer.writerow([t, float(nmr[t]), *[float(view_nmr[v][t]) for v in views],
+                         float(cov[t]), *[float(view_cov[v][t]) for v in views]])
+    return json_path, write_text_atomic(base.with_suffix(".csv"), text.getvalue())

@@ -44,7 +44,7 @@ class SaliencySettings:
     p_keep: float = 0.3
     sigma: float = 10.0
     grid: int = 7
-    estimator: str = "improved"
+    estimator: str = "toolkit-improved"
     seed: int = 0
     opacity: float = 0.5
     k: float = 10.0

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from vlascope.core.annotation import read_label_png, write_label_png
 from vlascope.core.errors import VLAScopeError
-from vlascope.core.metrics import top_k_mask
+from vlascope.core.metrics import fit_labels, mask_step, top_k_mask
 from vlascope.core.regions import (
     ACTION_CRITICAL,
     LABEL_COLORS,
@@ -203,10 +203,11 @@ class RegionDock(Panel):
         col.addLayout(row)
         row = QHBoxLayout()
         self.import_button = QPushButton("Import...")
-        self.import_button.setToolTip("toolkit .npy masks or a PNG label map")
+        self.import_button.setToolTip("the toolkit's masks (mask_{view}_rgb.npy) or a PNG "
+                                      "label map")
         self.export_button = QPushButton("Export...")
-        self.export_button.setToolTip("toolkit .npy masks (all steps) or a PNG label map "
-                                      "(this frame)")
+        self.export_button.setToolTip("a folder of the toolkit's masks (all steps) or a PNG "
+                                      "label map (this frame)")
         self.saved = QLabel("")
         self.saved.setObjectName("regions-saved")
         for w in (self.import_button, self.export_button, self.saved):
@@ -537,7 +538,8 @@ class RegionDock(Panel):
             self.annotation.clear(self.camera, self.ws.step)
 
     def export_file(self, path: str | Path) -> Path:
-        """``.npy``: toolkit masks of every step and camera; ``.png``: this frame's labels."""
+        """``.png``: this frame's labels; otherwise a folder that receives the toolkit's
+        ``masks/mask_{view}_rgb.npy`` of every step."""
         ann, path = self.annotation, Path(path)
         if ann is None:
             raise VLAScopeError("nothing to export: run or open an episode")
@@ -545,30 +547,34 @@ class RegionDock(Panel):
             return write_label_png(path, ann.labels(self.camera, self.ws.step))
         steps = range(ann.n_steps)
         labels = {c: np.stack([ann.labels(c, t) for t in steps]) for c in ann.cameras}
-        return write_masks(path, labels, ann.cameras)
+        return write_masks(path, labels)[0].parent
 
     def import_file(self, path: str | Path) -> int:
-        """The counterpart of ``export_file``: the labels become edits over the seed."""
+        """The counterpart of ``export_file`` (a mask folder or one of its files): the
+        labels become edits over the seed, mask frames taken for each step and resized as
+        the toolkit does."""
         ann, path = self.annotation, Path(path)
         if ann is None:
             raise VLAScopeError("nothing to import into: run or open an episode")
         if path.suffix.lower() == ".png":
             return ann.import_labels({self.camera: read_label_png(path)[None]}, [self.ws.step])
-        widths = [ann.shapes[c][1] for c in ann.cameras]
-        masks = read_masks(path, ann.cameras, widths)
-        if next(iter(masks.values())).ndim == 2:  # one frame: this step
-            return ann.import_labels({c: m[None] for c, m in masks.items()}, [self.ws.step])
-        return ann.import_labels(masks, list(range(ann.n_steps)))
+        masks = read_masks(path, ann.cameras)
+        steps = range(ann.n_steps)
+        fitted = {c: np.stack([fit_labels(m[mask_step(len(m), t, ann.n_steps)], ann.shapes[c])
+                               for t in steps]) for c, m in masks.items()}
+        return ann.import_labels(fitted, list(steps))
 
     def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import regions", "",
-                                              "Region maps (*.npy *.png)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import regions", "",
+            "Toolkit masks (mask_*_rgb.npy);;PNG label map (*.png)")
         if path:
             self._guard(lambda: self.import_file(path), f"imported {path}")
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export regions", "regions.npy",
-                                              "Toolkit masks (*.npy);;PNG label map (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export regions (a folder for toolkit masks)", "toolkit",
+            "Toolkit masks folder (*);;PNG label map (*.png)")
         if path:
             self._guard(lambda: self.export_file(path), f"exported {path}")
 

@@ -36,8 +36,10 @@ class SaliencyDock(Panel):
         self.method.addItems(list(METHODS))
         self.estimator = QComboBox()
         self.estimator.addItems(list(ESTIMATORS))
-        self.estimator.setToolTip("improved: stratified masks + control variate, same map "
-                                  "with fewer forward passes")
+        self.estimator.setToolTip("toolkit: the ISS toolkit's own definition; "
+                                  "toolkit-improved: the same map with fewer forward passes "
+                                  "(stratified masks + control variate); rise*: our earlier "
+                                  "per-camera masks")
         self.n_masks = QSpinBox()
         self.n_masks.setRange(1, 100000)
         self.p_keep = QDoubleSpinBox()

@@ -1,20 +1,26 @@
 """Interventional Saliency Scores (ISS), as defined by the ISS/NMR paper and its toolkit,
 with better estimators of the same quantity.
 
-Pixel ISS for one frame: N random masks m_k (1 keep, 0 drop; a coarse Bernoulli grid per
-camera, upsampled bilinearly, joint across cameras), dropped pixels filled with a Gaussian
-blur of the frame, divergence d_k = mean squared difference between the perturbed and the
-unperturbed action chunk, and per camera
+Pixel ISS for one frame: N random masks m_k (1 keep, 0 drop), dropped pixels filled with a
+Gaussian blur of the frame, divergence d_k = mean squared difference between the perturbed
+and the unperturbed action chunk, and per camera
 
-    S = sum_k d_k (1 - m_k) / (N (1 - p_keep))                       ("plain", the toolkit's)
+    S = sum_k d_k (1 - m_k) / (N (1 - p_keep))
 
-"improved" estimates the same expectation with less variance: stratified masks (every grid
-cell dropped in exactly N (1 - p_keep) masks) and the mean divergence as a control variate,
-
-    S = sum_k (d_k - mean d) (1 - m_k) / (N (1 - p_keep)) + mean d.
+Estimators (``ESTIMATORS``):
+- ``toolkit``: the toolkit's own definition, value for value (strip.py: one Bernoulli grid
+  across the views side by side, cv2 bilinear upsampling, cv2 blur, truncation);
+- ``toolkit-improved``: the same expectation under the same mask distribution with less
+  variance: stratified cells (every strip cell dropped in exactly N (1 - p_keep) masks) and
+  the mean divergence as a control variate,
+      S = sum_k (d_k - mean d) (1 - m_k) / (N (1 - p_keep)) + mean d;
+- ``rise`` / ``rise-improved``: our earlier estimators, per-camera RISE masks with a random
+  shift (masks.py), rounding; a different mask distribution, so a different expected map
+  (kept for results made with them).
 
 Token ISS replaces visual tokens (a Bernoulli subset) by their modality mean embedding
-through the policy's ``tokens.visual`` hook and maps the scores back onto each camera grid.
+through the policy's ``tokens.visual`` hook and maps the scores back onto each camera grid
+(``*-improved``: stratified subsets and the control variate).
 """
 
 from __future__ import annotations
@@ -29,12 +35,12 @@ from torch.nn import functional as F
 
 from ..errors import CancelledError, ObservationError, VLAScopeError
 from ..policy import Observation, Policy, check_action_chunks, common_noise
-from .blur import gaussian_blur
-from .masks import grid_keep, upsample
+from . import ESTIMATORS
+from .masks import RisePerturbation
+from .strip import ToolkitPerturbation
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
-ESTIMATORS = ("plain", "improved")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class ISSConfig:
     grid: int = 7
     p_keep: float = 0.3
     sigma: float = 10.0  # blur of the fill, in pixels of the policy's image
-    estimator: str = "plain"
+    estimator: str = "toolkit"
     batch_size: int = 50  # forward passes per policy call: bounds memory for any N
     seed: int = 0
 
@@ -102,45 +108,32 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
     base = policy.batch_infer([obs])
     action_dim = np.asarray(base).shape[-1]
     base = check_action_chunks(base, 1, action_dim)[0]
-    rng = np.random.default_rng(config.seed)
-    stratified = config.estimator == "improved"
     n = config.n_masks
-    cells = {c: grid_keep(n, config.grid, config.p_keep, rng, stratified) for c in cams}
-    image = {c: torch.from_numpy(obs.images[c]).permute(2, 0, 1)[None].float() for c in cams}
-    blurred = {c: gaussian_blur(image[c], config.sigma) for c in cams}
-    weighted = {c: torch.zeros(obs.images[c].shape[:2], dtype=torch.float64) for c in cams}
-    dropped = {c: torch.zeros(obs.images[c].shape[:2], dtype=torch.float64) for c in cams}
+    family = ToolkitPerturbation if config.estimator.startswith("toolkit") else RisePerturbation
+    source = family(obs.images, cams, n, config.grid, config.p_keep, config.sigma,
+                    config.seed, stratified=config.estimator.endswith("improved"))
     divergences = np.empty(n)
     for start in range(0, n, config.batch_size):
         if should_cancel is not None and should_cancel():
             raise CancelledError(f"ISS cancelled after {start} of {n} masks")
         end = min(n, start + config.batch_size)
-        keep, perturbed = {}, {}
-        for c in cams:
-            keep[c] = upsample(cells[c][start:end], obs.images[c].shape[:2], rng)
-            mixed = blurred[c] + keep[c][:, None] * (image[c] - blurred[c])
-            perturbed[c] = mixed.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            perturbed[c] = perturbed[c].numpy()
+        perturbed = source.batch(start, end)
         batch = [replace(obs, images={**obs.images, **{c: perturbed[c][i] for c in cams}})
                  for i in range(end - start)]
         acts = check_action_chunks(policy.batch_infer(batch), end - start, action_dim)
-        d = _divergence(acts, base)
-        divergences[start:end] = d
-        dt = torch.from_numpy(d)
-        for c in cams:
-            drop = 1.0 - keep[c].double()
-            weighted[c] += torch.einsum("k,khw->hw", dt, drop)
-            dropped[c] += drop.sum(0)
+        divergences[start:end] = _divergence(acts, base)
+        source.add(divergences[start:end])
         if progress is not None:
             progress(end, n)
+    weighted, dropped = source.sums()
     norm = n * (1.0 - config.p_keep)
-    mean_d = float(divergences.mean())
+    mean_d = divergences.mean()
     maps = {}
     for c in cams:
-        s = weighted[c] / norm
-        if config.estimator == "improved":
-            s = (weighted[c] - mean_d * dropped[c]) / norm + mean_d
-        maps[c] = s.float().numpy()
+        if config.estimator.endswith("improved"):  # the mean divergence as control variate
+            maps[c] = ((weighted[c] - mean_d * dropped[c]) / norm + mean_d).astype(np.float32)
+        else:
+            maps[c] = (weighted[c] / norm).astype(np.float32)
     return SaliencyMaps(maps, f"iss-{config.estimator}", n + 1, base, divergences,
                         asdict(config))
 
@@ -192,7 +185,7 @@ def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: 
     base = check_action_chunks(base, 1, action_dim)[0]
     n_tok = sum(int(np.prod(layout[c]["grid"])) for c in cams)
     rng = np.random.default_rng(config.seed)
-    if config.estimator == "improved":
+    if config.estimator.endswith("improved"):
         keep_all = np.ones((config.n_masks, n_tok), np.float32)
         n_drop = int(round(config.n_masks * (1 - config.p_keep)))
         for t in range(n_tok):
@@ -218,9 +211,9 @@ def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: 
             if progress is not None:
                 progress(end, config.n_masks)
     drop = 1.0 - keep_all
-    w = divergences - (divergences.mean() if config.estimator == "improved" else 0.0)
+    w = divergences - (divergences.mean() if config.estimator.endswith("improved") else 0.0)
     scores = (w[:, None] * drop).sum(0) / (config.n_masks * (1 - config.p_keep))
-    if config.estimator == "improved":
+    if config.estimator.endswith("improved"):
         scores += divergences.mean()
     return SaliencyMaps(grid_scores_to_maps(scores, layout, obs),
                         f"token-iss-{config.estimator}", config.n_masks + 1, base,
