@@ -6,6 +6,9 @@ at the seam) and cut into views; the fill is ``cv2.GaussianBlur`` with a kernel 
 2 round(3 sigma) + 1; the blend ``orig keep + blur (1 - keep)`` is computed in float32 and
 truncated to uint8. The arithmetic follows the toolkit's own code (checked against numbers
 its code produced: tests/data/toolkit/), so the same seed gives the same masks and maps.
+One difference, in cost only: the toolkit pads a short last batch with copies of its last
+item; we send the short batch (the same maps for any policy whose answer for an item does
+not depend on the rest of its batch).
 
 ``stratified=True`` keeps that distribution per cell but drops every strip cell in exactly
 round(N (1 - p_keep)) masks (the ``toolkit-improved`` estimator)."""
