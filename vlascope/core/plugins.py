@@ -132,8 +132,8 @@ def _guarded(call: Callable[..., Any], method: str, label: str) -> Callable[...,
             raise error from e
         if method == "batch_infer":
             observations = args[0] if args else next(iter(kwargs.values()), None)
-            _check_batch(result, len(observations) if observations is not None else None,
-                         label)
+            _check_batch(result, len(observations) if hasattr(observations, "__len__")
+                         else None, label)
         return result
 
     run._vlascope_guarded = True  # type: ignore[attr-defined]
@@ -147,13 +147,10 @@ def _check_batch(result: Any, rows: int | None, label: str) -> None:
         arr = np.asarray(result)
     except Exception:  # noqa: BLE001 - e.g. a tensor on a GPU
         arr = None
-    if arr is not None and arr.dtype.kind in "biuf" and arr.ndim in (2, 3) \
-            and (rows is None or arr.shape[0] == rows):
+    numeric = arr is not None and arr.dtype.kind in "biuf"
+    if numeric and arr.ndim in (2, 3) and (rows is None or arr.shape[0] == rows):
         return
-    got = (f"an array of shape {arr.shape} ({arr.dtype})"
-           if isinstance(result, np.ndarray) and arr is not None
-           else f"a {type(result).__name__}"
-           + (f" of shape {arr.shape}" if arr is not None and arr.dtype.kind in "biuf" else ""))
+    got = f"a {type(result).__name__}" + (f" of shape {arr.shape}" if numeric else "")
     raise PluginError(f"{label} returned {got} from batch_infer(), expected numbers of shape "
                       f"({rows if rows is not None else 'batch'}, horizon, action_dim)")
 
