@@ -138,7 +138,11 @@ class Controller(QObject):
             if then_play:
                 self.play()
 
-        self.engine.submit("reset", job, on_done=done, on_error=self._fail("Could not start"))
+        def failed(message: str, details: str) -> None:
+            self._live_done = True  # the worker has no rollout now: play starts a fresh one
+            self._fail("Could not start")(message, details)
+
+        self.engine.submit("reset", job, on_done=done, on_error=failed)
 
     def step_once(self) -> None:
         """Simulate one step (starting a rollout when none is running)."""

@@ -128,9 +128,10 @@ class Engine(QObject):
             result = job.fn(self.session, JobContext(self, job))
         except CancelledError as e:
             self.cancelled.emit(job.id, str(e))
-        except VLAScopeError as e:
-            self.failed.emit(job.id, str(e), "")
-        except Exception as e:  # noqa: BLE001 - a plugin's bug must not kill the app
+        except VLAScopeError as e:  # a plugin's failure carries its traceback as details
+            self.failed.emit(job.id, str(e), e.details)
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's bug (or its
+            # sys.exit) must not end the worker thread and with it the app
             self.failed.emit(job.id, f"{type(e).__name__}: {e}", traceback.format_exc())
         else:
             if job.cancel.is_set():

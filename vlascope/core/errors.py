@@ -4,6 +4,11 @@
 class VLAScopeError(Exception):
     """Base of every error caused by bad input rather than a bug."""
 
+    # A traceback or longer explanation behind the one-line message: the GUI shows it under
+    # "Show Details", the CLI leaves it out. An attribute, not an argument, so the error
+    # still pickles across worker processes.
+    details: str = ""
+
 
 class UnknownNameError(VLAScopeError, KeyError):
     """A task, variant, camera, scene or policy name that does not exist."""
@@ -21,7 +26,8 @@ class EpisodeFormatError(VLAScopeError):
 
 
 class PluginError(VLAScopeError):
-    """A plugin that failed to import or to build its scene or policy."""
+    """A plugin that failed to import, to build its scene or policy, or while running (see
+    ``plugins.guard``): the message names the plugin."""
 
 
 class ObservationError(VLAScopeError, ValueError):

@@ -137,7 +137,7 @@ class LiveRollout:
         if self._chunk is None or self._idx >= min(self._n_exec, len(self._chunk)):
             with self._applied.hooks(self.t), self._capturing():
                 acts = self.policy.batch_infer([policy_obs])
-            self._chunk = check_action_chunks(acts, 1, self.scene.action_dim)[0]
+            self._chunk = check_action_chunks(acts, 1, self.scene.action_dim, self.policy)[0]
             self._idx = 0
             if self._capture is not None:  # steps that reuse a chunk repeat these
                 self._activations = dict(self._capture.last)

@@ -10,10 +10,16 @@ registers factories through module-level dicts::
     POLICIES = {"my_policy": load_my_policy}   # factory(**options) -> Policy
 
 A factory that cannot load without a checkpoint folder sets ``needs_weights = True``.
+
+What a factory builds is guarded (``guard``): an exception or ``sys.exit()`` in one of the
+contract's calls, or ``batch_infer`` results that are not arrays of actions, become a
+``PluginError`` that names the plugin, so the CLI prints one line and the GUI a dialog.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import inspect
 import os
@@ -25,7 +31,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import PluginError, UnknownNameError
+import numpy as np
+
+from .errors import PluginError, UnknownNameError, VLAScopeError
 
 KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
 # First-party plugins that ship in plugins/ but are installed separately (big dependencies):
@@ -47,6 +55,12 @@ FIRST_PARTY = {
     ("policy", "reference-metaworld"): _METAWORLD,
 }
 _FOLDER_DICTS = {"policy": "POLICIES", "scene": "SCENES"}
+# The contract's calls into plugin code that ``guard`` wraps. Optional capabilities (hooks,
+# layers, token layouts) are left untouched, so what the docks look up stays as it is.
+GUARDED_CALLS = {"policy": ("batch_infer", "reset"),
+                 "scene": ("tasks", "variants", "reset", "step", "observe", "success", "close")}
+# Set on a guarded object: how errors name it (``policy.check_action_chunks`` reads it).
+LABEL_ATTR = "vlascope_plugin"
 
 
 @dataclass
@@ -56,10 +70,16 @@ class PluginEntry:
     source: str  # "entry point (dist)" or a file path
     factory: Callable[..., Any] | None = None
     error: str | None = None
+    origin: str = ""  # where its code is: a plugin file, or an entry point's module:object
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def label(self) -> str:
+        """How errors name it: ``policy plugin 'name' (origin)``."""
+        return f"{self.kind} plugin '{self.name}'" + (f" ({self.origin})" if self.origin else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "source": self.source,
@@ -76,9 +96,63 @@ def accepts(factory: Callable[..., Any], name: str) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: it called sys.exit({'' if exc.code is None else repr(exc.code)})"
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return " ".join(f"{type(exc).__name__}: {exc}{where}".split())
+
+
+def guard(obj: Any, kind: str, label: str) -> Any:
+    """Make the contract's calls into a plugin's object (``GUARDED_CALLS``) fail as a
+    ``PluginError`` naming it, with the plugin's traceback as ``details``: any exception
+    or ``sys.exit()`` (KeyboardInterrupt passes; a ``VLAScopeError`` already says what is
+    wrong and passes as it is), and a ``batch_infer`` result that is not an array of one
+    action chunk per observation. The calls are wrapped on the object itself, so its type,
+    attributes and optional capabilities stay what the plugin made them."""
+    with contextlib.suppress(AttributeError, TypeError):  # __slots__ or frozen: left as is
+        for method in GUARDED_CALLS.get(kind, ()):
+            call = getattr(obj, method, None)
+            if callable(call) and not getattr(call, "_vlascope_guarded", False):
+                setattr(obj, method, _guarded(call, method, label))
+        setattr(obj, LABEL_ATTR, label)
+    return obj
+
+
+def _guarded(call: Callable[..., Any], method: str, label: str) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = call(*args, **kwargs)
+        except VLAScopeError:
+            raise
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's fault, named
+            error = PluginError(f"{label} failed in {method}(): {_one_line(e)}")
+            error.details = traceback.format_exc()
+            raise error from e
+        if method == "batch_infer":
+            observations = args[0] if args else next(iter(kwargs.values()), None)
+            _check_batch(result, len(observations) if hasattr(observations, "__len__")
+                         else None, label)
+        return result
+
+    run._vlascope_guarded = True  # type: ignore[attr-defined]
+    return run
+
+
+def _check_batch(result: Any, rows: int | None, label: str) -> None:
+    """What every policy must return whatever the scene: numbers shaped (rows, horizon,
+    action_dim), or (rows, action_dim); ``check_action_chunks`` checks the action size."""
+    try:
+        arr = np.asarray(result)
+    except Exception:  # noqa: BLE001 - e.g. a tensor on a GPU
+        arr = None
+    numeric = arr is not None and arr.dtype.kind in "biuf"
+    if numeric and arr.ndim in (2, 3) and (rows is None or arr.shape[0] == rows):
+        return
+    got = f"a {type(result).__name__}" + (f" of shape {arr.shape}" if numeric else "")
+    raise PluginError(f"{label} returned {got} from batch_infer(), expected numbers of shape "
+                      f"({rows if rows is not None else 'batch'}, horizon, action_dim)")
 
 
 def default_plugin_dirs() -> list[Path]:
@@ -100,7 +174,8 @@ class PluginRegistry:
         for kind, group in KINDS.items():
             for ep in entry_points(group=group):
                 dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
-                entry = PluginEntry(kind, ep.name, f"entry point ({dist}: {ep.value})")
+                entry = PluginEntry(kind, ep.name, f"entry point ({dist}: {ep.value})",
+                                    origin=ep.value)
                 try:
                     entry.factory = ep.load()
                 except BaseException as e:  # noqa: BLE001 - a plugin must never kill us
@@ -147,13 +222,14 @@ class PluginRegistry:
             raise PluginError(f"{kind} plugin '{name}' takes no {', '.join(refused)} "
                               f"option{why}")
         try:
-            return entry.factory(**options)
+            built = entry.factory(**options)
         except BaseException as e:  # noqa: BLE001
             if isinstance(e, KeyboardInterrupt):
                 raise
             if isinstance(e, PluginError):
                 raise
             raise PluginError(f"{kind} plugin '{name}' failed to load: {_one_line(e)}") from e
+        return guard(built, kind, entry.label)
 
     def create_scene(self, name: str, **options: Any) -> Any:
         return self.create("scene", name, **options)
@@ -194,7 +270,8 @@ def _load_folder(folder: Path) -> list[PluginEntry]:
                 found = True
                 ok = callable(factory)
                 out.append(PluginEntry(kind, str(name), str(path), factory if ok else None,
-                                       None if ok else f"{attr}['{name}'] is not callable"))
+                                       None if ok else f"{attr}['{name}'] is not callable",
+                                       origin=str(path)))
         if not found:
             out.append(PluginEntry("unknown", path.stem, str(path),
                                    error="defines neither SCENES nor POLICIES"))

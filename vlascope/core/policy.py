@@ -89,17 +89,24 @@ def common_noise(policy: Any) -> Iterator[None]:
         yield
 
 
-def check_action_chunks(actions: Any, batch: int, action_dim: int) -> np.ndarray:
-    """Validate a policy's output so a bad plugin fails with a message, not deep in the runner."""
-    arr = np.asarray(actions, dtype=np.float64)
+def check_action_chunks(actions: Any, batch: int, action_dim: int,
+                        policy: Any = None) -> np.ndarray:
+    """Validate a policy's output so a bad plugin fails with a message, not deep in the
+    runner; given the ``policy``, the message names its plugin."""
+    who = getattr(policy, "vlascope_plugin", None) or "policy"  # plugins.LABEL_ATTR
+    try:
+        arr = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ObservationError(f"{who} returned a {type(actions).__name__}, expected action "
+                               f"chunks of shape ({batch}, horizon, {action_dim})") from None
     if arr.ndim == 2:  # a policy that returns one action per observation
         arr = arr[:, None, :]
     if arr.ndim != 3 or arr.shape[0] != batch or arr.shape[2] != action_dim:
         raise ObservationError(
-            f"policy returned actions of shape {np.shape(actions)}, expected "
+            f"{who} returned actions of shape {np.shape(actions)}, expected "
             f"({batch}, horizon, {action_dim})")
     if not np.all(np.isfinite(arr)):
-        raise ObservationError("policy returned non-finite actions")
+        raise ObservationError(f"{who} returned non-finite actions")
     return arr
 
 
