@@ -132,10 +132,10 @@ def test_openvla_oft_says_what_is_missing(registry, tmp_path):
     for f in ("config.json", "dataset_statistics.json"):
         (folder / f).write_text("{}")
     with pytest.raises(PluginError, match="openvla-oft is not installed.*pip install -e"):
-        registry.create_policy("openvla-oft", weights=str(folder))
+        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
     with pytest.raises(PluginError, match="missing dataset_statistics.json"):
         (folder / "dataset_statistics.json").unlink()
-        registry.create_policy("openvla-oft", weights=str(folder))
+        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
 
 
 @pytest.mark.slow
