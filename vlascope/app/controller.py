@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from vlascope.core.errors import VLAScopeError
+from vlascope.core.errors import CheckpointCodeRequired, VLAScopeError
 from vlascope.core.live import StepRecord
 from vlascope.core.recording import LiveRecording
 from vlascope.core.session import Session
@@ -54,6 +54,10 @@ class Controller(QObject):
         self._pending_saliency: set[tuple[str, int]] = set()
         self.steering: list[dict[str, Any]] = []  # interventions the sliders hold
         self._hook_names: set[str] = set()
+        # Asked before a checkpoint's own code runs (the window sets a dialog); the answer
+        # per folder holds for the session, so the question comes once.
+        self.ask_code: Callable[[CheckpointCodeRequired], bool] = lambda e: False
+        self._code_answers: dict[str, bool] = {}
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
 
     # helpers ----------------------------------------------------------------------------
@@ -82,12 +86,28 @@ class Controller(QObject):
         self.weights = weights
         self.policy_state.emit("loading")
 
-        def job(session: Session, ctx: JobContext) -> tuple[str, str, list]:
-            session.load_policy(name, device, weights)
-            return name if weights is None else f"{name} ({Path(weights).name})", \
-                session.policy_device(), session.policy_hook_points()
+        def job_allowing(folder: str | None) -> Callable[[Session, JobContext], Any]:
+            def job(session: Session, ctx: JobContext) -> Any:
+                if folder is not None:
+                    session.allow_code(folder)
+                try:
+                    session.load_policy(name, device, weights)
+                except CheckpointCodeRequired as e:
+                    return e  # asked on the GUI thread, then loaded again or not
+                return name if weights is None else f"{name} ({Path(weights).name})", \
+                    session.policy_device(), session.policy_hook_points()
+            return job
 
-        def done(result: tuple[str, str, list]) -> None:
+        def done(result: Any) -> None:
+            if isinstance(result, CheckpointCodeRequired):
+                if self._may_run_code(result):
+                    self.engine.submit("load-policy", job_allowing(result.folder),
+                                       on_done=done, on_error=failed)
+                else:
+                    failed(f"{result.family}: nothing loaded: {result.folder} ships its own "
+                           "code and you chose not to run it (asked once per folder in a "
+                           "session; restart the app to be asked again)", "")
+                return
             label, dev, hooks = result
             if self.steering and {p.name for p in hooks} != self._hook_names:
                 self.steering = []  # its hook points belong to the previous policy
@@ -108,7 +128,13 @@ class Controller(QObject):
                 self.weights = previous[2]
             self._fail("Could not load the policy")(message, details)
 
-        self.engine.submit("load-policy", job, on_done=done, on_error=failed)
+        self.engine.submit("load-policy", job_allowing(None), on_done=done, on_error=failed)
+
+    def _may_run_code(self, needed: CheckpointCodeRequired) -> bool:
+        """The user's answer for this folder: asked the first time, remembered after."""
+        if needed.folder not in self._code_answers:
+            self._code_answers[needed.folder] = bool(self.ask_code(needed))
+        return self._code_answers[needed.folder]
 
     # rollouts ---------------------------------------------------------------------------
     def reset(self, then_play: bool = False) -> None:

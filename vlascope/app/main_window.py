@@ -12,6 +12,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
 
+from vlascope.core.errors import CheckpointCodeRequired
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.session import Session, default_recordings_dir
 from vlascope.core.workspace import Workspace
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         self._make_status_bar()
 
         self.controller.error.connect(self.show_error)
+        self.controller.ask_code = self.ask_checkpoint_code
         self.controller.status.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.controller.fps_changed.connect(lambda f: self.fps_label.setText(f"{f:5.1f} steps/s"))
         self.controller.policy_state.connect(self._policy_state)
@@ -319,6 +321,20 @@ class MainWindow(QMainWindow):
         self.dialogs.append(box)
 
     # feedback ---------------------------------------------------------------------------
+    def ask_checkpoint_code(self, needed: CheckpointCodeRequired) -> bool:
+        """Whether to run a checkpoint's own code: the question names the folder; No (the
+        default) loads nothing."""
+        why = f" ({needed.why})" if needed.why else ""
+        answer = QMessageBox.question(
+            self, "Run the checkpoint's own code?",
+            f"The {needed.family} checkpoint in\n\n{needed.folder}\n\nships its own Python "
+            f"code{why}. Loading it runs that code with your permissions.\n\nRun it? Answer "
+            "Yes only if you trust where this folder came from; you are asked once per folder "
+            "in this session.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def show_error(self, title: str, message: str, details: str = "") -> None:
         self.dialogs = [d for d in self.dialogs if d.isVisible()]
         self.dialogs.append(show_error(self, title, message, details))

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
+    """``atomic_path`` for files that belong together (weights and their config): every
+    file is written to its temporary first, then they replace their targets one after the
+    other, so a failure while writing leaves all the old files. The renames are not one
+    step; files that must agree also carry a shared id that their reader checks
+    (``vlascope.core.tensor_files.check_pair``)."""
+    with ExitStack() as stack:
+        yield tuple(stack.enter_context(atomic_path(p)) for p in paths)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

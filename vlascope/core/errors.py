@@ -36,3 +36,18 @@ class ObservationError(VLAScopeError, ValueError):
 
 class CancelledError(VLAScopeError):
     """Long work stopped because the user asked for it."""
+
+
+class CheckpointCodeRequired(PluginError):
+    """A checkpoint that ships its own Python code, which loading it would run. VLAScope
+    runs it only when the user says so: the CLI with ``--policy-option
+    trust_remote_code=1``, the app after asking once per folder. An adapter raises this
+    before it imports or runs anything from the folder."""
+
+    def __init__(self, folder: str, family: str, why: str = ""):
+        self.folder, self.family, self.why = str(folder), family, why
+        super().__init__(
+            f"{family}: the checkpoint {self.folder} ships its own code"
+            f"{f' ({why})' if why else ''}, which loading it would run; VLAScope runs a "
+            "checkpoint's code only when you allow it: if you trust this folder, pass "
+            "--policy-option trust_remote_code=1 (the app asks)")

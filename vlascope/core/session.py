@@ -46,6 +46,12 @@ class Session:
         self.policy_key: tuple = ()
         self.live: LiveRollout | None = None
         self._explainers: dict[tuple, Callable] = {}
+        self.code_allowed: set[str] = set()  # checkpoint folders whose own code may run
+
+    def allow_code(self, folder: str | Path) -> None:
+        """The user allowed this checkpoint folder's own code (asked after the adapter
+        raised CheckpointCodeRequired); later loads of it pass ``trust_remote_code``."""
+        self.code_allowed.add(str(Path(folder).expanduser().resolve()))
 
     # loading ----------------------------------------------------------------------------
     def load_scene(self, name: str) -> Scene:
@@ -67,6 +73,8 @@ class Session:
                 options["device"] = device
             if weights is not None:  # the registry says so if the policy takes none
                 options["weights"] = weights
+                if str(Path(weights).expanduser().resolve()) in self.code_allowed:
+                    options["trust_remote_code"] = True
             policy = self.registry.create_policy(name, **options)
             self.stop()
             self.policy, self.policy_key = policy, key

@@ -87,6 +87,8 @@ def import_smolvla() -> dict[str, object]:
         config = importlib.import_module("lerobot.policies.smolvla.configuration_smolvla")
         modeling = importlib.import_module("lerobot.policies.smolvla.modeling_smolvla")
         processor = importlib.import_module("lerobot.processor")
+        # registers SmolVLA's own step (smolvla_new_line_processor) in LeRobot's registry
+        importlib.import_module("lerobot.policies.smolvla.processor_smolvla")
         converters = importlib.import_module("lerobot.processor.converters")
         configs = importlib.import_module("lerobot.configs.policies")
     except ImportError as e:

@@ -28,10 +28,12 @@ import numpy as np
 import torch
 
 from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
+from vlascope.adapters.checkpoint_code import refuse_hub_code
 from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
 from .compat import import_smolvla
+from .processors import check_processors
 
 FAMILY = "SmolVLA"
 RESID_WHY = ("LeRobot's layer loop adds the residual from the layer's input, not from "
@@ -48,7 +50,7 @@ def resolve_vlm(folder: Path, vlm: str | None, saved: str) -> str:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(saved, local_files_only=True)
+        AutoConfig.from_pretrained(saved, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise PluginError(
             f"{FAMILY}: the checkpoint's VLM '{saved}' is not on this machine and VLAScope "
@@ -72,6 +74,7 @@ class SmolVLAAdapter(AdapterPolicy):
                 raise PluginError(f"{FAMILY}: {folder} has no {name} (LeRobot 0.4 checkpoints "
                                   "carry their normalisation there; convert an older one with "
                                   "LeRobot's processor migration script)")
+        check_processors(folder)  # before LeRobot imports any class they name
         try:
             cfg = lr["PreTrainedConfig"].from_pretrained(folder)
         except Exception as e:  # noqa: BLE001 - draccus raises many kinds
@@ -81,6 +84,7 @@ class SmolVLAAdapter(AdapterPolicy):
             raise PluginError(f"{FAMILY}: {folder} holds a LeRobot '{cfg.type}' policy, not "
                               "smolvla")
         self.vlm_dir = resolve_vlm(folder, vlm, cfg.vlm_model_name)
+        refuse_hub_code(self.vlm_dir, FAMILY)  # LeRobot would load it without asking
         cfg.vlm_model_name, cfg.load_vlm_weights = self.vlm_dir, False
         cfg.device = str(self.device)
         if num_steps:

@@ -114,7 +114,7 @@ def test_bad_checkpoints_say_what_is_wrong(registry, obs, tmp_path):
     folder = write_tiny_vlm_head(tmp_path / "pg", "paligemma")
     spec = json.loads((folder / "vlascope_head.json").read_text())
     (folder / "vlascope_head.json").write_text(json.dumps({**spec, "hidden": 17}))
-    with pytest.raises(PluginError, match="does not fit"):
+    with pytest.raises(PluginError, match=r"does not match vlascope_head.json: net.1.weight"):
         registry.create_policy("vlm-head", weights=str(folder))
     (folder / "vlascope_head.json").write_text("{not json")
     with pytest.raises(PluginError, match="cannot read"):
@@ -132,10 +132,10 @@ def test_openvla_oft_says_what_is_missing(registry, tmp_path):
     for f in ("config.json", "dataset_statistics.json"):
         (folder / f).write_text("{}")
     with pytest.raises(PluginError, match="openvla-oft is not installed.*pip install -e"):
-        registry.create_policy("openvla-oft", weights=str(folder))
+        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
     with pytest.raises(PluginError, match="missing dataset_statistics.json"):
         (folder / "dataset_statistics.json").unlink()
-        registry.create_policy("openvla-oft", weights=str(folder))
+        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
 
 
 @pytest.mark.slow

@@ -5,6 +5,11 @@ is not copied here): the checkpoint folder is loaded with openvla-oft's ``get_vl
 and actions come from its ``get_vla_action`` (prompt, centre crop, un-normalisation with
 ``dataset_statistics.json`` under ``unnorm_key``), one observation at a time.
 
+openvla-oft's ``get_vla`` loads the checkpoint with ``trust_remote_code=True``: the folder's
+own Python files (``modeling_prismatic.py``, ...) run. So the adapter loads only when the
+user allowed that (``trust_remote_code=1``; the app asks once per folder), else it raises
+``CheckpointCodeRequired`` before importing anything.
+
 Hook points: ``tokens.visual`` is the projector's output (256 patches per image, cameras in
 order), ``vlm.{i}.*`` the Llama-2 layers. The action chunk is deterministic (L1 head).
 """
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 
 from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
+from vlascope.adapters.checkpoint_code import require_code_allowed
 from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
@@ -48,8 +54,11 @@ class OpenVLAOFTPolicy(AdapterPolicy):
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  dtype: str = "auto", seed: int = 0, cameras: str | Sequence[str] | None = None,
-                 unnorm_key: str = "libero_spatial_no_noops", n_action_steps: int | None = None):
+                 unnorm_key: str = "libero_spatial_no_noops", n_action_steps: int | None = None,
+                 trust_remote_code: object = False):
         folder = require_folder(weights, FAMILY, ["config.json", "dataset_statistics.json"])
+        require_code_allowed(folder, FAMILY, trust_remote_code,
+                             "openvla-oft loads it with trust_remote_code")
         mods = openvla_oft_modules()
         if not list(folder.glob("action_head--*checkpoint.pt")):
             raise PluginError(f"{FAMILY}: {folder} has no action_head--*_checkpoint.pt (the "

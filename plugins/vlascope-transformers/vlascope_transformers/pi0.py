@@ -47,8 +47,10 @@ class Pi0Policy(AdapterPolicy):
         proc = read_json(folder / "processor_config.json", FAMILY)
         try:
             self.model = PI0ForConditionalGeneration.from_pretrained(
-                folder, dtype=self.dtype, local_files_only=True).to(self.device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                folder, dtype=self.dtype, local_files_only=True,
+                trust_remote_code=False).to(self.device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                                           trust_remote_code=False)
         except (OSError, ValueError) as e:
             raise PluginError(f"{FAMILY}: cannot load {folder} ({e})") from e
         cfg = self.model.config

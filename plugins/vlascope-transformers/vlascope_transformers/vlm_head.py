@@ -5,7 +5,10 @@ Checkpoint folder: the VLM as ``save_pretrained`` writes it (config, weights, to
 processor) plus ``vlascope_head.json`` and ``action_head.safetensors``: an MLP that reads
 the last layer's hidden state at the prompt's last token, concatenated with the normalised
 state, and regresses a whole chunk of actions in parallel (an L1 head, as OpenVLA-OFT's).
-``write_action_head`` writes that pair for a head trained elsewhere.
+``write_action_head`` writes that pair for a head trained elsewhere, atomically as a pair
+(both to temporaries, then renamed, each carrying one pair id the loader checks); the loader
+checks the head's sizes against the weights' header before it builds the head. A VLM whose
+files name their own code (``auto_map``) loads only with ``trust_remote_code=1``.
 
 Observation mapping: the VLM's own processor (resize, normalisation, image-token expansion);
 the prompt is ``prompt`` from the head file with ``{images}`` (one placeholder per camera)
@@ -26,9 +29,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
+from vlascope.adapters.checkpoint_code import hub_code, require_code_allowed, trust_choice
 from vlascope.adapters.hooks import fixed_positions
-from vlascope.core.errors import PluginError
+from vlascope.core.atomic import atomic_paths
+from vlascope.core.errors import PluginError, VLAScopeError
 from vlascope.core.policy import Observation
+from vlascope.core.tensor_files import (
+    PAIR_KEY,
+    check_pair,
+    check_shapes,
+    new_pair_id,
+    read_header,
+)
 
 from .common import check_transformers, normalise, read_json, stack_images, stats, unnormalise
 
@@ -58,12 +70,22 @@ class ActionHead(nn.Module):
 
 def write_action_head(folder: str | Path, head: ActionHead, spec: dict) -> None:
     """Write ``vlascope_head.json`` + ``action_head.safetensors`` next to a saved VLM."""
-    folder = Path(folder)
+    folder, pair = Path(folder), new_pair_id()
     spec = {"format": HEAD_FORMAT, "version": 1, "horizon": head.horizon,
-            "action_dim": head.action_dim, **spec}
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()},
-              str(folder / HEAD_WEIGHTS))
-    (folder / HEAD_JSON).write_text(json.dumps(spec, indent=2))
+            "action_dim": head.action_dim, **spec, PAIR_KEY: pair}
+    with atomic_paths(folder / HEAD_WEIGHTS, folder / HEAD_JSON) as (weights, config):
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(weights),
+                  metadata={PAIR_KEY: pair})
+        config.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+
+
+def head_shapes(d_model: int, state_dim: int, hidden: int, horizon: int,
+                action_dim: int) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes ``ActionHead(...)`` has, to check a file before building one."""
+    d = d_model + state_dim
+    return {"net.0.weight": (d,), "net.0.bias": (d,), "net.1.weight": (hidden, d),
+            "net.1.bias": (hidden,), "net.3.weight": (horizon * action_dim, hidden),
+            "net.3.bias": (horizon * action_dim,)}
 
 
 def _find(model: nn.Module, paths: Sequence[str]) -> nn.Module | None:
@@ -83,11 +105,14 @@ class VLMActionPolicy(AdapterPolicy):
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
                  dtype: str = "auto", seed: int = 0, cameras: str | Sequence[str] | None = None,
-                 n_action_steps: int | None = None):
+                 n_action_steps: int | None = None, trust_remote_code: object = False):
         check_transformers(FAMILY)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         folder = require_folder(weights, FAMILY, ["config.json", HEAD_JSON, HEAD_WEIGHTS])
+        trust, code = trust_choice(trust_remote_code, FAMILY), hub_code(folder)
+        if code:
+            require_code_allowed(folder, FAMILY, trust, f"auto_map in {', '.join(code)}")
         super().__init__(device, dtype, seed)
         spec = read_json(folder / HEAD_JSON, FAMILY)
         if spec.get("format") != HEAD_FORMAT:
@@ -95,8 +120,10 @@ class VLMActionPolicy(AdapterPolicy):
                               f"file (format '{spec.get('format')}', expected {HEAD_FORMAT})")
         try:
             self.model = AutoModelForImageTextToText.from_pretrained(
-                folder, dtype=self.dtype, local_files_only=True).to(self.device).eval()
-            self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+                folder, dtype=self.dtype, local_files_only=True,
+                trust_remote_code=trust).to(self.device).eval()
+            self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True,
+                                                           trust_remote_code=trust)
         except (OSError, ValueError, KeyError) as e:
             raise PluginError(f"{FAMILY}: cannot load the VLM in {folder} ({e})") from e
         try:
@@ -106,6 +133,14 @@ class VLMActionPolicy(AdapterPolicy):
         except (KeyError, TypeError, ValueError) as e:
             raise PluginError(f"{FAMILY}: {folder / HEAD_JSON} lacks {e}") from e
         d_model = self.model.config.get_text_config().hidden_size
+        try:
+            header = read_header(folder / HEAD_WEIGHTS)
+            check_pair(header, spec.get(PAIR_KEY), folder / HEAD_WEIGHTS, folder / HEAD_JSON)
+            check_shapes(header, head_shapes(d_model, self.state_dim, hidden, self.horizon,
+                                             self.action_dim),
+                         folder / HEAD_WEIGHTS, folder / HEAD_JSON)
+        except VLAScopeError as e:
+            raise PluginError(f"{FAMILY}: {e}") from e
         self.head = ActionHead(d_model, self.state_dim, hidden, self.horizon, self.action_dim)
         try:
             self.head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))

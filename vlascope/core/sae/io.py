@@ -1,5 +1,8 @@
 """Saving and loading SAEs: a folder with ``sae.safetensors`` (weights and z-scoring stats)
-and ``sae.json`` (config, report, metadata), both written atomically."""
+and ``sae.json`` (config, report, metadata), written atomically as a pair: both to
+temporaries, then renamed, each carrying one pair id that the loader checks. The loader
+reads the tensor shapes from the weights' header and checks the config against them before
+it allocates anything of the config's size."""
 
 from __future__ import annotations
 
@@ -9,14 +12,18 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_paths
 from ..errors import VLAScopeError
+from ..tensor_files import PAIR_KEY, check_pair, check_shapes, new_pair_id, read_header
 from .model import SAE, SAEConfig, SAEReport
 
 FORMAT = "vlascope-sae"
 VERSION = 1
 WEIGHTS, META = "sae.safetensors", "sae.json"
 TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std", "feature_scale", "feature_mean")
+# Far above any model's width (SmolVLA 960, pi0 2048, OpenVLA 4096) and any expansion used;
+# a config beyond them is a damaged or hostile file, refused before anything is allocated.
+MAX_D_IN, MAX_EXPANSION = 1 << 16, 1 << 10
 
 
 class SAEMismatchError(VLAScopeError):
@@ -36,7 +43,8 @@ def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
     state = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous()
              for name in TENSORS}
     metadata = {**sae.metadata, **(extra or {})}
-    meta = {"format": FORMAT, "version": VERSION, "config": sae.cfg.to_dict(),
+    pair = new_pair_id()
+    meta = {"format": FORMAT, "version": VERSION, PAIR_KEY: pair, "config": sae.cfg.to_dict(),
             "report": sae.report.as_dict() if sae.report is not None else None,
             "metadata": metadata}
     try:
@@ -44,9 +52,9 @@ def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
     except (TypeError, ValueError) as e:
         raise VLAScopeError(f"SAE metadata for {folder} is not JSON-serialisable: {e}") from e
     try:
-        with atomic_path(folder / WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT})
-        write_text_atomic(folder / META, text + "\n")
+        with atomic_paths(folder / WEIGHTS, folder / META) as (weights, config):
+            save_file(state, str(weights), metadata={"format": FORMAT, PAIR_KEY: pair})
+            config.write_text(text + "\n", encoding="utf-8")
     except OSError as e:
         raise VLAScopeError(f"cannot write the SAE to {folder}: {e}") from e
     return folder
@@ -66,6 +74,13 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise VLAScopeError(f"{meta_path} has SAE format version {meta.get('version')}; "
                             f"this vlascope reads up to {VERSION}, update it")
     return meta
+
+
+def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes an SAE of ``cfg`` has (as ``SAE(cfg)`` would make them)."""
+    d, m = cfg.d_in, cfg.d_sae
+    return {"W_enc": (m, d), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,), "mean": (d,),
+            "std": (d,), "feature_scale": (m,), "feature_mean": (m,)}
 
 
 def load_sae(path: str | Path, *, layer: str | None = None, pooling: str | None = None,
@@ -91,22 +106,21 @@ def load_sae(path: str | Path, *, layer: str | None = None, pooling: str | None 
     if pooling is not None and pooling != cfg.pooling:
         raise SAEMismatchError(f"the SAE in {folder} was trained on '{cfg.pooling}' pooled "
                                f"activations, not '{pooling}'")
+    if cfg.d_in > MAX_D_IN or cfg.expansion > MAX_EXPANSION:
+        raise VLAScopeError(f"{folder / META} asks for an SAE of d_in={cfg.d_in}, expansion="
+                            f"{cfg.expansion} (at most {MAX_D_IN} and {MAX_EXPANSION}): "
+                            "damaged or not an SAE config")
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise VLAScopeError(f"no SAE weights at {weights}")
+    header = read_header(weights)
+    check_pair(header, meta.get(PAIR_KEY), weights, folder / META)
+    check_shapes(header, expected_shapes(cfg), weights, folder / META)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise VLAScopeError(f"{weights} is corrupt or not a safetensors file ({e})") from e
     sae = SAE(cfg)
-    missing = [k for k in TENSORS if k not in state]
-    if missing:
-        raise VLAScopeError(f"{weights} lacks {', '.join(missing)}")
-    expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
-    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in TENSORS
-             if tuple(state[k].shape) != expected[k]]
-    if wrong:
-        raise VLAScopeError(f"{weights} does not match its config: {'; '.join(wrong)}")
     if not all(bool(torch.isfinite(state[k]).all()) for k in TENSORS):
         raise VLAScopeError(f"{weights} holds non-finite values")
     sae.load_state_dict({k: state[k].float() for k in TENSORS}, strict=True)

@@ -23,8 +23,8 @@ class InstructionEncoder:
         hf_logging.disable_progress_bar()
 
         path = str(get_model_path())
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        self.model = AutoModel.from_pretrained(path, trust_remote_code=False).eval().to(device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.max_tokens = max_tokens
