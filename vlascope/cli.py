@@ -132,12 +132,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_paths(out: Path, task: str, variant: str, seeds: Sequence[int]) -> list[Path]:
+def _record_paths(out: Path, policy: str, task: str, variant: str,
+                  seeds: Sequence[int]) -> list[Path]:
+    """Where ``record`` writes: ``out`` itself for one episode named ``*.h5``, else one
+    file per seed in the folder ``out``, named by policy, task, variant and seed so that
+    runs of different policies into one folder never collide."""
     if len(seeds) == 1 and out.suffix in (".h5", ".hdf5"):
         return [out]
     from .core.episode import safe_name
 
-    return [out / f"{safe_name(task)}__{safe_name(variant)}__seed{s}.h5" for s in seeds]
+    stem = f"{safe_name(policy)}__{safe_name(task)}__{safe_name(variant)}"
+    return [out / f"{stem}__seed{s}.h5" for s in seeds]
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Fail before any work if an output exists and ``--overwrite`` was not given (the
+    writers check again when publishing, for a file that appears meanwhile)."""
+    from .core.errors import OutputExistsError
+
+    taken = [p for p in paths if p.exists() or p.is_symlink()]
+    if taken and not overwrite:
+        if len(taken) == 1:
+            raise OutputExistsError(taken[0])
+        raise VLAScopeError(f"{len(taken)} outputs already exist ({taken[0]}, ...); not "
+                            "replacing them (--overwrite replaces them)")
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -150,12 +168,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         task = scene.task(args.task).name
         variant = scene.variant(args.variant).name
         seeds = list(range(args.seed, args.seed + args.episodes))
-        paths = _record_paths(Path(args.out), task, variant, seeds)
+        paths = _record_paths(Path(args.out), args.policy, task, variant, seeds)
+        _refuse_existing(paths, args.overwrite)
         results = []
         for seed, path in tqdm(list(zip(seeds, paths, strict=True)), desc="record",
                                unit="episode", disable=None):
             res = rollout(scene, policy, task, seed, variant, record_to=path,
-                          policy_name=args.policy, max_steps=args.max_steps)
+                          policy_name=args.policy, max_steps=args.max_steps,
+                          overwrite=args.overwrite)
             results.append(res)
             if not args.json:
                 print(f"{path}: {'success' if res.success else 'failure'} "
@@ -673,20 +693,23 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Until the inspector window exists: roll out every task once, record, write a preview."""
     import numpy as np
-    from PIL import Image
 
     from .core.episode import Episode
     from .core.regions import colorize
     from .core.runner import rollout
 
+    from .core.atomic import save_image_atomic
+    from .core.episode import safe_name
+
     scene, policy = _open(args)
     out = Path(args.out)
     rows = []
     with scene:
-        for spec in scene.tasks():
-            path = out / f"{spec.name}.h5"
+        paths = [out / f"{safe_name(spec.name)}.h5" for spec in scene.tasks()]
+        _refuse_existing([*paths, out / "preview.png"], args.overwrite)
+        for spec, path in zip(scene.tasks(), paths, strict=True):
             res = rollout(scene, policy, spec.name, args.seed, args.variant, record_to=path,
-                          policy_name=args.policy)
+                          policy_name=args.policy, overwrite=args.overwrite)
             print(f"{spec.name:<22} {'success' if res.success else 'failure':<8} "
                   f"{res.steps:>4} steps  {spec.instruction!r} -> {path}")
             with Episode(path) as ep:
@@ -695,7 +718,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 tiles = [ep.frame(t, cam) for t in picks] + [colorize(ep.regions(0, cam))]
                 rows.append(np.concatenate(tiles, axis=1))
     preview = out / "preview.png"
-    Image.fromarray(np.concatenate(rows, axis=0)).save(preview)
+    save_image_atomic(preview, np.concatenate(rows, axis=0))
     print(f"preview (first / middle / last frame, regions) -> {preview}")
     print("The inspector window is not built yet; these episodes will open in it.")
     return 0
@@ -734,7 +757,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--out", required=True, help="an .h5 file (one episode) or a directory")
+    p.add_argument("--out", required=True, help="an .h5 file (one episode) or a directory "
+                   "(files named POLICY__TASK__VARIANT__seedN.h5)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace episodes that exist (default: refuse)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_record)
 
@@ -965,6 +991,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="vlascope-demo")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the episodes and preview of an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
 
     from .cli_mechanistic import register

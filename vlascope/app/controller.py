@@ -472,6 +472,7 @@ class Controller(QObject):
         self.ab_state.emit("running")
 
         def job(session: Session, ctx: JobContext):
+            from vlascope.core.atomic import new_folder
             from vlascope.core.compare import compare, resolve_prompts
 
             session.stop()  # the scene is shared: publish a running rollout first
@@ -479,7 +480,7 @@ class Controller(QObject):
             policy = session.load_policy(run.policy, run.device, weights)
             task = run.task or scene.tasks()[0].name
             ivs = resolve_prompts(wanted, scene.task(task).instruction)
-            out = session.record_dir / "ab" / time.strftime("%Y%m%d-%H%M%S")
+            out = new_folder(session.record_dir / "ab", time.strftime("%Y%m%d-%H%M%S"))
             return compare(scene, policy, task, run.seed, run.variant or None, ivs, out,
                            policy_name=run.policy, should_cancel=ctx.cancelled)
 

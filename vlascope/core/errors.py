@@ -30,3 +30,12 @@ class ObservationError(VLAScopeError, ValueError):
 
 class CancelledError(VLAScopeError):
     """Long work stopped because the user asked for it."""
+
+
+class OutputExistsError(VLAScopeError):
+    """An output path that already holds a file (or folder) we may replace only when asked
+    to (``--overwrite`` on the command line, a confirmation in the GUI)."""
+
+    def __init__(self, path: object):
+        self.path = path
+        super().__init__(f"{path} already exists; not replacing it (--overwrite replaces it)")

@@ -57,7 +57,7 @@ def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
                 for k in range(episodes):
                     path = out / "episodes" / name / f"{task}__{variant}__seed{seed + k}.h5"
                     res = rollout(scene, policy, task, seed + k, variant, record_to=path,
-                                  policy_name=name)
+                                  policy_name=name, overwrite=True)  # the report's own folder
                     with Episode(path) as ep:
                         sal = episode_iss(policy, ep, iss, every=every, check=0)
                     store(str(path), sal, iss, every)
