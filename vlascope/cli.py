@@ -616,7 +616,8 @@ def _step_range(text: str | None) -> tuple[int, int] | None:
         raise VLAScopeError(f"--steps expects FIRST:LAST, got '{text}'") from e
 
 
-def _export(paths: list[str], out: str, layout, fps: float, steps, labels=()) -> Path:
+def _export(paths: list[str], out: str, layout, fps: float, steps, labels=(),
+            overwrite: bool = False) -> Path:
     from tqdm import tqdm
 
     from .core.video import export_video
@@ -627,7 +628,7 @@ def _export(paths: list[str], out: str, layout, fps: float, steps, labels=()) ->
             bar.update(done - bar.n)
 
         return export_video(paths, out, layout, fps=fps, steps=steps, labels=labels,
-                            progress=progress)
+                            progress=progress, overwrite=overwrite)
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -635,7 +636,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     paths = [args.compare, args.episode] if args.compare else [args.episode]
     labels = ("A", "B") if args.compare else ()
     out = _export(paths, args.out, _video_layout(args), args.fps, _step_range(args.steps),
-                  labels)
+                  labels, args.overwrite)
     print(f"video -> {out}")
     return 0
 
@@ -643,7 +644,11 @@ def cmd_video(args: argparse.Namespace) -> int:
 def cmd_demo_video(args: argparse.Namespace) -> int:
     """The reference policy with and without a steering intervention, side by side."""
     from .core.demo import steering_demo
+    from .core.video import check_video_output
 
+    for target in (args.out, args.gif):  # refused before the rollouts, not after
+        if target:
+            check_video_output(target, args.overwrite)
     scene, policy = _open(args)
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out.with_suffix("")
@@ -652,13 +657,14 @@ def cmd_demo_video(args: argparse.Namespace) -> int:
                          sae_steps=args.sae_steps, n_masks=args.masks, every=args.every,
                          policy_name=args.policy, say=lambda m: print(m, flush=True))
     labels = ("A (unmodified)", "B")
-    video = _export(list(demo.paths), str(out), _video_layout(args), args.fps, None, labels)
+    video = _export(list(demo.paths), str(out), _video_layout(args), args.fps, None, labels,
+                    args.overwrite)
     print(f"video -> {video}")
     if args.gif:
         small = _video_layout(args)
         small.height = args.gif_height
         gif = _export(list(demo.paths), args.gif, small, args.fps,
-                      _step_range(args.gif_steps), labels)
+                      _step_range(args.gif_steps), labels, args.overwrite)
         print(f"gif -> {gif}")
     print(json.dumps(demo.summary(), indent=2))
     return 0
@@ -677,6 +683,9 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=224, help="pixels per camera view")
     p.add_argument("--cameras", default=None, help="comma list (default: all)")
     p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file, or a PNG-frame folder written by "
+                   "vlascope (other folders are never replaced)")
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
@@ -694,12 +703,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Until the inspector window exists: roll out every task once, record, write a preview."""
     import numpy as np
 
-    from .core.episode import Episode
+    from .core.atomic import save_image_atomic
+    from .core.episode import Episode, safe_name
     from .core.regions import colorize
     from .core.runner import rollout
-
-    from .core.atomic import save_image_atomic
-    from .core.episode import safe_name
 
     scene, policy = _open(args)
     out = Path(args.out)

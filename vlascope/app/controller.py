@@ -505,9 +505,10 @@ class Controller(QObject):
 
     # video ------------------------------------------------------------------------------
     def export_video(self, paths: list[str], out: str, layout, fps: float,
-                     steps: tuple[int, int] | None, labels=()) -> None:
+                     steps: tuple[int, int] | None, labels=(), overwrite: bool = False) -> None:
         """Compose and encode in the worker, with progress and cancel; the file appears
-        only when complete."""
+        only when complete, and replaces an existing one only with ``overwrite`` (the
+        export dialog asks first)."""
         from .video import export_job
 
         def done(path: str) -> None:
@@ -523,7 +524,8 @@ class Controller(QObject):
             self.status.emit(message)
 
         self.video_progress.emit("running", 0, 0, "")
-        self.engine.submit("video", export_job(paths, out, layout, fps, steps, labels),
+        self.engine.submit("video", export_job(paths, out, layout, fps, steps, labels,
+                                                   overwrite),
                            on_done=done, on_error=failed, on_cancel=cancelled,
                            on_progress=lambda d, n: self.video_progress.emit(
                                "running", d, n, ""))

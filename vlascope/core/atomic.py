@@ -179,7 +179,7 @@ def sweep_partials(folder: str | Path, max_age_s: float = STALE_AFTER_S) -> list
             if entry.is_symlink():
                 continue
             if entry.is_dir():
-                if not _only_frames(Path(entry.path)):
+                if not is_frame_folder(Path(entry.path)):
                     continue
                 shutil.rmtree(entry.path)
             else:
@@ -194,8 +194,12 @@ FRAMES_MARKER = ".vlascope-frames"
 _FRAME = re.compile(r"^frame_\d+\.png$")
 
 
-def _only_frames(folder: Path) -> bool:
-    """Whether ``folder`` holds nothing but our PNG frames and our marker."""
+def is_frame_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a PNG-frame folder written by vlascope: our marker and nothing
+    but ``frame_NNNNN.png`` beside it."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
     names = [p.name for p in folder.iterdir()]
     return FRAMES_MARKER in names and all(
         n == FRAMES_MARKER or _FRAME.match(n) for n in names)
