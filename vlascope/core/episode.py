@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,7 @@ class EpisodeWriter:
             self._closed = True
             raise self._error(e) from e
         self._metadata = dict(metadata)
+        self._datasets: dict[str, Any] = {}
         self._n = 0
 
     def _error(self, e: BaseException) -> BaseException:
@@ -90,12 +92,13 @@ class EpisodeWriter:
 
     def _append(self, name: str, value: np.ndarray, dtype: Any, compress: bool = False) -> None:
         value = np.asarray(value, dtype=dtype)
-        if name not in self._h5:
-            self._h5.create_dataset(
+        ds = self._datasets.get(name)
+        if ds is None:  # kept open: HDF5 writes a dataset's cached chunks when its last
+            # handle goes, and a write failing there (a full disk) cannot be reported
+            ds = self._datasets[name] = self._h5.create_dataset(
                 name, shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=dtype,
                 chunks=(1, *value.shape) if compress else None,
                 **(_COMPRESSION if compress else {}))
-        ds = self._h5[name]
         if ds.shape[1:] != value.shape:
             raise VLAScopeError(f"episode field '{name}' changed shape from {ds.shape[1:]} "
                                 f"to {value.shape} at step {self._n}")
@@ -143,6 +146,8 @@ class EpisodeWriter:
             self._h5.attrs["format"] = FORMAT
             self._h5.attrs["schema"] = SCHEMA
             self._h5.attrs["metadata"] = json.dumps(self._metadata, default=json_default)
+            self._h5.flush()  # a full disk fails here, cleanly (closing would crash h5py)
+            self._datasets.clear()
             self._h5.close()
             publish(self._tmp, self.path, overwrite=self.overwrite)
         except Exception as e:
@@ -157,10 +162,24 @@ class EpisodeWriter:
             return
         self._closed = True
         try:
-            with contextlib.suppress(Exception):  # a full disk fails the final flush too
+            self._drop_unwritten()
+            with contextlib.suppress(Exception):
+                self._datasets.clear()
                 self._h5.close()
         finally:
             self._tmp.unlink(missing_ok=True)
+
+    def _drop_unwritten(self) -> None:
+        """Point the file's descriptor at /dev/null before closing: the partial file is
+        deleted anyway, and HDF5 would otherwise flush its cached chunks into a full disk
+        again (and again at exit, from object finalisers: pages of errors, then a crash)."""
+        with contextlib.suppress(Exception):
+            fd = self._h5.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
 
     def __enter__(self) -> EpisodeWriter:
         return self
