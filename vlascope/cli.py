@@ -297,12 +297,14 @@ def _overlay_png(frame, sal, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
+    from .core.atomic import save_image_atomic
+
     s = (sal - sal.min()) / max(float(np.ptp(sal)), 1e-12)
     heat = np.stack([s, 0.25 * np.ones_like(s), 1 - s], -1) * 255
     if heat.shape[:2] != frame.shape[:2]:
         heat = np.asarray(Image.fromarray(heat.astype(np.uint8)).resize(frame.shape[1::-1]))
     blend = (0.5 * frame + 0.5 * heat).astype(np.uint8)
-    Image.fromarray(np.concatenate([frame, blend], axis=1)).save(path)
+    save_image_atomic(path, np.concatenate([frame, blend], axis=1))
 
 
 def cmd_iss(args: argparse.Namespace) -> int:
