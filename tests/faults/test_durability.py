@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vlascope.core import atomic
-from vlascope.core.atomic import sweep_partials, write_text_atomic
+from vlascope.core.atomic import write_text_atomic
 from vlascope.core.episode import Episode, EpisodeWriter, update_episode
 from vlascope.core.errors import VLAScopeError
 
@@ -94,7 +94,7 @@ def test_sweep_removes_only_our_stale_partials(tmp_path):
     assert ours_stale.name not in left and ours_frames.name not in left
     assert {live.name, recent.name, foreign_dir.name, *(p.name for p in foreign)} <= left
     assert (foreign_dir / "thesis.tex").read_text() == "keep"
-    assert sweep_partials(tmp_path) == []
+    assert atomic.sweep_partials(tmp_path) == []
 
 
 def test_a_second_update_waits_for_the_first_or_fails_clearly(tmp_path):

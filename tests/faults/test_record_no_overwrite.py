@@ -12,7 +12,7 @@ import pytest
 from cli_process import run_cli
 
 from vlascope.core.episode import Episode, EpisodeWriter
-from vlascope.core.errors import OutputExistsError
+from vlascope.core.errors import VLAScopeError
 
 
 def record(*args):
@@ -61,10 +61,10 @@ def test_two_writers_of_one_name_cannot_both_publish(tmp_path):
     path = tmp_path / "ep.h5"
     first, second = _writer(path, 1), _writer(path, 2)  # both started before either ends
     first.close()
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(VLAScopeError, match="already exists"):
         second.close()
     with Episode(path) as ep:
         assert ep.metadata["who"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.h5"]  # no partial left
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(VLAScopeError, match="already exists"):
         EpisodeWriter(path, {})  # refused up front, before any rollout
