@@ -72,7 +72,8 @@ def test_step_out_of_range(recorded):
 def test_exception_keeps_previous_file(tmp_path, recorded):
     target = tmp_path / "keep.h5"
     target.write_bytes(recorded[0].read_bytes())
-    with pytest.raises(RuntimeError), EpisodeWriter(target, {"x": 1}) as w:
+    with pytest.raises(RuntimeError), EpisodeWriter(target, {"x": 1},
+                                                           overwrite=True) as w:
         w.append(state=np.zeros(4), action=np.zeros(4), action_chunk=np.zeros((1, 4)),
                  chunk_index=0, success=False)
         raise RuntimeError("crash in the middle")
@@ -88,7 +89,7 @@ def test_kill_during_write_leaves_previous_file(tmp_path, recorded):
     script = textwrap.dedent(f"""
         import numpy as np, sys
         from vlascope.core.episode import EpisodeWriter
-        w = EpisodeWriter({str(target)!r}, {{"task": "overwrite"}})
+        w = EpisodeWriter({str(target)!r}, {{"task": "overwrite"}}, overwrite=True)
         for t in range(100000):
             w.append(state=np.zeros(4), action=np.zeros(4), action_chunk=np.zeros((1, 4)),
                      chunk_index=0, success=False,

@@ -111,8 +111,8 @@ def test_cli_record_and_info(tmp_path):
     out = run_cli("record", "--policy", "expert", "--task", "pick_red", "--episodes", "2",
                   "--seed", "4", "--out", str(tmp_path / "eps"), check=True)
     files = sorted((tmp_path / "eps").glob("*.h5"))
-    assert [f.name for f in files] == ["pick_red__default__seed4.h5",
-                                       "pick_red__default__seed5.h5"]
+    assert [f.name for f in files] == ["expert__pick_red__default__seed4.h5",
+                                       "expert__pick_red__default__seed5.h5"]
     assert out.stdout.count("success") == 2
     info = json.loads(run_cli("info", str(files[0]), "--json", check=True).stdout)
     assert info["metadata"]["seed"] == 4 and info["success"] and info["steps"] > 5

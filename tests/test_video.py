@@ -95,9 +95,9 @@ def test_gif_and_png_folder(episodes, tmp_path):
         assert im.n_frames == 4
     folder = export_video(episodes[:1], tmp_path / "frames", VideoLayout(overlay="regions",
                                                                         plot="none"))
-    assert sorted(p.name for p in folder.iterdir())[:2] == ["frame_00000.png",
-                                                            "frame_00001.png"]
-    assert len(list(folder.iterdir())) == STEPS
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[:3] == [".vlascope-frames", "frame_00000.png", "frame_00001.png"]
+    assert len(names) == STEPS + 1  # the frames and the marker that makes them ours
 
 
 def test_a_cancelled_or_failed_export_leaves_no_file(episodes, tmp_path):

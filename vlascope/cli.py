@@ -133,12 +133,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_paths(out: Path, task: str, variant: str, seeds: Sequence[int]) -> list[Path]:
+def _record_paths(out: Path, policy: str, task: str, variant: str,
+                  seeds: Sequence[int]) -> list[Path]:
+    """Where ``record`` writes: ``out`` itself for one episode named ``*.h5``, else one
+    file per seed in the folder ``out``, named by policy, task, variant and seed so that
+    runs of different policies into one folder never collide."""
     if len(seeds) == 1 and out.suffix in (".h5", ".hdf5"):
         return [out]
     from .core.episode import safe_name
 
-    return [out / f"{safe_name(task)}__{safe_name(variant)}__seed{s}.h5" for s in seeds]
+    stem = f"{safe_name(policy)}__{safe_name(task)}__{safe_name(variant)}"
+    return [out / f"{stem}__seed{s}.h5" for s in seeds]
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Fail before any work if an output exists and ``--overwrite`` was not given (the
+    writers check again when publishing, for a file that appears meanwhile)."""
+    from .core.errors import OutputExistsError
+
+    taken = [p for p in paths if p.exists() or p.is_symlink()]
+    if taken and not overwrite:
+        if len(taken) == 1:
+            raise OutputExistsError(taken[0])
+        raise VLAScopeError(f"{len(taken)} outputs already exist ({taken[0]}, ...); not "
+                            "replacing them (--overwrite replaces them)")
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -151,12 +169,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         task = scene.task(args.task).name
         variant = scene.variant(args.variant).name
         seeds = list(range(args.seed, args.seed + args.episodes))
-        paths = _record_paths(Path(args.out), task, variant, seeds)
+        paths = _record_paths(Path(args.out), args.policy, task, variant, seeds)
+        _refuse_existing(paths, args.overwrite)
         results = []
         for seed, path in tqdm(list(zip(seeds, paths, strict=True)), desc="record",
                                unit="episode", disable=None):
             res = rollout(scene, policy, task, seed, variant, record_to=path,
-                          policy_name=args.policy, max_steps=args.max_steps)
+                          policy_name=args.policy, max_steps=args.max_steps,
+                          overwrite=args.overwrite)
             results.append(res)
             if not args.json:
                 print(f"{path}: {'success' if res.success else 'failure'} "
@@ -278,12 +298,14 @@ def _overlay_png(frame, sal, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
+    from .core.atomic import save_image_atomic
+
     s = (sal - sal.min()) / max(float(np.ptp(sal)), 1e-12)
     heat = np.stack([s, 0.25 * np.ones_like(s), 1 - s], -1) * 255
     if heat.shape[:2] != frame.shape[:2]:
         heat = np.asarray(Image.fromarray(heat.astype(np.uint8)).resize(frame.shape[1::-1]))
     blend = (0.5 * frame + 0.5 * heat).astype(np.uint8)
-    Image.fromarray(np.concatenate([frame, blend], axis=1)).save(path)
+    save_image_atomic(path, np.concatenate([frame, blend], axis=1))
 
 
 def cmd_iss(args: argparse.Namespace) -> int:
@@ -646,7 +668,8 @@ def _step_range(text: str | None) -> tuple[int, int] | None:
         raise VLAScopeError(f"--steps expects FIRST:LAST, got '{text}'") from e
 
 
-def _export(paths: list[str], out: str, layout, fps: float, steps, labels=()) -> Path:
+def _export(paths: list[str], out: str, layout, fps: float, steps, labels=(),
+            overwrite: bool = False) -> Path:
     from tqdm import tqdm
 
     from .core.video import export_video
@@ -657,7 +680,7 @@ def _export(paths: list[str], out: str, layout, fps: float, steps, labels=()) ->
             bar.update(done - bar.n)
 
         return export_video(paths, out, layout, fps=fps, steps=steps, labels=labels,
-                            progress=progress)
+                            progress=progress, overwrite=overwrite)
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -665,7 +688,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     paths = [args.compare, args.episode] if args.compare else [args.episode]
     labels = ("A", "B") if args.compare else ()
     out = _export(paths, args.out, _video_layout(args), args.fps, _step_range(args.steps),
-                  labels)
+                  labels, args.overwrite)
     print(f"video -> {out}")
     return 0
 
@@ -673,7 +696,11 @@ def cmd_video(args: argparse.Namespace) -> int:
 def cmd_demo_video(args: argparse.Namespace) -> int:
     """The reference policy with and without a steering intervention, side by side."""
     from .core.demo import steering_demo
+    from .core.video import check_video_output
 
+    for target in (args.out, args.gif):  # refused before the rollouts, not after
+        if target:
+            check_video_output(target, args.overwrite)
     scene, policy = _open(args)
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out.with_suffix("")
@@ -682,13 +709,14 @@ def cmd_demo_video(args: argparse.Namespace) -> int:
                          sae_steps=args.sae_steps, n_masks=args.masks, every=args.every,
                          policy_name=args.policy, say=lambda m: print(m, flush=True))
     labels = ("A (unmodified)", "B")
-    video = _export(list(demo.paths), str(out), _video_layout(args), args.fps, None, labels)
+    video = _export(list(demo.paths), str(out), _video_layout(args), args.fps, None, labels,
+                    args.overwrite)
     print(f"video -> {video}")
     if args.gif:
         small = _video_layout(args)
         small.height = args.gif_height
         gif = _export(list(demo.paths), args.gif, small, args.fps,
-                      _step_range(args.gif_steps), labels)
+                      _step_range(args.gif_steps), labels, args.overwrite)
         print(f"gif -> {gif}")
     print(json.dumps(demo.summary(), indent=2))
     return 0
@@ -707,6 +735,9 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=224, help="pixels per camera view")
     p.add_argument("--cameras", default=None, help="comma list (default: all)")
     p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file, or a PNG-frame folder written by "
+                   "vlascope (other folders are never replaced)")
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
@@ -723,9 +754,9 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Until the inspector window exists: roll out every task once, record, write a preview."""
     import numpy as np
-    from PIL import Image
 
-    from .core.episode import Episode
+    from .core.atomic import save_image_atomic
+    from .core.episode import Episode, safe_name
     from .core.regions import colorize
     from .core.runner import rollout
 
@@ -733,10 +764,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = []
     with scene:
-        for spec in scene.tasks():
-            path = out / f"{spec.name}.h5"
+        paths = [out / f"{safe_name(spec.name)}.h5" for spec in scene.tasks()]
+        _refuse_existing([*paths, out / "preview.png"], args.overwrite)
+        for spec, path in zip(scene.tasks(), paths, strict=True):
             res = rollout(scene, policy, spec.name, args.seed, args.variant, record_to=path,
-                          policy_name=args.policy)
+                          policy_name=args.policy, overwrite=args.overwrite)
             print(f"{spec.name:<22} {'success' if res.success else 'failure':<8} "
                   f"{res.steps:>4} steps  {spec.instruction!r} -> {path}")
             with Episode(path) as ep:
@@ -745,7 +777,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 tiles = [ep.frame(t, cam) for t in picks] + [colorize(ep.regions(0, cam))]
                 rows.append(np.concatenate(tiles, axis=1))
     preview = out / "preview.png"
-    Image.fromarray(np.concatenate(rows, axis=0)).save(preview)
+    save_image_atomic(preview, np.concatenate(rows, axis=0))
     print(f"preview (first / middle / last frame, regions) -> {preview}")
     print("The inspector window is not built yet; these episodes will open in it.")
     return 0
@@ -784,7 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--out", required=True, help="an .h5 file (one episode) or a directory")
+    p.add_argument("--out", required=True, help="an .h5 file (one episode) or a directory "
+                   "(files named POLICY__TASK__VARIANT__seedN.h5)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace episodes that exist (default: refuse)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_record)
 
@@ -1031,6 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="vlascope-demo")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the episodes and preview of an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
 
     from .cli_mechanistic import register

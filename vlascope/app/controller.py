@@ -502,6 +502,7 @@ class Controller(QObject):
         self.ab_state.emit("running")
 
         def job(session: Session, ctx: JobContext):
+            from vlascope.core.atomic import new_folder
             from vlascope.core.compare import compare, resolve_prompts
 
             session.stop()  # the scene is shared: publish a running rollout first
@@ -509,7 +510,7 @@ class Controller(QObject):
             policy = session.load_policy(run.policy, run.device, weights)
             task = run.task or scene.tasks()[0].name
             ivs = resolve_prompts(wanted, scene.task(task).instruction)
-            out = session.record_dir / "ab" / time.strftime("%Y%m%d-%H%M%S")
+            out = new_folder(session.record_dir / "ab", time.strftime("%Y%m%d-%H%M%S"))
             return compare(scene, policy, task, run.seed, run.variant or None, ivs, out,
                            policy_name=run.policy, should_cancel=ctx.cancelled)
 
@@ -534,9 +535,10 @@ class Controller(QObject):
 
     # video ------------------------------------------------------------------------------
     def export_video(self, paths: list[str], out: str, layout, fps: float,
-                     steps: tuple[int, int] | None, labels=()) -> None:
+                     steps: tuple[int, int] | None, labels=(), overwrite: bool = False) -> None:
         """Compose and encode in the worker, with progress and cancel; the file appears
-        only when complete."""
+        only when complete, and replaces an existing one only with ``overwrite`` (the
+        export dialog asks first)."""
         from .video import export_job
 
         def done(path: str) -> None:
@@ -552,7 +554,8 @@ class Controller(QObject):
             self.status.emit(message)
 
         self.video_progress.emit("running", 0, 0, "")
-        self.engine.submit("video", export_job(paths, out, layout, fps, steps, labels),
+        self.engine.submit("video", export_job(paths, out, layout, fps, steps, labels,
+                                                   overwrite),
                            on_done=done, on_error=failed, on_cancel=cancelled,
                            on_progress=lambda d, n: self.video_progress.emit(
                                "running", d, n, ""))

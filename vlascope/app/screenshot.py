@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vlascope.core.atomic import atomic_path
 from vlascope.core.errors import VLAScopeError
 
 PANELS = ("window", "regions", "window-regions", "features", "atlas", "ab-steer")
@@ -84,8 +85,10 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
             app.processEvents()
         elif panel in ("features", "atlas", "ab-steer"):
             _mechanistic(window, app, panel, timeout, errors)
-        if not shown.grab().save(str(out)):
-            raise VLAScopeError(f"could not write {out}")
+        fmt = Path(out).suffix.lstrip(".").upper() or "PNG"
+        with atomic_path(out) as tmp:  # the format from ``out``: ``tmp`` ends in .partial
+            if not shown.grab().save(str(tmp), fmt):
+                raise VLAScopeError(f"could not write {out}")
     finally:
         window.close()
         app.processEvents()

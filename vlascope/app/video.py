@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -27,8 +28,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vlascope.core.errors import VLAScopeError
-from vlascope.core.video import OVERLAYS, PLOTS, VideoLayout, VideoWriter, export_video
+from vlascope.core.errors import OutputExistsError, VLAScopeError
+from vlascope.core.video import (
+    OVERLAYS,
+    PLOTS,
+    VideoLayout,
+    VideoWriter,
+    check_video_output,
+    export_video,
+)
+
+from .errors import show_error
 
 
 def grab_rgb(widget: QWidget) -> np.ndarray:
@@ -158,6 +168,7 @@ class ExportDialog(QDialog):
         self.cancel.clicked.connect(lambda: controller.engine.cancel("video"))
         controller.video_progress.connect(self._progress)
         self.result: str | None = None
+        self.message: QMessageBox | None = None  # the last refusal or question shown
 
     def layout_settings(self) -> VideoLayout:
         return VideoLayout(overlay=self.overlay.currentText(), method=self.method.currentText(),
@@ -166,13 +177,39 @@ class ExportDialog(QDialog):
                            height=self.height_px.value())
 
     def start(self) -> None:
+        """Export, after the same output check as the CLI's: an existing video or frame
+        folder of ours is replaced only once the user confirms; any other folder in the
+        way is refused with a message, and nothing starts."""
+        try:
+            check_video_output(self.out.text())
+        except OutputExistsError as e:
+            self._confirm_replace(e.path)
+            return
+        except VLAScopeError as e:
+            self.message = show_error(self, "Export video", str(e))
+            return
+        self._start(overwrite=False)
+
+    def _confirm_replace(self, path: object) -> None:
+        box = QMessageBox(QMessageBox.Icon.Question, "Export video",
+                          f"{path} already exists. Replace it?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirm-replace")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        yes = box.button(QMessageBox.StandardButton.Yes)
+        box.buttonClicked.connect(lambda b: b is yes and self._start(overwrite=True))
+        box.setModal(False)
+        box.show()
+        self.message = box
+
+    def _start(self, overwrite: bool) -> None:
         paths = [self.compare.text(), self.episode] if self.compare.text() else [self.episode]
         labels = ("A", "B") if len(paths) == 2 else ()
         self.export.setEnabled(False)
         self.cancel.setEnabled(True)
         self.controller.export_video(paths, self.out.text(), self.layout_settings(),
                                      self.fps.value(), (self.first.value(), self.last.value()),
-                                     labels)
+                                     labels, overwrite)
 
     def _progress(self, state: str, done: int, total: int, path: str) -> None:
         running = state == "running"
@@ -202,13 +239,14 @@ def stored_methods(path: str) -> list[str]:
         return []
 
 
-def export_job(paths, out, layout, fps, steps, labels):
+def export_job(paths, out, layout, fps, steps, labels, overwrite=False):
     """The worker's part of an export (no model needed, but it runs in order with the
     rest so it never competes with a rollout for the disk)."""
     def job(session, ctx):
         try:
             return str(export_video(paths, out, layout, fps=fps, steps=steps, labels=labels,
-                                    progress=ctx.progress, should_cancel=ctx.cancelled))
+                                    progress=ctx.progress, should_cancel=ctx.cancelled,
+                                    overwrite=overwrite))
         except FileNotFoundError as e:
             raise VLAScopeError(str(e)) from e
     return job

@@ -57,7 +57,8 @@ def steering_demo(scene: Scene, policy: Policy, out_dir: str | Path, *, task: st
     layer = layer or (resid[len(resid) // 2] if resid else "tokens.visual")
     say(f"recording the unmodified rollout of {task} (seed {seed})")
     first = out / "capture.h5"
-    rollout(scene, policy, task, seed, record_to=first, policy_name=policy_name)
+    rollout(scene, policy, task, seed, record_to=first, policy_name=policy_name,
+            overwrite=True)  # the demo's own work folder
     with Episode(first) as ep:
         cams = list(getattr(policy, "cameras", None) or ep.cameras)
         size = getattr(policy, "image_size", None)
@@ -72,7 +73,7 @@ def steering_demo(scene: Scene, policy: Policy, out_dir: str | Path, *, task: st
     say(f"A/B with feature {feature} steered at alpha {alpha:+g}")
     steer = Steer(sae=fs.path, feature=feature, alpha=float(alpha), layer=layer)
     comp = compare(scene, policy, task, seed, None, [steer.to_dict()], out,
-                   policy_name=policy_name)
+                   policy_name=policy_name, overwrite=True)
     cfg = ISSConfig(n_masks=n_masks)
     for path in (comp.baseline.path, comp.intervened.path):
         say(f"ISS every {every} steps for {Path(path).name}")

@@ -16,17 +16,20 @@ Layout (schema 1)::
     /activations/<name>     (T, ...) float32    optional
     /saliency/<method>/<camera> (T, h, w) float32 optional
 
-Writing goes to a temporary file beside the target, renamed over it only when complete, so
-a crash leaves the previous file (or none), never a broken one.
+Writing goes to a temporary file beside the target, moved into place only when complete
+(see atomic.py), so a crash leaves the previous file (or none), never a broken one. A
+writer never replaces an existing episode unless asked to (``overwrite=True``), and takes
+its name exclusively, so two recorders cannot both publish one file. A full disk is one
+clear error, with the partial file removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,8 +39,17 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path, json_default
-from .errors import EpisodeFormatError, VLAScopeError
+from .atomic import (
+    atomic_path,
+    disk_full,
+    exclusive_lock,
+    is_disk_full,
+    json_default,
+    partial_path,
+    publish,
+    sweep_partials,
+)
+from .errors import EpisodeFormatError, OutputExistsError, VLAScopeError
 from .policy import Observation
 
 FORMAT = "vlascope-episode"
@@ -46,19 +58,33 @@ _COMPRESSION = {"compression": "gzip", "compression_opts": 1}
 
 
 class EpisodeWriter:
-    """Stream an episode to disk step by step; ``close()`` publishes it atomically."""
+    """Stream an episode to disk step by step; ``close()`` publishes it atomically.
 
-    def __init__(self, path: str | Path, metadata: dict[str, Any]):
+    Without ``overwrite`` an existing ``path`` is refused up front (before any work) and
+    again when publishing (``OutputExistsError``), so an episode is never replaced by
+    accident."""
+
+    def __init__(self, path: str | Path, metadata: dict[str, Any], *, overwrite: bool = False):
         self.path = Path(path)
+        self.overwrite = overwrite
+        if not overwrite and self.path.exists():
+            raise OutputExistsError(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._h5 = h5py.File(self._tmp, "w")
-        self._metadata = dict(metadata)
-        self._n = 0
+        sweep_partials(self.path.parent)
+        self._tmp = partial_path(self.path)
         self._closed = False
+        try:
+            self._h5 = h5py.File(self._tmp, "w")
+        except Exception as e:
+            self._tmp.unlink(missing_ok=True)
+            self._closed = True
+            raise self._error(e) from e
+        self._metadata = dict(metadata)
+        self._datasets: dict[str, Any] = {}
+        self._n = 0
+
+    def _error(self, e: BaseException) -> BaseException:
+        return disk_full(self.path) if is_disk_full(e) else e
 
     @property
     def n_steps(self) -> int:
@@ -66,12 +92,13 @@ class EpisodeWriter:
 
     def _append(self, name: str, value: np.ndarray, dtype: Any, compress: bool = False) -> None:
         value = np.asarray(value, dtype=dtype)
-        if name not in self._h5:
-            self._h5.create_dataset(
+        ds = self._datasets.get(name)
+        if ds is None:  # kept open: HDF5 writes a dataset's cached chunks when its last
+            # handle goes, and a write failing there (a full disk) cannot be reported
+            ds = self._datasets[name] = self._h5.create_dataset(
                 name, shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=dtype,
                 chunks=(1, *value.shape) if compress else None,
                 **(_COMPRESSION if compress else {}))
-        ds = self._h5[name]
         if ds.shape[1:] != value.shape:
             raise VLAScopeError(f"episode field '{name}' changed shape from {ds.shape[1:]} "
                                 f"to {value.shape} at step {self._n}")
@@ -83,7 +110,17 @@ class EpisodeWriter:
                regions: dict[str, np.ndarray] | None = None,
                segments: dict[str, np.ndarray] | None = None,
                activations: dict[str, np.ndarray] | None = None) -> None:
-        """Record one step: the observation that was acted on, and what happened."""
+        """Record one step: the observation that was acted on, and what happened. A write
+        that fails (a full disk) drops the partial file and raises."""
+        try:
+            self._append_step(state, action, action_chunk, chunk_index, success, images,
+                              regions, segments, activations)
+        except Exception as e:
+            self.discard()
+            raise self._error(e) from e
+
+    def _append_step(self, state, action, action_chunk, chunk_index, success, images,
+                     regions, segments, activations) -> None:
         self._append("steps/state", state, np.float32)
         self._append("steps/action", action, np.float32)
         self._append("steps/action_chunk", action_chunk, np.float32)
@@ -100,18 +137,22 @@ class EpisodeWriter:
         self._n += 1
 
     def close(self, extra_metadata: dict[str, Any] | None = None) -> Path:
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place (on failure nothing is left behind)."""
         if self._closed:
             return self.path
-        self._metadata.update(extra_metadata or {})
-        self._metadata["n_steps"] = self._n
-        self._h5.attrs["format"] = FORMAT
-        self._h5.attrs["schema"] = SCHEMA
-        self._h5.attrs["metadata"] = json.dumps(self._metadata, default=json_default)
-        self._h5.close()
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self.path)
+        try:
+            self._metadata.update(extra_metadata or {})
+            self._metadata["n_steps"] = self._n
+            self._h5.attrs["format"] = FORMAT
+            self._h5.attrs["schema"] = SCHEMA
+            self._h5.attrs["metadata"] = json.dumps(self._metadata, default=json_default)
+            self._h5.flush()  # a full disk fails here, cleanly (closing would crash h5py)
+            self._datasets.clear()
+            self._h5.close()
+            publish(self._tmp, self.path, overwrite=self.overwrite)
+        except Exception as e:
+            self.discard()
+            raise self._error(e) from e
         self._closed = True
         return self.path
 
@@ -121,9 +162,24 @@ class EpisodeWriter:
             return
         self._closed = True
         try:
-            self._h5.close()
+            self._drop_unwritten()
+            with contextlib.suppress(Exception):
+                self._datasets.clear()
+                self._h5.close()
         finally:
             self._tmp.unlink(missing_ok=True)
+
+    def _drop_unwritten(self) -> None:
+        """Point the file's descriptor at /dev/null before closing: the partial file is
+        deleted anyway, and HDF5 would otherwise flush its cached chunks into a full disk
+        again (and again at exit, from object finalisers: pages of errors, then a crash)."""
+        with contextlib.suppress(Exception):
+            fd = self._h5.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -292,13 +348,24 @@ def open_episode(path: str | Path) -> Episode:
 
 
 def update_episode(path: str | Path, arrays: dict[str, np.ndarray],
-                   metadata: dict[str, Any] | None = None) -> None:
+                   metadata: dict[str, Any] | None = None, *,
+                   lock_timeout_s: float = 600.0) -> None:
     """Add or replace per-step datasets (e.g. ``saliency/iss/front``) and metadata keys.
 
     Works on a copy that replaces the file only when complete: a crash leaves the episode as
-    it was, and a reader that has the old file open keeps reading the old version.
+    it was, and a reader that has the old file open keeps reading the old version. Holds
+    the episode's update lock, so a second writer waits (up to ``lock_timeout_s``, then a
+    clear error) instead of replacing the first one's additions with its own copy.
     """
     path = Path(path)
+    if not path.is_file():
+        raise EpisodeFormatError(f"{path}: no such episode file")
+    with exclusive_lock(path, lock_timeout_s):
+        _update_locked(path, arrays, metadata)
+
+
+def _update_locked(path: Path, arrays: dict[str, np.ndarray],
+                   metadata: dict[str, Any] | None) -> None:
     with Episode(path) as ep:  # validates the file and gives the step count
         n_steps = ep.n_steps
     for name, value in arrays.items():

@@ -51,3 +51,12 @@ class CheckpointCodeRequired(PluginError):
             f"{f' ({why})' if why else ''}, which loading it would run; VLAScope runs a "
             "checkpoint's code only when you allow it: if you trust this folder, pass "
             "--policy-option trust_remote_code=1 (the app asks)")
+
+
+class OutputExistsError(VLAScopeError):
+    """An output path that already holds a file (or folder) we may replace only when asked
+    to (``--overwrite`` on the command line, a confirmation in the GUI)."""
+
+    def __init__(self, path: object):
+        self.path = path
+        super().__init__(f"{path} already exists; not replacing it (--overwrite replaces it)")

@@ -66,7 +66,8 @@ class LiveRollout:
                  record_to: str | Path | None = None, policy_name: str = "",
                  image_size: tuple[int, int] | None = None, instruction: str | None = None,
                  render_all: bool = False, interventions: Sequence[Intervention | dict] = (),
-                 capture: Sequence[str] = (), pooling: str = "tokens"):
+                 capture: Sequence[str] = (), pooling: str = "tokens",
+                 overwrite: bool = False):
         self.scene, self.policy = scene, policy
         self.task, self.seed = task, int(seed)
         self.variant = scene.variant(variant).name
@@ -104,7 +105,7 @@ class LiveRollout:
                                          policy_name, self.interventions)
         if self._capture is not None:
             self.metadata["capture"] = self._capture.metadata()
-        self._writer = (EpisodeWriter(record_to, self.metadata)
+        self._writer = (EpisodeWriter(record_to, self.metadata, overwrite=overwrite)
                         if record_to is not None else None)
         self.t = 0
         self.success = False

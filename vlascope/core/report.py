@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import savefig_atomic, write_text_atomic
 from .episode import Episode
 from .errors import VLAScopeError
 from .metrics import correlate, episode_nmr
@@ -57,7 +58,7 @@ def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
                 for k in range(episodes):
                     path = out / "episodes" / name / f"{task}__{variant}__seed{seed + k}.h5"
                     res = rollout(scene, policy, task, seed + k, variant, record_to=path,
-                                  policy_name=name)
+                                  policy_name=name, overwrite=True)  # the report's own folder
                     with Episode(path) as ep:
                         sal = episode_iss(policy, ep, iss, every=every, check=0)
                     store(str(path), sal, iss, every)
@@ -119,8 +120,8 @@ def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path
                          f"[{r['pearson_ci'][0]:.2f}, {r['pearson_ci'][1]:.2f}] | "
                          f"{r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, "
                          f"{r['spearman_ci'][1]:.2f}] |")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps(
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(
         {"settings": settings, "cells": [{**asdict(c), "success_rate": c.success_rate}
                                          for c in cells], "correlations": corr}, indent=2))
 
@@ -152,6 +153,8 @@ def write_report(cells: Sequence[Cell], ks: Sequence[float], out_dir: str | Path
     if plotted:
         axes[1].legend()
     fig.tight_layout()
-    fig.savefig(out / "nmr_vs_success.png", dpi=110)
-    plt.close(fig)
+    try:
+        savefig_atomic(fig, out / "nmr_vs_success.png", dpi=110)
+    finally:
+        plt.close(fig)
     return out / "report.md"

@@ -37,18 +37,19 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
             instruction: str | None = None, interventions: Sequence[Intervention | dict] = (),
             capture: Sequence[str] = (), pooling: str = "tokens",
             progress: ProgressFn | None = None, on_step: Callable[[StepRecord], None] | None = None,
-            should_cancel: CancelFn | None = None) -> RolloutResult:
+            should_cancel: CancelFn | None = None, overwrite: bool = False) -> RolloutResult:
     """Run one episode until success or the step limit; optionally record it to a file.
 
     ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt);
     ``interventions`` act at every step; ``capture`` records activations of hook points in
-    the file. A cancelled or failed rollout leaves no file behind.
+    the file. A cancelled or failed rollout leaves no file behind; an existing file is
+    replaced only with ``overwrite``.
     """
     t0 = time.perf_counter()
     live = LiveRollout(scene, policy, task, seed, variant, max_steps=max_steps,
                        record_to=record_to, policy_name=policy_name, image_size=image_size,
                        instruction=instruction, interventions=interventions,
-                       capture=capture, pooling=pooling)
+                       capture=capture, pooling=pooling, overwrite=overwrite)
     try:
         while not live.done:
             if should_cancel is not None and should_cancel():

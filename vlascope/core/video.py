@@ -11,12 +11,18 @@ Encoder: H.264 MP4 through PyAV's libx264 (yuv420p: browsers and slide software 
 cv2's FFmpeg has no H.264 encoder), GIF through Pillow, or a folder of PNG frames. Output
 goes to a temporary sibling and is moved into place only when complete, so a cancelled
 or failed export leaves nothing behind.
+
+The output path is typed by a user, so it is never deleted or replaced by accident
+(``check_video_output``): an existing video file is replaced only with ``overwrite``; a
+PNG-frame folder is written only into a new or empty folder, or replaces (with
+``overwrite``) a frame folder of ours, recognised by its marker file and nothing but
+``frame_*.png`` beside it. Any other folder (``--out ..``, a folder of the user's files)
+is refused, whatever the flags.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,9 +33,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .atomic import FRAMES_MARKER, fsync_dir, is_frame_folder, partial_path, publish
 from .colormap import blend, outline
 from .episode import Episode
-from .errors import CancelledError, VLAScopeError
+from .errors import CancelledError, OutputExistsError, VLAScopeError
 from .metrics import nmr_at_k, top_k_mask
 from .regions import colorize
 
@@ -305,31 +312,60 @@ def _colour_bar(height: int, width: int) -> np.ndarray:
 
 
 # encoding ---------------------------------------------------------------------------------
+def video_kind(out: str | Path) -> str:
+    """"mp4", "gif" or "png" (a folder of frames: a name without suffix)."""
+    suffix = Path(out).suffix.lower()
+    kind = {".mp4": "mp4", ".gif": "gif"}.get(suffix, "png" if not suffix else "")
+    if not kind:
+        raise VLAScopeError(f"unknown video format '{suffix}' (.mp4, .gif, or a folder "
+                            "name without suffix for PNG frames)")
+    return kind
+
+
+def check_video_output(out: str | Path, overwrite: bool = False) -> Path:
+    """The absolute output path, if writing there deletes nothing that is not ours:
+    ``OutputExistsError`` for an existing file or frame folder of ours (``overwrite``
+    allows replacing it), ``VLAScopeError`` for anything else in the way."""
+    path = Path(out).expanduser().resolve()  # "..", "." and links: what would be replaced
+    kind = video_kind(path)
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if kind == "png":
+        if not path.is_dir():
+            raise VLAScopeError(f"{out} is a file, not a folder for PNG frames")
+        if not any(path.iterdir()):
+            return path
+        if not is_frame_folder(path):
+            raise VLAScopeError(f"{out} is a folder that vlascope did not write (it holds "
+                                "other files); choose a new or empty folder for the frames")
+    elif path.is_dir():
+        raise VLAScopeError(f"{out} is a folder, not a {kind.upper()} file")
+    if not overwrite:
+        raise OutputExistsError(out)
+    return path
+
+
 class VideoWriter:
     """Frames in, one finished file out (or nothing): MP4 (H.264), GIF or PNG folder.
 
     Encoding runs on a helper thread, one frame behind the caller, so composing the next
     frame overlaps encoding this one (FFmpeg releases the GIL)."""
 
-    def __init__(self, out: str | Path, fps: float = 10.0, crf: int = 20):
-        self.out = Path(out)
+    def __init__(self, out: str | Path, fps: float = 10.0, crf: int = 20, *,
+                 overwrite: bool = False):
         self.fps, self.crf = float(fps), int(crf)
         if self.fps <= 0:
             raise VLAScopeError(f"frame rate must be > 0, got {fps}")
-        suffix = self.out.suffix.lower()
-        self.kind = {".mp4": "mp4", ".gif": "gif"}.get(suffix, "png" if not suffix else "")
-        if not self.kind:
-            raise VLAScopeError(f"unknown video format '{suffix}' (.mp4, .gif, or a folder "
-                                "name without suffix for PNG frames)")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
+        self.out = check_video_output(out, overwrite)
+        self.kind, self.overwrite = video_kind(self.out), overwrite
+        self.tmp = partial_path(self.out, directory=self.kind == "png")
+        if self.kind == "png":
+            (self.tmp / FRAMES_MARKER).write_text("PNG frames written by vlascope video\n")
         self.frames = 0
         self._gif: list[Image.Image] = []
         self._container = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="video-encode")
         self._pending: Future | None = None
-        if self.kind == "png":
-            self.tmp.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
@@ -384,10 +420,31 @@ class VideoWriter:
             first.save(self.tmp, format="GIF", save_all=True, append_images=rest,
                        duration=int(round(1000 / self.fps)), loop=0)
             self._gif = []
-        if self.kind == "png" and self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        try:
+            self._publish()
+        except BaseException:
+            self.discard()
+            raise
         return self.out
+
+    def _publish(self) -> None:
+        """Move the finished file (or frame folder) into place; checked again, as the
+        output may have changed while encoding."""
+        check_video_output(self.out, self.overwrite)
+        if self.kind != "png" or not self.out.exists() or not any(self.out.iterdir()):
+            publish(self.tmp, self.out, overwrite=self.overwrite and self.kind != "png")
+            return
+        old = partial_path(self.out, directory=True)  # our previous frames, set aside
+        old.rmdir()
+        self.out.rename(old)
+        try:
+            self.tmp.rename(self.out)
+        except BaseException:
+            old.rename(self.out)
+            raise
+        fsync_dir(self.out.parent)
+        if is_frame_folder(old):
+            shutil.rmtree(old)
 
     def discard(self) -> None:
         """Drop everything written so far."""
@@ -422,9 +479,12 @@ def export_video(paths: Sequence[str | Path], out: str | Path, layout: VideoLayo
                  fps: float = 10.0, steps: tuple[int, int] | None = None,
                  labels: Sequence[str] = (),
                  progress: Callable[[int, int], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None) -> Path:
+                 should_cancel: Callable[[], bool] | None = None,
+                 overwrite: bool = False) -> Path:
     """Compose the episodes (one, or a baseline and an intervened one side by side) over
-    ``steps`` ([first, last), default all) and encode them to ``out``."""
+    ``steps`` ([first, last), default all) and encode them to ``out`` (an existing output
+    only with ``overwrite``: see ``check_video_output``)."""
+    check_video_output(out, overwrite)  # before any work
     tracks = open_tracks(paths, labels)
     try:
         comp = Composer(tracks, layout)
@@ -432,7 +492,7 @@ def export_video(paths: Sequence[str | Path], out: str | Path, layout: VideoLayo
         first, last = max(0, first), min(comp.n_steps, last)
         if last <= first:
             raise VLAScopeError(f"empty step range [{first}, {last})")
-        writer = VideoWriter(out, fps)
+        writer = VideoWriter(out, fps, overwrite=overwrite)
         with writer:
             for t in range(first, last):
                 if should_cancel is not None and should_cancel():
