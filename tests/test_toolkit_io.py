@@ -204,7 +204,7 @@ def test_cli_export_import_gives_the_same_nmr(tmp_path):
     assert meta["n_masks"] == 10 and meta["estimator"] == "toolkit-improved"
     assert np.load(tk / "masks" / "mask_front_rgb.npy").max() <= 2
     err = run_cli_fails("toolkit-export", ep, "--out", str(tk))
-    assert "exists; pass --overwrite" in err
+    assert "already exists; not replacing it (--overwrite replaces it)" in err
     run_cli("toolkit-export", ep, "--out", str(tk), "--overwrite")
     run_cli("toolkit-import", ep, str(tk), "--name", "toolkit")
 

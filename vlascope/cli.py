@@ -420,7 +420,7 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
 
     from .core.annotation import annotated_regions
     from .core.episode import Episode
-    from .core.errors import EpisodeFormatError
+    from .core.errors import EpisodeFormatError, OutputExistsError
     from .core.toolkit_io import HEATMAPS, MASKS, mask_name, write_heatmaps, write_masks
 
     out = Path(args.out)
@@ -432,7 +432,7 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
         existing = [p for p in (out / HEATMAPS, *(out / MASKS / mask_name(c) for c in cams))
                     if p.exists()]
         if existing and not args.overwrite:
-            raise VLAScopeError(f"{existing[0]} exists; pass --overwrite to replace it")
+            raise OutputExistsError(existing[0])
         made = ep.metadata.get(f"saliency.{args.method}", {})
         meta = {"source": "vlascope", "episode": str(Path(args.episode).resolve()),
                 "method": args.method, "views": {c: c for c in cams},
