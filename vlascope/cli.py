@@ -376,11 +376,12 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
                                      "`vlascope iss` first")
         cams = ep.saliency_cameras(args.method)
         maps = {c: ep.saliency(args.method, c) for c in cams}
-        heat = write_heatmaps(out / "heatmaps.npz", maps, cams, range(ep.n_steps))
-        written = [heat]
+        # read everything before writing anything: a refused input leaves no partial export
         labels = annotated_regions(ep)  # the user's corrections when there are any
         if labels is None and ep.has_regions():
             labels = {c: np.stack([ep.regions(t, c) for t in range(ep.n_steps)]) for c in cams}
+        heat = write_heatmaps(out / "heatmaps.npz", maps, cams, range(ep.n_steps))
+        written = [heat]
         if labels is not None:
             written.append(write_masks(out / "masks.npy", {c: labels[c] for c in cams}, cams))
     for path in written:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .annotation import AnnotationStore, RegionAnnotation, annotation_dir
+from .annotation import AnnotationStore, RegionAnnotation, annotation_dir, episode_shapes
 from .errors import VLAScopeError
 from .events import Event
 from .live import StepRecord
@@ -167,7 +167,14 @@ class Workspace:
             self.step_changed.emit(self.step)
 
     def open_episode(self, path: str | Path) -> FileRecording:
+        """Show an episode file; its saved region edits are checked first, so an edit that
+        does not fit it (size, camera, step) refuses the open instead of vanishing."""
         rec = FileRecording(path)
+        try:
+            AnnotationStore(annotation_dir(rec.path)).load(episode_shapes(rec), rec.n_steps)
+        except VLAScopeError:
+            rec.close()
+            raise
         self._replace_recording(rec)
         return rec
 
