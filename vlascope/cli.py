@@ -402,6 +402,10 @@ def cmd_toolkit_import(args: argparse.Namespace) -> int:
     if unknown or len(frames) == 0 or frames.min() < 0 or frames.max() >= n_steps:
         raise EpisodeFormatError(f"{args.heatmaps}: views {unknown or list(maps)} / frames "
                                  f"do not fit {args.episode} ({n_steps} steps, cameras {cams})")
+    seen = frames.tolist()
+    if len(set(seen)) != len(seen):  # two maps for one step: neither is right
+        twice = sorted({t for t in seen if seen.count(t) > 1})
+        raise EpisodeFormatError(f"{args.heatmaps}: duplicate frame indices {twice}")
     # the toolkit computes every 10th frame: fill the steps in between as it does
     full = {c: interpolate(dict(zip(frames.tolist(), m, strict=True)), n_steps)
             for c, m in maps.items()}
