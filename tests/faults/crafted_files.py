@@ -59,3 +59,58 @@ def assert_refused(out: subprocess.CompletedProcess, *needles: str) -> None:
     assert len(lines) == 1 and "error:" in lines[0], out.stderr[-3000:]
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def read_everything(path: Path) -> str:
+    """Open ``path`` and read every part of it through the public API, as the CLI and the
+    GUI would -> "ok", "refused: <message>" (our error), or "BUG <type>: <message>"."""
+    from vlascope.core.annotation import annotated_regions
+    from vlascope.core.episode import Episode, episode_observation, policy_instruction
+    from vlascope.core.errors import VLAScopeError
+    from vlascope.core.recording import FileRecording
+
+    try:
+        with Episode(path) as ep:
+            for t in range(ep.n_steps):
+                for c in ep.cameras:
+                    ep.frame(t, c)
+                    if ep.has_regions():
+                        ep.regions(t, c)
+                    if ep.has_segments():
+                        ep.segments(t, c)
+                for m in ep.saliency_methods():
+                    for c in ep.saliency_cameras(m):
+                        ep.saliency(m, c, t)
+                policy_instruction(ep.metadata, t)
+                episode_observation(ep, t, ep.cameras, (64, 64))
+            for name in ep.activation_names:
+                ep.activation_shape(name)
+                ep.activations(name)
+            for m in ep.saliency_methods():
+                for c in ep.saliency_cameras(m):
+                    ep.saliency(m, c)
+            ep.states(), ep.actions(), ep.action_chunks(), ep.chunk_indices(), ep.successes()
+            _ = ep.success, ep.metadata
+            annotated_regions(ep)
+        rec = FileRecording(path)
+        try:
+            for t in range(rec.n_steps):
+                rec.regions(t), rec.segments(t), rec.observation(t)
+                for m in rec.episode.saliency_methods():
+                    rec.stored_saliency(m, t)
+            _ = rec.title, rec.segment_names()
+        finally:
+            rec.close()
+    except VLAScopeError as e:
+        return f"refused: {e}"
+    except Exception as e:  # noqa: BLE001 - what the fuzz pass looks for
+        return f"BUG {type(e).__name__}: {e}"
+    return "ok"
+
+
+def fuzz_worker() -> None:
+    """For each path given on the command line, one line: ``<index> <outcome>``."""
+    import json as _json
+
+    for i, path in enumerate(sys.argv[1:]):
+        print(_json.dumps([i, read_everything(Path(path))]), flush=True)

@@ -242,8 +242,8 @@ def _step_list(value: Any, n_steps: int) -> bool:
 def _check_metadata(metadata: Any, n_steps: int, path: Path) -> dict[str, Any]:
     """The metadata is a mapping, and the parts other code reads have the types it reads."""
     if not isinstance(metadata, dict):
-        raise EpisodeFormatError(f"{path}: metadata is a {type(metadata).__name__}, not a "
-                                 "mapping")
+        raise EpisodeFormatError(f"{path}: metadata is not a mapping (a JSON "
+                                 f"{type(metadata).__name__})")
     for key, kind in (("policy", dict), ("segment_names", dict), ("interventions", list)):
         if key in metadata and not isinstance(metadata[key], kind):
             raise EpisodeFormatError(f"{path}: metadata '{key}' is not a {kind.__name__}")
