@@ -2,8 +2,12 @@
 traceback, and leave the file they name as it was."""
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +198,15 @@ def test_sae_stats_not_utf8(tmp_path):
 
     with pytest.raises(VLAScopeError, match="UTF-8"):
         _concepts(sae / "sae_stats.json")
+
+
+def test_plugin_folder_not_utf8(tmp_path):
+    """A plugin file in latin-1 and a file name that is not UTF-8: listed as broken."""
+    (tmp_path / "latin.py").write_bytes(b"# caf\xe9\nSCENES = {'x': 1}\n")
+    (Path(os.fsdecode(bytes(tmp_path)) + "/" + os.fsdecode(b"caf\xe9.py"))).write_bytes(
+        b"SCENES = {'y': 1}\n")
+    out = subprocess.run([sys.executable, "-m", "vlascope.cli", "plugins"],
+                         capture_output=True, text=True, errors="replace", timeout=120,
+                         env={**os.environ, "VLASCOPE_PLUGIN_PATH": str(tmp_path)})
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "latin" in out.stdout and "ERROR" in out.stdout
