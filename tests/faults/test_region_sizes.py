@@ -79,3 +79,21 @@ def test_workspace_refuses_to_open(episode):
     ws.open_episode(episode)
     assert ws.annotation.edit("front", 0) is not None
     ws.recording.close()
+
+
+def test_regions_dock_import_refuses_wrong_size(qtbot, episode, tmp_path):
+    """The Regions dock's PNG import: the error is shown, the frame's edits stay as they
+    were (nothing resized or cropped into them)."""
+    from vlascope.app.docks.regions import RegionDock
+
+    ws = Workspace()
+    ws.open_episode(episode)
+    dock = RegionDock(ws)
+    qtbot.addWidget(dock)
+    png = tmp_path / "labels.png"
+    Image.fromarray(np.ones((80, 100), np.uint8), mode="L").save(png)
+    before = ws.annotation.labels(dock.camera, ws.step).copy()
+    dock._guard(lambda: dock.import_file(png), "imported")
+    assert "100x80" in dock.under_cursor.text() and str(png) in dock.under_cursor.text()
+    np.testing.assert_array_equal(ws.annotation.labels(dock.camera, ws.step), before)
+    ws.recording.close()

@@ -523,9 +523,10 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
     return Path(path)
 
 
-def read_label_png(path: str | Path) -> np.ndarray:
-    """Paletted or greyscale PNG of labels 0-3, or an RGB image in the fixed colours."""
-    arr = open_png(path)
+def read_label_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Paletted or greyscale PNG of labels 0-3, or an RGB image in the fixed colours;
+    of (H, W) ``shape`` when given (checked from the header, before decoding)."""
+    arr = open_png(path, shape)
     if arr.ndim == 2:
         if arr.max(initial=0) > NUISANCE:
             raise EpisodeFormatError(f"{path}: label values above 3")

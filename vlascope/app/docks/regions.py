@@ -553,7 +553,8 @@ class RegionDock(Panel):
         if ann is None:
             raise VLAScopeError("nothing to import into: run or open an episode")
         if path.suffix.lower() == ".png":
-            return ann.import_labels({self.camera: read_label_png(path)[None]}, [self.ws.step])
+            labels = read_label_png(path, ann.shapes[self.camera])
+            return ann.import_labels({self.camera: labels[None]}, [self.ws.step])
         widths = [ann.shapes[c][1] for c in ann.cameras]
         masks = read_masks(path, ann.cameras, widths)
         if next(iter(masks.values())).ndim == 2:  # one frame: this step
