@@ -9,6 +9,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from crafted_files import assert_refused, cli, crafted, digest, record_small
@@ -210,3 +211,27 @@ def test_plugin_folder_not_utf8(tmp_path):
                          env={**os.environ, "VLASCOPE_PLUGIN_PATH": str(tmp_path)})
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "latin" in out.stdout and "ERROR" in out.stdout
+
+
+def test_non_finite_saliency_in_the_inspector(base, tmp_path):
+    """The GUI's workspace shows damaged stored maps as none and says so once, instead of
+    raising out of a paint handler or ranking NaN pixels."""
+    from vlascope.core.episode import update_episode
+    from vlascope.core.workspace import Workspace
+
+    path = tmp_path / "ep.h5"
+    path.write_bytes(base.read_bytes())
+    ws = Workspace()
+    name = ws._stored_name()
+    maps = np.random.default_rng(1).random((3, 224, 224), np.float32)
+    with h5py.File(path, "r") as h5:
+        maps = np.resize(maps, (h5["steps/action"].shape[0], 224, 224))
+    maps[1, 3, 3] = np.nan
+    update_episode(path, {f"saliency/{name}/front": maps})
+    told = []
+    ws.file_damaged.connect(told.append)
+    ws.open_episode(path)
+    assert ws.maps_at(0) is not None
+    assert ws.maps_at(1) is None and ws.maps_at(1) is None
+    assert len(told) == 1 and "non-finite" in told[0] and str(path) in told[0]
+    ws.recording.close()

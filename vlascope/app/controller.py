@@ -55,6 +55,7 @@ class Controller(QObject):
         self.steering: list[dict[str, Any]] = []  # interventions the sliders hold
         self._hook_names: set[str] = set()
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
+        self.ws.file_damaged.connect(lambda m: self.error.emit("Damaged episode file", m, ""))
 
     # helpers ----------------------------------------------------------------------------
     def _fail(self, title: str) -> Callable[[str, str], None]:
