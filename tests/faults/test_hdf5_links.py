@@ -73,10 +73,27 @@ def _virtual(secret):
     return edit
 
 
+def _plugin_filter(secret):
+    """A dataset whose filter HDF5 would look for as a plugin library on disk."""
+    _raw, _other, shape = secret
+
+    def edit(h5):
+        data = h5["frames/front"][()]
+        del h5["frames/front"]
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((1, *shape[1:]))
+        dcpl.set_filter(32123, h5py.h5z.FLAG_OPTIONAL)
+        space = h5py.h5s.create_simple(shape)
+        dsid = h5py.h5d.create(h5.id, b"frames/front", h5py.h5t.STD_U8LE, space, dcpl=dcpl)
+        h5py.Dataset(dsid)[...] = data
+    return edit
+
+
 CASES = {"external storage": (_external_storage, "external file"),
          "soft link": (_soft_link, "soft link"),
          "external link": (_external_link, "external link"),
-         "virtual dataset": (_virtual, "virtual dataset")}
+         "virtual dataset": (_virtual, "virtual dataset"),
+         "plugin filter": (_plugin_filter, "filter 32123")}
 
 
 @pytest.mark.parametrize("case", list(CASES))

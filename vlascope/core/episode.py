@@ -146,6 +146,8 @@ _PER_STEP = ("steps", "frames", "regions", "segments", "activations", "saliency"
 _MAX_DEPTH = 3  # saliency/<method>/<camera>
 _MAX_OBJECTS = 10_000
 _MAX_STEP_BYTES = 256 * 2**20  # one step of one dataset; a frame of 8k x 8k RGB is 192 MiB
+# gzip, shuffle, fletcher32, szip, nbit, scale-offset (HDF5's own) and h5py's lzf
+_BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
 # What h5py and HDF5 raise on a damaged or hostile file, mapped to EpisodeFormatError here.
 _H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, AttributeError,
               IndexError, ArithmeticError, MemoryError)
@@ -185,9 +187,15 @@ def _walk_datasets(h5: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
                 if obj.is_virtual:
                     raise EpisodeFormatError(f"{path}: '{full}' is a virtual dataset (its data "
                                              "lives in other files); refused")
-                if obj.id.get_create_plist().get_external_count():
+                plist = obj.id.get_create_plist()
+                if plist.get_external_count():
                     raise EpisodeFormatError(f"{path}: '{full}' stores its data in an external "
                                              "file; refused")
+                for i in range(plist.get_nfilters()):
+                    code = plist.get_filter(i)[0]
+                    if code not in _BUILTIN_FILTERS:  # HDF5 would load a plugin library
+                        raise EpisodeFormatError(f"{path}: '{full}' needs HDF5 filter {code}, "
+                                                 "not one VLAScope reads; refused")
                 found[full] = obj
             else:
                 raise EpisodeFormatError(f"{path}: '{full}' is a {type(obj).__name__}, not a "
