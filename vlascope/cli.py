@@ -437,10 +437,12 @@ def cmd_toolkit_export(args: argparse.Namespace) -> int:
         meta = {"source": "vlascope", "episode": str(Path(args.episode).resolve()),
                 "method": args.method, "views": {c: c for c in cams},
                 **_toolkit_meta(made)}
-        written = [write_heatmaps(out, {c: ep.saliency(args.method, c) for c in cams}, meta)]
+        # read everything before writing anything: a refused input leaves no partial export
+        maps = {c: ep.saliency(args.method, c) for c in cams}
         labels = annotated_regions(ep)  # the user's corrections when there are any
         if labels is None and ep.has_regions():
             labels = {c: np.stack([ep.regions(t, c) for t in range(ep.n_steps)]) for c in cams}
+        written = [write_heatmaps(out, maps, meta)]
         if labels is not None:
             written += write_masks(out, {c: labels[c] for c in cams})
     for path in written:

@@ -5,7 +5,6 @@ rollouts, episodes the inspector opens."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,13 +136,23 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _concepts(path: Path) -> dict:
+    """The concept features of a ``sae_stats.json``: kind -> group -> [(feature, score)]."""
+    from .core.jsonfile import read_json
+
+    concepts = read_json(path).get("concepts")
+    if not isinstance(concepts, dict) or not all(isinstance(g, dict)
+                                                 for g in concepts.values()):
+        raise VLAScopeError(f"{path}: no 'concepts' mapping; run `vlascope sae stats` again")
+    return concepts
+
+
 def _load_interventions(path: str | None) -> list[dict]:
     if not path:
         return []
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise VLAScopeError(f"{path}: cannot read interventions ({e})") from e
+    from .core.jsonfile import read_json
+
+    data = read_json(path, expect=None)
     return data if isinstance(data, list) else [data]
 
 
@@ -276,7 +285,7 @@ def _concept_feature(sae_dir: str, concept: str) -> int:
     path = Path(sae_dir) / "sae_stats.json"
     if not path.is_file():
         raise VLAScopeError(f"{path} missing: run `vlascope sae stats --sae {sae_dir}` first")
-    concepts = json.loads(path.read_text())["concepts"]
+    concepts = _concepts(path)
     feats = concepts.get(kind, {}).get(group)
     if not feats:
         raise VLAScopeError(f"no feature identifies '{concept}' (known: " + ", ".join(
@@ -406,7 +415,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         path = Path(args.sae) / "sae_stats.json"
         if not path.is_file():
             raise VLAScopeError(f"{path} missing: give --features or run `vlascope sae stats`")
-        concepts = json.loads(path.read_text())["concepts"]
+        concepts = _concepts(path)
         features = sorted({int(f) for gs in concepts.values() for fs in gs.values()
                            for f, _ in fs})
     if not features:

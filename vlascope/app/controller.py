@@ -59,6 +59,7 @@ class Controller(QObject):
         self.ask_code: Callable[[CheckpointCodeRequired], bool] = lambda e: False
         self._code_answers: dict[str, bool] = {}
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
+        self.ws.file_damaged.connect(lambda m: self.error.emit("Damaged episode file", m, ""))
 
     # helpers ----------------------------------------------------------------------------
     def _fail(self, title: str) -> Callable[[str, str], None]:

@@ -14,6 +14,7 @@ operation outside them is a step of its own.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,41 @@ from .errors import EpisodeFormatError, VLAScopeError
 from .regions import LABEL_COLORS, NUISANCE, UNLABELED
 
 KEEP = 255  # override value: no edit here, the seed shows through
+MAX_PIXELS = 8192 * 8192  # a label PNG claiming more is refused before it is decoded
 FORMAT = "vlascope-annotation"
 SCHEMA = 1
 HISTORY = 200  # undo steps kept (the issue asks for at least 50)
 
 SeedSource = Callable[[int], "dict[str, np.ndarray] | None"]
+
+
+def open_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A PNG's pixels, refusing from its header alone (before decoding) an image of the
+    wrong (H, W) or of more than ``MAX_PIXELS``: a small file can claim a huge size."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if shape is not None and (h, w) != tuple(shape):
+                    raise EpisodeFormatError(f"{path}: {w}x{h} pixels, this episode's frames "
+                                             f"are {shape[1]}x{shape[0]}; refused, not resized")
+                if w * h > MAX_PIXELS:
+                    raise EpisodeFormatError(f"{path}: claims {w}x{h} pixels, more than a "
+                                             "label map can have")
+                if im.format != "PNG":
+                    raise EpisodeFormatError(f"{path}: a {im.format} file, not a PNG")
+                im.load()
+                mode = im.mode
+                if mode not in ("P", "L"):
+                    return np.asarray(im.convert("RGB"))
+                return np.asarray(im)
+    except EpisodeFormatError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise EpisodeFormatError(f"{path}: not a readable PNG ({e})") from e
 
 
 def annotation_dir(episode_path: str | Path) -> Path:
@@ -76,32 +107,46 @@ class AnnotationStore:
             Image.fromarray(np.ascontiguousarray(edit, np.uint8), mode="L").save(tmp,
                                                                                  format="PNG")
 
-    def load(self) -> dict[tuple[str, int], np.ndarray]:
-        """Every saved frame; a file that is not a label PNG is an error that names it."""
+    def load(self, shapes: dict[str, tuple[int, int]] | None = None,
+             n_steps: int | None = None) -> dict[tuple[str, int], np.ndarray]:
+        """Every saved frame; a file that is not a label PNG of a camera in ``shapes``, of
+        that camera's size, named by a step in ``0..n_steps-1``, is an error that names it
+        (never silently dropped: the edits are what the user made)."""
         out: dict[tuple[str, int], np.ndarray] = {}
         if not self.folder.is_dir():
             return out
         manifest = self.folder / "annotation.json"
         if manifest.is_file():
             try:
-                meta = json.loads(manifest.read_text())
-            except (OSError, json.JSONDecodeError) as e:
+                meta = json.loads(manifest.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+                newer = int(meta.get("schema", 0)) > SCHEMA
+            except (OSError, ValueError, TypeError) as e:
                 raise EpisodeFormatError(f"{manifest}: unreadable ({e})") from e
-            if meta.get("format") != FORMAT or int(meta.get("schema", 0)) > SCHEMA:
+            if meta.get("format") != FORMAT or newer:
                 raise EpisodeFormatError(f"{manifest}: not a VLAScope annotation of schema "
                                          f"<= {SCHEMA}")
         for cam_dir in sorted(p for p in self.folder.iterdir() if p.is_dir()):
+            cam = cam_dir.name
             for f in sorted(cam_dir.glob("*.png")):
-                try:
-                    t = int(f.stem)
-                    with Image.open(f) as im:
-                        arr = np.asarray(im.convert("L") if im.mode != "L" else im, np.uint8)
-                except (OSError, ValueError) as e:
-                    raise EpisodeFormatError(f"{f}: not an annotation frame ({e})") from e
+                if shapes is not None and cam not in shapes:
+                    raise EpisodeFormatError(f"{f}: edits of camera '{cam}', which the "
+                                             f"episode does not have ({sorted(shapes)})")
+                if not (f.stem.isascii() and f.stem.isdigit()):
+                    raise EpisodeFormatError(f"{f}: an annotation frame is named by its step "
+                                             "(0 or more), e.g. 000012.png")
+                t = int(f.stem)
+                if n_steps is not None and t >= n_steps:
+                    raise EpisodeFormatError(f"{f}: step {t} is past the episode's last step "
+                                             f"{n_steps - 1}")
+                arr = open_png(f, shapes[cam] if shapes is not None else None)
+                if arr.ndim != 2:
+                    raise EpisodeFormatError(f"{f}: not a greyscale annotation frame")
                 bad = ~np.isin(arr, (0, 1, 2, 3, KEEP))
                 if bad.any():
                     raise EpisodeFormatError(f"{f}: holds values other than 0-3 and 255")
-                out[(cam_dir.name, t)] = arr
+                out[(cam, t)] = arr.astype(np.uint8)
         return out
 
 
@@ -132,10 +177,8 @@ class RegionAnnotation:
         self._open: dict[tuple[str, int], np.ndarray] | None = None  # frames before the step
         self._depth = 0
         self.listeners: list[Callable[[set[tuple[str, int]]], None]] = []
-        if store is not None:
-            for (cam, t), edit in store.load().items():
-                if cam in self.shapes and edit.shape == self.shapes[cam]:
-                    self._edits[(cam, t)] = edit
+        if store is not None:  # a frame of the wrong size or camera is an error, not skipped
+            self._edits.update(store.load(self.shapes))
 
     # reading ----------------------------------------------------------------------------
     def seed(self, camera: str, t: int) -> np.ndarray:
@@ -435,8 +478,10 @@ class RegionAnnotation:
 
 def annotated_regions(episode) -> dict[str, np.ndarray] | None:
     """An episode's region maps with the edits saved beside it, camera -> (T, H, W); None
-    when nobody annotated it. What the headless commands use, so the CLI and the dock agree."""
-    edits = AnnotationStore(annotation_dir(episode.path)).load()
+    when nobody annotated it. What the headless commands use, so the CLI and the dock agree.
+    An edit that does not fit the episode (size, camera, step) is refused, not dropped."""
+    edits = AnnotationStore(annotation_dir(episode.path)).load(episode_shapes(episode),
+                                                               episode.n_steps)
     if not edits:
         return None
     out = {}
@@ -447,10 +492,18 @@ def annotated_regions(episode) -> dict[str, np.ndarray] | None:
         else:
             labels = np.zeros((episode.n_steps, *episode.frame(0, cam).shape[:2]), np.uint8)
         for (c, t), e in edits.items():
-            if c == cam and t < len(labels) and e.shape == labels.shape[1:]:
+            if c == cam:
                 labels[t] = np.where(e != KEEP, e, labels[t])
         out[cam] = labels
     return out
+
+
+def episode_shapes(recording) -> dict[str, tuple[int, int]]:
+    """(H, W) of each camera's frames of an episode or recording with at least one step."""
+    if recording.n_steps == 0:
+        return {}
+    return {c: tuple(int(v) for v in recording.frame(0, c).shape[:2])
+            for c in recording.cameras}
 
 
 # PNG label maps ---------------------------------------------------------------------------
@@ -470,15 +523,11 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
     return Path(path)
 
 
-def read_label_png(path: str | Path) -> np.ndarray:
-    """Paletted or greyscale PNG of labels 0-3, or an RGB image in the fixed colours."""
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            arr = np.asarray(im.convert("RGB") if mode not in ("P", "L") else im)
-    except (OSError, ValueError) as e:
-        raise EpisodeFormatError(f"{path}: not a readable PNG ({e})") from e
-    if mode in ("P", "L"):
+def read_label_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Paletted or greyscale PNG of labels 0-3, or an RGB image in the fixed colours;
+    of (H, W) ``shape`` when given (checked from the header, before decoding)."""
+    arr = open_png(path, shape)
+    if arr.ndim == 2:
         if arr.max(initial=0) > NUISANCE:
             raise EpisodeFormatError(f"{path}: label values above 3")
         return arr.astype(np.uint8)

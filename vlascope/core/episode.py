@@ -192,44 +192,201 @@ class EpisodeWriter:
             self.discard()
 
 
+# Reading -----------------------------------------------------------------------------------
+# An episode is a file users share and download, so the reader trusts nothing in it: every
+# object is walked once at open, and anything that would make h5py read *another* file
+# (soft, external or user links; external or virtual storage) is refused, as is a layout
+# the rest of VLAScope could not read (wrong lengths, empty views, absurd sizes).
+
+_PER_STEP = ("steps", "frames", "regions", "segments", "activations", "saliency")
+_MAX_DEPTH = 3  # saliency/<method>/<camera>
+_MAX_OBJECTS = 10_000
+_MAX_STEP_BYTES = 256 * 2**20  # one step of one dataset; a frame of 8k x 8k RGB is 192 MiB
+# gzip, shuffle, fletcher32, szip, nbit, scale-offset (HDF5's own) and h5py's lzf
+_BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+# What h5py and HDF5 raise on a damaged or hostile file, mapped to EpisodeFormatError here.
+_H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, AttributeError,
+              IndexError, ArithmeticError, MemoryError)
+
+
+def _walk_datasets(h5: h5py.File, path: Path) -> dict[str, h5py.Dataset]:
+    """Every dataset of the file by name. Links are looked at, never followed, so a crafted
+    episode cannot make us read a file it names."""
+    found: dict[str, h5py.Dataset] = {}
+    count = 0
+
+    def walk(group: h5py.Group, prefix: str, depth: int) -> None:
+        nonlocal count
+        for name in group:  # iterates link names; does not resolve them
+            full = prefix + name
+            count += 1
+            if count > _MAX_OBJECTS:
+                raise EpisodeFormatError(f"{path}: more than {_MAX_OBJECTS} objects; not an "
+                                         "episode VLAScope wrote")
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                raise EpisodeFormatError(f"{path}: '{full}' is a soft link to "
+                                         f"'{link.path}'; episodes with links are refused")
+            if isinstance(link, h5py.ExternalLink):
+                raise EpisodeFormatError(f"{path}: '{full}' is an external link to "
+                                         f"'{link.filename}'; episodes with links are refused")
+            if not isinstance(link, h5py.HardLink):
+                raise EpisodeFormatError(f"{path}: '{full}' is a {type(link).__name__}; "
+                                         "episodes with links are refused")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                if depth >= _MAX_DEPTH:
+                    raise EpisodeFormatError(f"{path}: '{full}' nests deeper than an episode "
+                                             "does (a group linked into itself?)")
+                walk(obj, full + "/", depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise EpisodeFormatError(f"{path}: '{full}' is a virtual dataset (its data "
+                                             "lives in other files); refused")
+                plist = obj.id.get_create_plist()
+                if plist.get_external_count():
+                    raise EpisodeFormatError(f"{path}: '{full}' stores its data in an external "
+                                             "file; refused")
+                for i in range(plist.get_nfilters()):
+                    code = plist.get_filter(i)[0]
+                    if code not in _BUILTIN_FILTERS:  # HDF5 would load a plugin library
+                        raise EpisodeFormatError(f"{path}: '{full}' needs HDF5 filter {code}, "
+                                                 "not one VLAScope reads; refused")
+                found[full] = obj
+            else:
+                raise EpisodeFormatError(f"{path}: '{full}' is a {type(obj).__name__}, not a "
+                                         "group or dataset")
+
+    walk(h5, "", 0)
+    return found
+
+
+def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -> None:
+    """Per-step datasets: one entry per step, numeric, of the shape their kind has."""
+    for name, ds in datasets.items():
+        parts = name.split("/")
+        if parts[0] not in _PER_STEP:
+            continue
+        shape, kind = ds.shape, ds.dtype.kind
+        expected = {"steps": 2, "frames": 2, "regions": 2, "segments": 2, "activations": 2,
+                    "saliency": 3}[parts[0]]
+        if len(parts) != expected:
+            raise EpisodeFormatError(f"{path}: unexpected dataset '{name}'")
+        if shape is None or len(shape) == 0 or shape[0] != n_steps:
+            raise EpisodeFormatError(f"{path}: '{name}' has {shape[0] if shape else 'no'} "
+                                     f"steps, the episode has {n_steps}")
+        allowed = {"frames": "u", "regions": "iu", "segments": "iu"}.get(parts[0], "biuf")
+        if kind not in allowed or (parts[0] == "frames" and ds.dtype.itemsize != 1):
+            raise EpisodeFormatError(f"{path}: '{name}' holds {ds.dtype}, not the "
+                                     f"{'uint8 pixels' if parts[0] == 'frames' else 'numbers'}"
+                                     " it should")
+        ndim = {"frames": 4, "regions": 3, "segments": 3, "saliency": 3}.get(parts[0])
+        if ndim is not None:
+            if len(shape) != ndim or (parts[0] == "frames" and shape[3] != 3):
+                raise EpisodeFormatError(f"{path}: '{name}' has shape {shape}, a "
+                                         f"{parts[0]} dataset is (T, H, W"
+                                         f"{', 3' if ndim == 4 else ''})")
+            if 0 in shape[1:3]:
+                raise EpisodeFormatError(f"{path}: '{name}' is an empty view {shape[1:3]}")
+        if int(np.prod(shape[1:], dtype=np.float64)) * ds.dtype.itemsize > _MAX_STEP_BYTES:
+            raise EpisodeFormatError(f"{path}: '{name}' claims {shape[1:]} per step, larger "
+                                     "than VLAScope reads")
+        if parts[0] in ("regions", "segments"):
+            frames = datasets.get(f"frames/{parts[1]}")
+            if frames is not None and frames.shape[1:3] != shape[1:3]:
+                raise EpisodeFormatError(f"{path}: '{name}' is {shape[1:3]}, its camera's "
+                                         f"frames are {frames.shape[1:3]}")
+
+
+def _step_list(value: Any, n_steps: int) -> bool:
+    return (isinstance(value, list) and all(type(v) is int and 0 <= v < n_steps for v in value)
+            and len(set(value)) == len(value))
+
+
+def _check_metadata(metadata: Any, n_steps: int, path: Path) -> dict[str, Any]:
+    """The metadata is a mapping, and the parts other code reads have the types it reads."""
+    if not isinstance(metadata, dict):
+        raise EpisodeFormatError(f"{path}: metadata is not a mapping (a JSON "
+                                 f"{type(metadata).__name__})")
+    for key, kind in (("policy", dict), ("segment_names", dict), ("interventions", list)):
+        if key in metadata and not isinstance(metadata[key], kind):
+            raise EpisodeFormatError(f"{path}: metadata '{key}' is not a {kind.__name__}")
+    if not all(isinstance(i, dict) for i in metadata.get("interventions", [])):
+        raise EpisodeFormatError(f"{path}: metadata 'interventions' holds a non-mapping")
+    if "n_steps" in metadata and metadata["n_steps"] != n_steps:
+        raise EpisodeFormatError(f"{path}: metadata says {metadata['n_steps']!r} steps, the "
+                                 f"datasets hold {n_steps}")
+    for key, value in metadata.items():
+        if not key.startswith("saliency."):
+            continue
+        if not isinstance(value, dict):
+            raise EpisodeFormatError(f"{path}: metadata '{key}' is not a mapping")
+        for field in ("computed_steps", "check_steps", "frames"):
+            if field in value and not _step_list(value[field], n_steps):
+                raise EpisodeFormatError(
+                    f"{path}: metadata '{key}.{field}' must list distinct steps in "
+                    f"0..{n_steps - 1} (duplicate or out-of-range frame indices)")
+    return metadata
+
+
 class Episode:
-    """Random-access reader of an episode file; opens lazily, reads only what is asked for."""
+    """Random-access reader of an episode file; opens lazily, reads only what is asked for.
+
+    Opening checks the whole layout (see ``_walk_datasets``), so every later read either
+    returns an array of the promised shape or raises ``EpisodeFormatError`` naming the file.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._datasets: dict[str, Any] = {}
         if not self.path.is_file():
             raise EpisodeFormatError(f"{self.path}: no such episode file")
         try:
             self._h5 = h5py.File(self.path, "r")
-        except OSError as e:
+        except _H5_ERRORS as e:
             raise EpisodeFormatError(
                 f"{self.path}: not a readable HDF5 file (truncated or corrupt?)") from e
         try:
             fmt = self._h5.attrs.get("format")
-            if fmt != FORMAT:
+            if not isinstance(fmt, str) or fmt != FORMAT:
                 raise EpisodeFormatError(f"{self.path}: not a VLAScope episode "
                                          f"(format attribute {fmt!r})")
             schema = int(self._h5.attrs.get("schema", -1))
             if schema > SCHEMA:
                 raise EpisodeFormatError(f"{self.path}: episode schema {schema} is newer than "
                                          f"this VLAScope reads ({SCHEMA}); upgrade VLAScope")
-            self.metadata: dict[str, Any] = json.loads(self._h5.attrs["metadata"])
-            self.n_steps = int(self._h5["steps/action"].shape[0])
+            self._datasets = _walk_datasets(self._h5, self.path)
+            if "steps/action" not in self._datasets:
+                raise EpisodeFormatError(f"{self.path}: episode has no 'steps/action'")
+            self.n_steps = int(self._datasets["steps/action"].shape[0])
+            _check_layout(self._datasets, self.n_steps, self.path)
+            raw = self._h5.attrs["metadata"]
+            if not isinstance(raw, (str, bytes)):
+                raise EpisodeFormatError(f"{self.path}: metadata is not a JSON string")
+            self.metadata: dict[str, Any] = _check_metadata(json.loads(raw), self.n_steps,
+                                                            self.path)
         except EpisodeFormatError:
             self._h5.close()
             raise
-        except Exception as e:  # missing groups, bad JSON, unreadable chunks
+        except _H5_ERRORS as e:  # missing groups, bad JSON, unreadable headers
             self._h5.close()
             raise EpisodeFormatError(f"{self.path}: damaged episode file ({e})") from e
 
+    def _names(self, group: str) -> list[str]:
+        """Direct members of a top-level group that hold datasets, in file order."""
+        out: list[str] = []
+        for name in self._datasets:
+            parts = name.split("/")
+            if parts[0] == group and len(parts) > 1 and parts[1] not in out:
+                out.append(parts[1])
+        return out
+
     @property
     def cameras(self) -> list[str]:
-        return list(self._h5["frames"].keys()) if "frames" in self._h5 else []
+        return self._names("frames")
 
     @property
     def activation_names(self) -> list[str]:
-        return list(self._h5["activations"].keys()) if "activations" in self._h5 else []
+        return self._names("activations")
 
     def _check_step(self, t: int) -> int:
         if not -self.n_steps <= t < self.n_steps:
@@ -238,13 +395,12 @@ class Episode:
 
     def _read(self, name: str, t: int | None = None) -> np.ndarray:
         ds = self._datasets.get(name)
-        if ds is None:  # group lookups cost more than reading a frame: look up once
-            if name not in self._h5:
-                raise EpisodeFormatError(f"{self.path}: episode has no '{name}'")
-            ds = self._datasets[name] = self._h5[name]
+        if ds is None:
+            raise EpisodeFormatError(f"{self.path}: episode has no '{name}'")
+        index = () if t is None else self._check_step(t)
         try:
-            return ds[()] if t is None else ds[self._check_step(t)]
-        except (OSError, RuntimeError) as e:
+            return ds[index]
+        except _H5_ERRORS as e:  # a damaged chunk shows only when it is read
             raise EpisodeFormatError(f"{self.path}: cannot read '{name}' ({e})") from e
 
     def frame(self, t: int, camera: str) -> np.ndarray:
@@ -254,13 +410,13 @@ class Episode:
         return self._read(f"regions/{camera}", t)
 
     def has_regions(self) -> bool:
-        return "regions" in self._h5
+        return bool(self._names("regions"))
 
     def segments(self, t: int, camera: str) -> np.ndarray:
         return self._read(f"segments/{camera}", t)
 
     def has_segments(self) -> bool:
-        return "segments" in self._h5
+        return bool(self._names("segments"))
 
     def activations(self, name: str, t: int | None = None) -> np.ndarray:
         return self._read(f"activations/{name}", t)
@@ -268,19 +424,25 @@ class Episode:
     def activation_shape(self, name: str) -> tuple[int, ...]:
         """Shape of a recorded layer without reading it."""
         key = f"activations/{name}"
-        if key not in self._h5:
+        if key not in self._datasets:
             raise EpisodeFormatError(f"{self.path}: episode has no '{key}'")
-        return tuple(self._h5[key].shape)
+        return tuple(self._datasets[key].shape)
 
     def saliency_methods(self) -> list[str]:
-        return list(self._h5["saliency"].keys()) if "saliency" in self._h5 else []
+        return self._names("saliency")
 
     def saliency_cameras(self, method: str) -> list[str]:
-        group = f"saliency/{method}"
-        return list(self._h5[group].keys()) if group in self._h5 else []
+        prefix = f"saliency/{method}/"
+        return [n[len(prefix):] for n in self._datasets if n.startswith(prefix)]
 
     def saliency(self, method: str, camera: str, t: int | None = None) -> np.ndarray:
-        return self._read(f"saliency/{method}/{camera}", t)
+        """Stored maps; NaN or infinity in them is damage, not a map to rank pixels by."""
+        name = f"saliency/{method}/{camera}"
+        maps = self._read(name, t)
+        if not np.isfinite(maps).all():
+            raise EpisodeFormatError(f"{self.path}: '{name}' holds non-finite values"
+                                     + (f" at step {t}" if t is not None else ""))
+        return maps
 
     def states(self) -> np.ndarray:
         return self._read("steps/state")

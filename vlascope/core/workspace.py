@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .annotation import AnnotationStore, RegionAnnotation, annotation_dir
+from .annotation import AnnotationStore, RegionAnnotation, annotation_dir, episode_shapes
 from .errors import VLAScopeError
 from .events import Event
 from .live import StepRecord
@@ -104,6 +104,9 @@ class Workspace:
         self.playing_changed = Event("playing_changed")
         self.policy_loaded = Event("policy_loaded")
         self.regions_changed = Event("regions_changed")  # set of (camera, step) edited
+        # a damaged part of the shown file, found while reading it (message); once each
+        self.file_damaged = Event("file_damaged")
+        self._damage_told: set[str] = set()
 
     # settings ---------------------------------------------------------------------------
     def update_run(self, **changes: Any) -> None:
@@ -135,6 +138,7 @@ class Workspace:
         self.recording = rec
         self._maps.clear()
         self._nmr.clear()
+        self._damage_told.clear()
         self._annotation = None
         self.step = 0
         self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
@@ -167,7 +171,14 @@ class Workspace:
             self.step_changed.emit(self.step)
 
     def open_episode(self, path: str | Path) -> FileRecording:
+        """Show an episode file; its saved region edits are checked first, so an edit that
+        does not fit it (size, camera, step) refuses the open instead of vanishing."""
         rec = FileRecording(path)
+        try:
+            AnnotationStore(annotation_dir(rec.path)).load(episode_shapes(rec), rec.n_steps)
+        except VLAScopeError:
+            rec.close()
+            raise
         self._replace_recording(rec)
         return rec
 
@@ -196,7 +207,13 @@ class Workspace:
         t = self.step if t is None else t
         key = (self.saliency.key(), t)
         if key not in self._maps and self.recording is not None and 0 <= t < self.n_steps:
-            stored = self.recording.stored_saliency(self._stored_name(), t)
+            try:
+                stored = self.recording.stored_saliency(self._stored_name(), t)
+            except VLAScopeError as e:  # e.g. non-finite maps: shown as none, said once
+                stored = None
+                if str(e) not in self._damage_told:
+                    self._damage_told.add(str(e))
+                    self.file_damaged.emit(str(e))
             if stored:
                 self._maps[key] = stored
         return self._maps.get(key)

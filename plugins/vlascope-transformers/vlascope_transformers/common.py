@@ -29,8 +29,8 @@ def check_transformers(family: str, need: str = "5.0") -> None:
 
 def read_json(path: Path, family: str) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or not JSON
         raise PluginError(f"{family}: cannot read {path} ({e})") from e
 
 

@@ -557,7 +557,8 @@ class RegionDock(Panel):
         if ann is None:
             raise VLAScopeError("nothing to import into: run or open an episode")
         if path.suffix.lower() == ".png":
-            return ann.import_labels({self.camera: read_label_png(path)[None]}, [self.ws.step])
+            labels = read_label_png(path, ann.shapes[self.camera])
+            return ann.import_labels({self.camera: labels[None]}, [self.ws.step])
         masks = read_masks(path, ann.cameras)
         steps = range(ann.n_steps)
         fitted = {c: np.stack([fit_labels(m[mask_step(len(m), t, ann.n_steps)], ann.shapes[c])

@@ -4,7 +4,6 @@ the machine it was trained on, and an evaluation table produced by the same code
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from tqdm import tqdm
 
 from vlascope.core.atomic import write_text_atomic
 from vlascope.core.errors import VLAScopeError
+from vlascope.core.jsonfile import read_json
 from vlascope.core.markdown import keep_sections
 from vlascope.core.policy import file_sha256
 from vlascope.core.processes import map_in_processes
@@ -53,7 +53,7 @@ def write_model_card(folder: str | Path, eval_variants: list[str], episodes: int
     """Evaluate (unless ``cells`` are given, with the ``eval_cmd`` that produced them) and
     write ``model_card.md`` into ``folder``."""
     folder = Path(folder)
-    info = json.loads((folder / "config.json").read_text())
+    info = read_json(folder / "config.json")
     policy = ReferencePolicy(weights=folder, device=device)
     if cells is None:
         with TabletopScene() as scene:
@@ -147,7 +147,7 @@ def write_training_card(folder: str | Path) -> Path:
     """``model_card.md`` of a checkpoint without an evaluation section (a scene whose
     evaluation is ``vlascope eval ... --doc <card>``, which adds its own section)."""
     folder = Path(folder)
-    info = json.loads((folder / "config.json").read_text())
+    info = read_json(folder / "config.json")
     card = (training_card(folder, info, file_sha256(folder / "model.safetensors"))
             + f"\nRegenerate: `{train_command(folder, info)}`\n")
     path = folder / "model_card.md"

@@ -7,7 +7,6 @@ noise (``common_noise()``) for analyses that compare forward passes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -19,7 +18,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vlascope.core.device import pick_device
-from vlascope.core.errors import ObservationError, PluginError
+from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
+from vlascope.core.jsonfile import read_json
 from vlascope.core.noise import SeededNoise
 from vlascope.core.policy import Observation, file_sha256
 
@@ -48,8 +48,8 @@ def load_checkpoint(path: str | Path) -> tuple[ReferenceConfig, dict[str, torch.
             raise PluginError(f"reference policy: missing {f} (expected a folder with "
                               "model.safetensors and config.json)")
     try:
-        cfg = ReferenceConfig.from_dict(json.loads(config.read_text())["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        cfg = ReferenceConfig.from_dict(read_json(config)["config"])
+    except (VLAScopeError, KeyError, TypeError, ValueError) as e:  # e.g. not UTF-8
         raise PluginError(f"reference policy: {config} is not a valid config ({e})") from e
     try:
         state = load_file(str(weights))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from vlascope.core.errors import VLAScopeError
+from vlascope.core.jsonfile import read_json
 
 from . import textures
 from .model import COLORS, DISTRACTORS
@@ -63,12 +64,11 @@ def _freeze(value: Any) -> Any:
 
 def load_variants(path: str | Path | None = None) -> dict[str, Variant]:
     """Read variant definitions; unknown keys are errors so typos do not pass silently."""
-    text = (Path(path).read_text() if path is not None
-            else files("vlascope.scenes.tabletop").joinpath("assets/variants.json").read_text())
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise VLAScopeError(f"variant file {path}: {e}") from e
+    if path is not None:
+        raw = read_json(path)
+    else:
+        raw = json.loads(files("vlascope.scenes.tabletop").joinpath("assets/variants.json")
+                         .read_text(encoding="utf-8"))
     known = {f.name for f in fields(Variant)} - {"name"}
     out = {}
     for name, spec in raw.items():
