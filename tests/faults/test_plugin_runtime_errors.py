@@ -9,14 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QMessageBox, QPushButton
+from PySide6.QtWidgets import QPushButton
 
 from vlascope.core.errors import ObservationError, PluginError
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.runner import rollout
 from vlascope.core.scene import Scene
-
-WAIT_MS = 120_000
 
 PLUGIN = """
 import sys
@@ -157,25 +155,16 @@ def test_plugin_error_carries_the_traceback_across_processes(plugin_dir, scene):
         rollout(scene, wide, "pick_red", 0, max_steps=2)
 
 
-def errors_shown(window):
-    return [d for d in window.findChildren(QMessageBox) if d.isVisible()]
-
-
 def wait_for_dialog(qtbot, window):
+    from test_app import errors_shown
+
     qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=60_000)
     return errors_shown(window)[0]
 
 
-def dismiss(qtbot, window):
-    for d in errors_shown(window):
-        d.close()
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=WAIT_MS)
-
-
 def test_gui_shows_a_dialog_naming_the_plugin_and_keeps_running(qtbot, tmp_path, plugin_dir):
     from PySide6.QtCore import Qt
-    from test_app import idle, make_window, play_steps
+    from test_app import dismiss_errors, errors_shown, idle, make_window, play_steps
 
     window = make_window(qtbot, tmp_path, plugin_dir)
     try:
@@ -193,7 +182,7 @@ def test_gui_shows_a_dialog_naming_the_plugin_and_keeps_running(qtbot, tmp_path,
             if button.text().startswith("Show"):
                 button.click()
         assert dialog.grab().save(str(tmp_path / "plugin_error_dialog.png"))
-        dismiss(qtbot, window)
+        dismiss_errors(qtbot, window)
         # a non-array result, one step at a time
         window.scene_dock.policy_box.setCurrentText("returns_text")
         idle(qtbot, window)
@@ -201,7 +190,7 @@ def test_gui_shows_a_dialog_naming_the_plugin_and_keeps_running(qtbot, tmp_path,
         dialog = wait_for_dialog(qtbot, window)
         assert "policy plugin 'returns_text'" in dialog.text()
         assert "returned a str" in dialog.text()
-        dismiss(qtbot, window)
+        dismiss_errors(qtbot, window)
         # sys.exit in reset (the new policy restarts the rollout): it cannot start, and
         # the window says so
         window.scene_dock.policy_box.setCurrentText("exits_on_reset")
@@ -209,13 +198,13 @@ def test_gui_shows_a_dialog_naming_the_plugin_and_keeps_running(qtbot, tmp_path,
         dialog = wait_for_dialog(qtbot, window)
         assert "policy plugin 'exits_on_reset'" in dialog.text()
         assert "sys.exit(4)" in dialog.text() and "Could not start" in dialog.windowTitle()
-        dismiss(qtbot, window)
+        dismiss_errors(qtbot, window)
         qtbot.keyClick(window, Qt.Key.Key_Space)  # play tries again, and says so again
         dialog = wait_for_dialog(qtbot, window)
         assert "policy plugin 'exits_on_reset'" in dialog.text()
         idle(qtbot, window)
         assert not window.workspace.playing
-        dismiss(qtbot, window)
+        dismiss_errors(qtbot, window)
         # still usable: back to the reference policy, a fresh rollout runs
         window.scene_dock.policy_box.setCurrentText("reference")
         idle(qtbot, window)
