@@ -8,7 +8,7 @@ from vlascope.core.episode import Episode
 from vlascope.core.errors import EpisodeFormatError, ObservationError, VLAScopeError
 from vlascope.core.live import LiveRollout
 from vlascope.core.recording import FileRecording
-from vlascope.core.regions import ACTION_CRITICAL
+from vlascope.core.regions import ACTION_CRITICAL, NUISANCE
 from vlascope.core.runner import rollout
 from vlascope.core.workspace import Workspace
 
@@ -90,8 +90,8 @@ def test_saliency_cache_is_keyed_by_settings_and_gives_nmr(scene, expert):
     ws.update_saliency(n_masks=400)
     assert ws.maps_at(0) is None and ws.nmr_at(0) is None  # other parameters, other cache
     ws.update_saliency(n_masks=100)
-    inverted = {c: 1.0 - m for c, m in maps.items()}
-    ws.put_maps(0, ws.saliency.key(), inverted)
+    nuisance = {c: (labels[c] == NUISANCE).astype(np.float32) for c in labels}
+    ws.put_maps(0, ws.saliency.key(), nuisance)
     assert ws.nmr_at(0) > 0.5  # the memo is dropped when new maps arrive
     ws.put_maps(0, ws.saliency.key(), {c: np.zeros_like(m) for c, m in maps.items()})
     assert np.isnan(ws.nmr_at(0))  # a flat map has no top k%
