@@ -144,6 +144,8 @@ def test_toolkit_files_import_and_score_the_toolkits_nmr(tmp_path):
     out = tmp_path / "nmr"
     rows = json.loads(run_cli("nmr", ep, "--method", "toolkit", "--masks",
                               str(TOOLKIT_FILES / "masks"), "--out", str(out), "--json"))
+    err = run_cli_fails("nmr", ep, "--method", "toolkit", "--out", str(out))
+    assert "nmr@10pct.json already exists" in err  # never replaced without --overwrite
     theirs = json.loads((TOOLKIT_FILES / "nmr" / "nmr@10pct.json").read_text())
     ours = json.loads((out / "nmr@10pct.json").read_text())
     assert list(ours) == list(theirs)

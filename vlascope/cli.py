@@ -356,8 +356,16 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     from .core.metrics import episode_nmr_series
 
     ks = [float(k) for k in args.k.split(",")]
-    if args.out and len(args.episodes) != 1:
-        raise VLAScopeError("--out writes one episode's nmr@{k}pct files: give one episode")
+    if args.out:
+        from .core.errors import OutputExistsError
+        from .core.toolkit_io import k_slug
+
+        if len(args.episodes) != 1:
+            raise VLAScopeError("--out writes one episode's nmr@{k}pct files: give one episode")
+        existing = [f for k in ks for ext in (".json", ".csv")
+                    if (f := Path(args.out) / f"nmr@{k_slug(k)}{ext}").exists()]
+        if existing and not args.overwrite:
+            raise OutputExistsError(existing[0])
     rows = []
     for path in args.episodes:
         with Episode(path) as ep:
@@ -888,6 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'normalize')")
     p.add_argument("--out", default=None,
                    help="folder for the toolkit's nmr@{k}pct.json / .csv (one episode)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace nmr@{k}pct files already in --out")
     p.add_argument("--ground-truth", action="store_true",
                    help="ignore the annotation saved beside the episode (<episode>.regions/)")
     p.add_argument("--json", action="store_true")
