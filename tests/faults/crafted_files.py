@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from cli_process import cli_process
 
 from vlascope.core.episode import update_episode
 from vlascope.core.runner import rollout
@@ -46,9 +47,7 @@ def digest(path: Path) -> str:
 
 def cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """``python -m vlascope.cli ARGS`` whatever its exit status (tests of refusals)."""
-    return subprocess.run([sys.executable, "-m", "vlascope.cli", *args], capture_output=True,
-                          text=True, timeout=timeout,
-                          env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    return cli_process(*args, timeout=timeout)
 
 
 def assert_refused(out: subprocess.CompletedProcess, *needles: str) -> None:
@@ -108,9 +107,58 @@ def read_everything(path: Path) -> str:
     return "ok"
 
 
+def read_toolkit_file(path: Path) -> str:
+    """Read a toolkit heatmap (.npz) or mask (.npy) file as ``toolkit-import`` and
+    ``nmr --masks`` do -> "ok", "refused: <message>", or "BUG <type>: <message>"."""
+    from vlascope.core.errors import VLAScopeError
+    from vlascope.core.toolkit_io import read_heatmaps, read_masks
+
+    try:
+        if path.suffix == ".npz":
+            read_heatmaps(path)
+        else:
+            read_masks(path, [path.stem.removeprefix("mask_").removesuffix("_rgb")])
+    except VLAScopeError as e:
+        return f"refused: {e}"
+    except Exception as e:  # noqa: BLE001 - what the fuzz pass looks for
+        return f"BUG {type(e).__name__}: {e}"
+    return "ok"
+
+
+READERS = {"episode": read_everything, "toolkit": read_toolkit_file}
+
+
 def fuzz_worker() -> None:
-    """For each path given on the command line, one line: ``<index> <outcome>``."""
+    """``READERS[argv[1]]`` on each path after it, one line each: ``[index, outcome]``."""
     import json as _json
 
-    for i, path in enumerate(sys.argv[1:]):
-        print(_json.dumps([i, read_everything(Path(path))]), flush=True)
+    read = READERS[sys.argv[1]]
+    for i, path in enumerate(sys.argv[2:]):
+        print(_json.dumps([i, read(Path(path))]), flush=True)
+
+
+def fuzz(reader: str, paths: list[Path], per_case_s: float) -> list[str]:
+    """Each path read in one worker process, with a time limit per file: the outcomes in
+    order; a hang or a crash of the worker fails the test naming the file."""
+    import json as _json
+    import select
+
+    code = ("import sys, os; here = sys.argv.pop(1); "
+            "sys.path[:0] = [here, os.path.dirname(here)]; "
+            "from crafted_files import fuzz_worker; fuzz_worker()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), reader,
+                             *map(str, paths)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    outcomes: list[str] = []
+    try:
+        for path in paths:
+            ready, _, _ = select.select([proc.stdout], [], [], per_case_s)
+            assert ready, f"reading {path} hung for {per_case_s} s"
+            line = proc.stdout.readline()
+            assert line, f"the reader died on {path}: {proc.stderr.read()[-3000:]}"
+            outcomes.append(_json.loads(line)[1])
+    finally:
+        proc.kill()
+        proc.wait()
+    return outcomes

@@ -4,16 +4,12 @@ our error type naming the file; never another exception, never a hang, never a c
 the file read."""
 
 import json
-import os
-import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from crafted_files import cli, crafted, digest, record_small
+from crafted_files import cli, crafted, digest, fuzz, record_small
 
 SEED = 2026
 PER_CASE_S = 20
@@ -77,25 +73,8 @@ def test_fuzz_reader(base, tmp_path):
     cases = _variants(base, tmp_path)
     assert len(cases) == 40
     hashes = {name: digest(p) for name, p in cases.items()}
-    names = list(cases)
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-            "from crafted_files import fuzz_worker; fuzz_worker()")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent),
-                             *map(str, cases.values())], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
-    outcomes: dict[str, str] = {}
-    try:
-        for name in names:
-            ready, _, _ = select.select([proc.stdout], [], [], PER_CASE_S)
-            assert ready, f"reading '{name}' ({cases[name]}) hung for {PER_CASE_S} s"
-            line = proc.stdout.readline()
-            assert line, f"the reader died on '{name}': {proc.stderr.read()[-3000:]}"
-            i, outcome = json.loads(line)
-            outcomes[names[i]] = outcome
-    finally:
-        proc.kill()
-        proc.wait()
+    outcomes = dict(zip(cases, fuzz("episode", list(cases.values()), PER_CASE_S),
+                        strict=True))
     bugs = {n: o for n, o in outcomes.items() if not o.startswith(("ok", "refused"))}
     assert not bugs, bugs
     for name, outcome in outcomes.items():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,46 @@ EXPECTED_HEATMAPS = ("the toolkit's iss/iss_heatmaps.npz: one (T, H, W) float ar
                      "name and a 'meta_json' string")
 EXPECTED_MASKS = ("the toolkit's masks: a folder with mask_{view}_rgb.npy per view (or its "
                   "parent), each a (T, H, W) integer array of 0 nuisance, 1 support, 2 action")
+
+
+# What numpy and zipfile raise on a damaged or hostile file, mapped to EpisodeFormatError.
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, MemoryError,
+                zipfile.BadZipFile, zlib.error, UnicodeDecodeError)
+MAX_BYTES = 4 * 2**30  # more than any episode's maps or masks; a file claiming more is refused
+
+
+def _load_npz(path: Path, expected: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz, after checking what its members claim to hold."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            claimed = sum(info.file_size for info in z.infolist())
+        if claimed > MAX_BYTES:
+            raise EpisodeFormatError(f"{path}: its arrays claim {claimed / 2**30:.0f} GiB; "
+                                     "refused")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except _READ_ERRORS as e:
+        raise EpisodeFormatError(f"{path}: not a readable .npz file ({type(e).__name__}: "
+                                 f"{e}); expected {expected}") from e
+
+
+def _load_npy(path: Path, expected: str) -> np.ndarray:
+    """An .npy array, after checking that its header's shape fits the file."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            data_bytes = path.stat().st_size - f.tell()
+        need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if dtype.hasobject or need > min(data_bytes, MAX_BYTES):
+            raise EpisodeFormatError(f"{path}: its header claims {dtype} {shape}, which the "
+                                     f"file does not hold; expected {expected}")
+        return np.load(path, allow_pickle=False)
+    except _READ_ERRORS as e:
+        raise EpisodeFormatError(f"{path}: not a readable .npy file ({type(e).__name__}: "
+                                 f"{e}); expected {expected}") from e
 
 
 def mask_name(view: str) -> str:
@@ -84,12 +126,7 @@ def read_heatmaps(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
     """-> (view -> (T, H, W) float32, meta). Refuses VLAScope's earlier stitched layout,
     non-finite maps, and views of different lengths."""
     path = heatmaps_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise EpisodeFormatError(f"{path}: not a readable .npz file ({e}); expected "
-                                 f"{EXPECTED_HEATMAPS}") from e
+    data = _load_npz(path, EXPECTED_HEATMAPS)
     if "heatmaps" in data and "frame_indices" in data:
         raise EpisodeFormatError(f"{path}: this is VLAScope's earlier stitched layout "
                                  "(views side by side in one 'heatmaps' array); export it "
@@ -163,10 +200,7 @@ def read_masks(path: str | Path, views: Sequence[str]) -> dict[str, np.ndarray]:
         if not file.is_file():
             raise EpisodeFormatError(f"{folder}: missing {mask_name(view)} for view '{view}'; "
                                      f"expected {EXPECTED_MASKS}")
-        try:
-            mask = np.load(file, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise EpisodeFormatError(f"{file}: not a readable .npy mask ({e})") from e
+        mask = _load_npy(file, EXPECTED_MASKS)
         if (not isinstance(mask, np.ndarray) or mask.ndim != 3 or 0 in mask.shape
                 or not np.issubdtype(mask.dtype, np.integer)):
             raise EpisodeFormatError(f"{file}: {getattr(mask, 'dtype', '?')} "
