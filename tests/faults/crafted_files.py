@@ -41,6 +41,18 @@ def crafted(source: Path, target: Path, edit: Callable[[h5py.File], None]) -> Pa
     return target
 
 
+def annotated_copy(base: Path, target: Path, label: int, corner: int) -> Path:
+    """A copy of ``base`` with one good region edit (``label`` in the top-left
+    ``corner`` x ``corner`` of the front camera's step 0) saved by the real store."""
+    from vlascope.core.annotation import KEEP, AnnotationStore, annotation_dir
+
+    target.write_bytes(base.read_bytes())
+    edit = np.full((224, 224), KEEP, np.uint8)
+    edit[:corner, :corner] = label
+    AnnotationStore(annotation_dir(target)).save("front", 0, edit)
+    return target
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -12,12 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from crafted_files import assert_refused, cli, crafted, digest, record_small
+from crafted_files import annotated_copy, assert_refused, cli, crafted, digest, record_small
 from PIL import Image
 
 from vlascope.core.annotation import (
-    KEEP,
-    AnnotationStore,
     annotation_dir,
     read_label_png,
 )
@@ -118,12 +116,7 @@ def test_duplicate_frame_indices_on_import(base, tmp_path):
 # annotation files ---------------------------------------------------------------------------
 @pytest.fixture
 def annotated(base, tmp_path):
-    path = tmp_path / "run.h5"
-    path.write_bytes(base.read_bytes())
-    edit = np.full((224, 224), KEEP, np.uint8)
-    edit[:10, :10] = 2
-    AnnotationStore(annotation_dir(path)).save("front", 0, edit)
-    return path
+    return annotated_copy(base, tmp_path / "run.h5", 2, 10)
 
 
 def _png_claiming(path, width, height):

@@ -4,10 +4,10 @@ says "annotation"."""
 
 import numpy as np
 import pytest
-from crafted_files import assert_refused, cli, record_small
+from crafted_files import annotated_copy, assert_refused, cli, record_small
 from PIL import Image
 
-from vlascope.core.annotation import KEEP, AnnotationStore, annotated_regions, annotation_dir
+from vlascope.core.annotation import annotated_regions, annotation_dir
 from vlascope.core.episode import Episode
 from vlascope.core.errors import EpisodeFormatError
 from vlascope.core.workspace import Workspace
@@ -21,12 +21,7 @@ def base(tmp_path_factory, scene, expert):
 @pytest.fixture
 def episode(tmp_path, base):
     """A copy of the episode with one good edit saved by the real store."""
-    path = tmp_path / "run.h5"
-    path.write_bytes(base.read_bytes())
-    edit = np.full((224, 224), KEEP, np.uint8)
-    edit[:20, :20] = 1
-    AnnotationStore(annotation_dir(path)).save("front", 0, edit)
-    return path
+    return annotated_copy(base, tmp_path / "run.h5", 1, 20)
 
 
 def _bad_frame(episode, name="000001.png", camera="front", size=(100, 80)):
