@@ -109,7 +109,7 @@ def our_labels(toolkit_masks: dict) -> dict:
 
 @pytest.mark.parametrize("case,k,scaling,sub", [
     ("d1", 10, "joint", False), ("d2", 10, "per_view", False), ("d3", 10, "none", False),
-    ("d4", 5, "joint", False), ("d6", 10, "joint", True),
+    ("d4", 5, "joint", False), ("d5", "50px", "joint", False), ("d6", 10, "joint", True),
 ])
 def test_nmr_as_the_toolkit_counts_it(case, k, scaling, sub):
     masks = {c: KNOWN[f"masks_{c}"] for c in CAMS}
@@ -130,6 +130,7 @@ def test_nmr_as_the_toolkit_counts_it(case, k, scaling, sub):
 
 def test_k_is_counted_with_ceil_and_round_is_the_other_rule():
     assert top_k_count(2560, 10) == 256 and top_k_count(2561, 10) == 257
+    assert top_k_count(2560, "50px") == 50 and top_k_count(20, "50px") == 20
     assert top_k_count(2561, 10, "round") == 256 and top_k_count(5, 1) == 1
     maps = {"front": np.arange(11, dtype=np.float32).reshape(1, 11)}
     assert top_k_mask(maps, 10)["front"].sum() == 2  # ceil(1.1)

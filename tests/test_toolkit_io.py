@@ -155,6 +155,12 @@ def test_toolkit_files_import_and_score_the_toolkits_nmr(tmp_path):
         for c in CAMS:
             np.testing.assert_allclose(ours[key][c], theirs[key][c], atol=1e-6)
     assert rows[0]["nmr"]["10.0"] == pytest.approx(theirs["mean_score"], abs=1e-6)
+    px = json.loads(run_cli("nmr", ep, "--method", "toolkit", "--masks",
+                            str(TOOLKIT_FILES / "masks"), "--k", "50px", "--out", str(out),
+                            "--json"))  # the toolkit's k_pixels
+    written = json.loads((out / "nmr@50px.json").read_text())
+    assert written["k_pixels"] == 50 and px[0]["nmr"]["50px"] == pytest.approx(
+        float(np.load(TOOLKIT_FILES.parent / "known_answers.npz")["d5_mean_score"]), abs=1e-6)
     their_csv = (TOOLKIT_FILES / "nmr" / "nmr@10pct.csv").read_text().splitlines()
     our_csv = (out / "nmr@10pct.csv").read_text().splitlines()
     assert our_csv[0] == their_csv[0] and len(our_csv) == len(their_csv)

@@ -353,9 +353,9 @@ def cmd_nmr(args: argparse.Namespace) -> int:
 
     from .core.annotation import annotated_regions
     from .core.episode import Episode
-    from .core.metrics import episode_nmr_series
+    from .core.metrics import episode_nmr_series, parse_k
 
-    ks = [float(k) for k in args.k.split(",")]
+    ks = [parse_k(k) for k in args.k.split(",")]
     if args.out:
         from .core.errors import OutputExistsError
         from .core.toolkit_io import k_slug
@@ -395,7 +395,8 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'episode':<50} {'success':<8} " + " ".join(f"NMR@{k:g}".rjust(8) for k in ks)
+    label = {k: f"{k:g}" if isinstance(k, float) else k for k in ks}
+    print(f"{'episode':<50} {'success':<8} " + " ".join(f"NMR@{label[k]}".rjust(8) for k in ks)
           + "  regions")
     for r in rows:
         print(f"{r['episode']:<50} {str(r['success']):<8} "
@@ -882,7 +883,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored maps to use: iss-<estimator>, token-iss-<estimator>, "
                         "attention-rollout, attention-last, token-norm, gradient, or a name "
                         "given to toolkit-import")
-    p.add_argument("--k", default="10", help="comma-separated percentages, e.g. 1,5,10,20,50")
+    p.add_argument("--k", default="10", help="comma-separated percentages, e.g. 1,5,10,20,50, "
+                   "or pixel counts as the toolkit's k_pixels, e.g. 50px")
     p.add_argument("--normalization", default="count", choices=["count", "mass"])
     p.add_argument("--strict", action="store_true", help="count painted nuisance only")
     p.add_argument("--masks", default=None,

@@ -31,10 +31,42 @@ COUNTINGS = ("toolkit", "round")
 SCALINGS = ("joint", "per_view", "none")
 
 
+def k_pixels(k: float | str) -> int:
+    """How many pixels a k given as ``"<N>px"`` (the toolkit's k_pixels) names; 0 for a k
+    in percent."""
+    if isinstance(k, str) and k.endswith("px"):
+        try:
+            n = int(k[:-2])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise VLAScopeError(f"k in pixels must be a whole number >= 1, got '{k}'")
+        return n
+    return 0
+
+
+def parse_k(text: str) -> float | str:
+    """A k as a user types it: a percentage ("10", "2.5") or a pixel count ("50px")."""
+    text = text.strip()
+    if text.endswith("px"):
+        k_pixels(text)
+        return text
+    try:
+        k = float(text)
+    except ValueError:
+        raise VLAScopeError(f"k must be a percentage or '<N>px', got '{text}'") from None
+    check_k(k)
+    return k
+
+
+def check_k(k: float | str) -> None:
+    if not k_pixels(k) and not 0 < float(k) <= 100:
+        raise VLAScopeError(f"k must be in (0, 100] percent or '<N>px', got {k}")
+
+
 def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray],
-           k: float) -> list[str]:
-    if not 0 < k <= 100:
-        raise VLAScopeError(f"k must be in (0, 100], got {k}")
+           k: float | str) -> list[str]:
+    check_k(k)
     cams = list(saliency)
     if not cams:
         raise VLAScopeError("no saliency maps given")
@@ -47,13 +79,17 @@ def _check(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray]
     return cams
 
 
-def top_k_count(n_pixels: int, k: float, counting: str = "toolkit") -> int:
-    """How many pixels the top k% are: the toolkit's ceil, or round."""
+def top_k_count(n_pixels: int, k: float | str, counting: str = "toolkit") -> int:
+    """How many pixels the top k are: ``"<N>px"`` N of them (the toolkit's k_pixels), k% by
+    the toolkit's ceil or by round."""
+    if counting not in COUNTINGS:
+        raise VLAScopeError(f"unknown top-k counting '{counting}' {COUNTINGS}")
+    if n := k_pixels(k):
+        return min(n_pixels, n)
+    k = float(k)
     if counting == "toolkit":
         return min(n_pixels, max(1, int(np.ceil(n_pixels * k / 100.0))))
-    if counting == "round":
-        return min(n_pixels, max(1, int(round(n_pixels * k / 100.0))))
-    raise VLAScopeError(f"unknown top-k counting '{counting}' {COUNTINGS}")
+    return min(n_pixels, max(1, int(round(n_pixels * k / 100.0))))
 
 
 def _min_max(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -81,7 +117,7 @@ def scale_maps(saliency: Mapping[str, np.ndarray], scaling: str = "joint"
     return {c: _min_max(m, lo, hi) for c, m in maps.items()}
 
 
-def top_k_mask(saliency: Mapping[str, np.ndarray], k: float, counting: str = "toolkit",
+def top_k_mask(saliency: Mapping[str, np.ndarray], k: float | str, counting: str = "toolkit",
                scaling: str = "joint") -> dict[str, np.ndarray]:
     """Per camera, the pixels in the joint top k% of saliency (module docstring: counting
     and ties). Linear time (a partition, not a sort), so NMR keeps up with a live view."""
@@ -107,7 +143,8 @@ def top_k_mask(saliency: Mapping[str, np.ndarray], k: float, counting: str = "to
     return out
 
 
-def nmr_at_k(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray], k: float,
+def nmr_at_k(saliency: Mapping[str, np.ndarray], regions: Mapping[str, np.ndarray],
+             k: float | str,
              normalization: str = "count", strict: bool = False,
              per_view: bool = False, top: Mapping[str, np.ndarray] | None = None,
              counting: str = "toolkit", scaling: str = "joint") -> float | dict[str, float]:
@@ -212,12 +249,12 @@ class NMRSeries:
     """Per-step NMR@k of one episode: joint and per camera (NaN where a camera holds none
     of the step's top-k). Coverage, the toolkit's other column, is 1 - NMR."""
 
-    k: float
+    k: float | str  # percent, or "<N>px"
     scores: np.ndarray  # (T,)
     per_view: dict[str, np.ndarray]  # camera -> (T,)
 
 
-def episode_nmr_series(ep, method: str, ks: Sequence[float] = (10,),
+def episode_nmr_series(ep, method: str, ks: Sequence[float | str] = (10,),
                        normalization: str = "count", strict: bool = False,
                        regions: Mapping[str, np.ndarray] | None = None,
                        counting: str = "toolkit", scaling: str = "joint"

@@ -27,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json_atomic, write_text_atomic
 from .errors import EpisodeFormatError
+from .metrics import k_pixels
 from .regions import from_toolkit, to_toolkit
 
 HEATMAPS = Path("iss") / "iss_heatmaps.npz"
@@ -82,8 +83,10 @@ def mask_name(view: str) -> str:
     return f"mask_{view}_rgb.npy"
 
 
-def k_slug(k: float) -> str:
-    """The toolkit's name for k percent in file names: 10 -> '10pct', 2.5 -> '2p5pct'."""
+def k_slug(k: float | str) -> str:
+    """The toolkit's name for k in file names: 10 -> '10pct', 2.5 -> '2p5pct', '50px'."""
+    if n := k_pixels(k):
+        return f"{n}px"
     return f"{float(k):g}".replace(".", "p") + "pct"
 
 
@@ -213,7 +216,7 @@ def read_masks(path: str | Path, views: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def write_nmr(folder: str | Path, k: float, scores: np.ndarray,
+def write_nmr(folder: str | Path, k: float | str, scores: np.ndarray,
               per_view: Mapping[str, np.ndarray], scaling: str) -> tuple[Path, Path]:
     """``folder/nmr@{k}pct.json`` and ``.csv`` with the toolkit's keys and columns
     (coverage = 1 - NMR: the top-k share inside support and action regions)."""
@@ -230,8 +233,8 @@ def write_nmr(folder: str | Path, k: float, scores: np.ndarray,
         "per_view_coverage_scores": {v: a.tolist() for v, a in view_cov.items()},
         "mean_score": float(np.nanmean(nmr)),
         "mean_coverage": float(np.nanmean(cov)),
-        "k_percent": float(k),
-        "k_pixels": 0,
+        "k_percent": 0.0 if k_pixels(k) else float(k),
+        "k_pixels": k_pixels(k),
         "normalize": scaling,
         "definition": "nmr@k = 1 - fraction(ISS top-k pixels inside green+blue mask); "
                       "lower is better",
