@@ -40,11 +40,18 @@ def check_shapes(header: TensorHeader, expected: dict[str, tuple[int, ...]], pat
     says, before any tensor of the config's size is made."""
     missing = [k for k in expected if k not in header.shapes]
     if missing:
-        raise VLAScopeError(f"{path} lacks {', '.join(missing)}")
+        raise VLAScopeError(f"{path} does not match {Path(config).name}: it lacks "
+                            f"{_first(missing, ', ')}")
     wrong = [f"{k} {header.shapes[k]} != {v}" for k, v in expected.items()
              if header.shapes[k] != tuple(v)]
     if wrong:
-        raise VLAScopeError(f"{path} does not match {Path(config).name}: {'; '.join(wrong)}")
+        raise VLAScopeError(f"{path} does not match {Path(config).name}: {_first(wrong, '; ')}")
+
+
+def _first(items: list[str], sep: str, n: int = 3) -> str:
+    """A few of a long list, and how many more: an error stays one readable line."""
+    more = f"{sep}and {len(items) - n} more" if len(items) > n else ""
+    return sep.join(items[:n]) + more
 
 
 def new_pair_id() -> str:

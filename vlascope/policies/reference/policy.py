@@ -22,6 +22,7 @@ from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
 from vlascope.core.jsonfile import read_json
 from vlascope.core.noise import SeededNoise
 from vlascope.core.policy import Observation, file_sha256
+from vlascope.core.tensor_files import check_shapes, read_header
 
 from .efficientnet_lite import load_pretrained
 from .language import InstructionEncoder
@@ -51,11 +52,16 @@ def load_checkpoint(path: str | Path) -> tuple[ReferenceConfig, dict[str, torch.
         cfg = ReferenceConfig.from_dict(read_json(config)["config"])
     except (VLAScopeError, KeyError, TypeError, ValueError) as e:  # e.g. not UTF-8
         raise PluginError(f"reference policy: {config} is not a valid config ({e})") from e
-    try:
+    try:  # the config's sizes against the file's header, before any tensor is made
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in ReferenceTrunk(cfg).state_dict().items()}
+        check_shapes(read_header(weights), expected, weights, config)
         state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
+    except VLAScopeError as e:
+        raise PluginError(f"reference policy: {e}") from e
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise PluginError(f"reference policy: {weights} is corrupt or not a safetensors "
-                          f"file ({e})") from e
+                          f"file, or {config} is not a valid config ({e})") from e
     return cfg, state, weights
 
 
