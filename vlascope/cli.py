@@ -381,7 +381,7 @@ def cmd_nmr(args: argparse.Namespace) -> int:
                 source = "annotation"
             series = episode_nmr_series(ep, args.method, ks, args.normalization, args.strict,
                                         regions=masks, counting=args.counting,
-                                        scaling=args.scaling)
+                                        scaling=args.scaling, per_view=bool(args.out))
             rows.append({"episode": path, "success": ep.success, "regions": source,
                          "counting": args.counting, "scaling": args.scaling,
                          "nmr": {str(k): float(np.nanmean(s.scores)) for k, s in series.items()},

@@ -257,11 +257,12 @@ class NMRSeries:
 def episode_nmr_series(ep, method: str, ks: Sequence[float | str] = (10,),
                        normalization: str = "count", strict: bool = False,
                        regions: Mapping[str, np.ndarray] | None = None,
-                       counting: str = "toolkit", scaling: str = "joint"
-                       ) -> dict[float, NMRSeries]:
+                       counting: str = "toolkit", scaling: str = "joint",
+                       per_view: bool = True) -> dict[float, NMRSeries]:
     """Per step NMR@k of a recorded episode from its stored saliency maps and its region maps
     (or ``regions``: camera -> (H, W), or (T_m, H, W) taken at the toolkit's step for each
-    of the T steps, e.g. toolkit masks), resized to the maps' size as the toolkit does."""
+    of the T steps, e.g. toolkit masks), resized to the maps' size as the toolkit does.
+    ``per_view=False`` leaves the per-camera series empty (they cost as much again)."""
     from .errors import EpisodeFormatError
 
     if method not in ep.saliency_methods():
@@ -282,7 +283,8 @@ def episode_nmr_series(ep, method: str, ks: Sequence[float | str] = (10,),
         m = regions[c]
         return m[mask_step(len(m), t, ep.n_steps)] if m.ndim == 3 else m
 
-    out = {k: NMRSeries(k, np.empty(ep.n_steps), {c: np.empty(ep.n_steps) for c in cams})
+    views = cams if per_view else []
+    out = {k: NMRSeries(k, np.empty(ep.n_steps), {c: np.empty(ep.n_steps) for c in views})
            for k in ks}
     for t in range(ep.n_steps):
         sal = {c: ep.saliency(method, c, t) for c in cams}
@@ -291,8 +293,9 @@ def episode_nmr_series(ep, method: str, ks: Sequence[float | str] = (10,),
             top = top_k_mask(sal, k, counting, scaling)
             opts = {"normalization": normalization, "strict": strict, "top": top}
             out[k].scores[t] = nmr_at_k(sal, reg, k, **opts)
-            for c, v in nmr_at_k(sal, reg, k, per_view=True, **opts).items():
-                out[k].per_view[c][t] = v
+            if per_view:
+                for c, v in nmr_at_k(sal, reg, k, per_view=True, **opts).items():
+                    out[k].per_view[c][t] = v
     return out
 
 
@@ -301,5 +304,5 @@ def episode_nmr(ep, method: str, ks: Sequence[float] = (10,), normalization: str
                 counting: str = "toolkit", scaling: str = "joint") -> dict[float, np.ndarray]:
     """Per step NMR@k (joint over cameras) for each k: ``episode_nmr_series``'s scores."""
     series = episode_nmr_series(ep, method, ks, normalization, strict, regions, counting,
-                                scaling)
+                                scaling, per_view=False)
     return {k: s.scores for k, s in series.items()}
