@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from cli_process import run_cli
 
 from vlascope.core.episode import Episode
@@ -37,3 +38,22 @@ def test_disk_full_while_recording_is_one_line_and_leaves_no_partial(tmp_path):
     assert earlier.read_bytes() == before
     with Episode(earlier) as ep:
         assert ep.n_steps == 4
+
+
+@pytest.mark.parametrize("name", ["demo.mp4", "demo.gif", "frames"])
+def test_disk_full_while_exporting_a_video_is_one_line(tmp_path, name):
+    """The same for `vlascope video`, whichever encoder meets the full disk (PyAV for MP4,
+    Pillow for GIF and PNG frames): it printed their tracebacks."""
+    episode = tmp_path / "ep.h5"
+    run_cli("record", "--policy", "expert", "--task", "pick_red", "--max-steps", "4",
+            "--out", str(episode))
+    out = subprocess.run(
+        [sys.executable, "-c", LIMITED.format(n=20_000), "video", str(episode), "--overlay",
+         "none", "--out", str(tmp_path / name)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("vlascope: error: disk full while "
+                                                   "writing"), out.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.h5"]  # no partial, no output

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import FRAMES_MARKER, fsync_dir, is_frame_folder, partial_path, publish
+from .atomic import (
+    FRAMES_MARKER,
+    disk_full,
+    fsync_dir,
+    is_disk_full,
+    is_frame_folder,
+    partial_path,
+    publish,
+)
 from .colormap import blend, outline
 from .episode import Episode
 from .errors import CancelledError, OutputExistsError, VLAScopeError
@@ -369,8 +377,21 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
-        self._wait()  # the previous frame's error, if any, surfaces here
+        with self._dropped_on_failure():
+            self._wait()  # the previous frame's error, if any, surfaces here
         self._pending = self._pool.submit(self._write_now, frame)
+
+    @contextlib.contextmanager
+    def _dropped_on_failure(self) -> Iterator[None]:
+        """A failed write drops the partial output; a full disk (or quota, or file-size
+        limit) is the one disk-full error, whichever encoder ran into it."""
+        try:
+            yield
+        except BaseException as e:
+            self.discard()
+            if is_disk_full(e):
+                raise disk_full(self.out) from e
+            raise
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -404,11 +425,14 @@ class VideoWriter:
             self._container.mux(packet)
 
     def close(self) -> Path:
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place (on failure nothing is left behind)."""
+        with self._dropped_on_failure():
+            return self._finish()
+
+    def _finish(self) -> Path:
         self._wait()
         self._pool.shutdown()
         if self.frames == 0:
-            self.discard()
             raise VLAScopeError("no frames were written")
         if self.kind == "mp4":
             for packet in self._stream.encode():
@@ -420,11 +444,7 @@ class VideoWriter:
             first.save(self.tmp, format="GIF", save_all=True, append_images=rest,
                        duration=int(round(1000 / self.fps)), loop=0)
             self._gif = []
-        try:
-            self._publish()
-        except BaseException:
-            self.discard()
-            raise
+        self._publish()
         return self.out
 
     def _publish(self) -> None:
