@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -128,15 +128,13 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     free, else ``OutputExistsError``), otherwise it is removed. Unique per call, so two
     writers of the same file never write into each other's temporary file."""
     path = Path(path)
-    sweep_partials(path.parent)
+    sweep_once(path.parent)
     tmp = partial_path(path)
     try:
         yield tmp
         publish(tmp, path, overwrite=overwrite)
     except OSError as e:
-        if is_disk_full(e):
-            raise disk_full(path) from e
-        raise
+        reraise(e, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -158,6 +156,14 @@ def disk_full(path: str | Path) -> VLAScopeError:
                          "free some space and try again)")
 
 
+def reraise(e: BaseException, path: str | Path) -> NoReturn:
+    """Raise ``e``, met while writing ``path``: as the disk-full line when that is what it
+    says (whichever library ran into it), else as it is."""
+    if is_disk_full(e):
+        raise disk_full(path) from e
+    raise e
+
+
 def is_disk_full(e: BaseException) -> bool:
     """Whether ``e`` (or what caused it) says the disk, quota or file-size limit is full;
     HDF5 reports it only in its message."""
@@ -169,6 +175,19 @@ def is_disk_full(e: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+_SWEPT: set[Path] = set()
+
+
+def sweep_once(folder: str | Path) -> None:
+    """``sweep_partials`` the first time this process writes into ``folder``: an orphan is
+    a day old before it may go, so once per folder and run is enough, and a write (an
+    annotation stroke, an episode update) does not list its folder every time."""
+    folder = Path(folder).absolute()
+    if folder not in _SWEPT:
+        _SWEPT.add(folder)
+        sweep_partials(folder)
 
 
 def sweep_partials(folder: str | Path, max_age_s: float = STALE_AFTER_S) -> list[Path]:

@@ -41,13 +41,12 @@ from PIL import Image
 
 from .atomic import (
     atomic_path,
-    disk_full,
     exclusive_lock,
-    is_disk_full,
     json_default,
     partial_path,
     publish,
-    sweep_partials,
+    reraise,
+    sweep_once,
 )
 from .errors import EpisodeFormatError, OutputExistsError, VLAScopeError
 from .policy import Observation
@@ -70,7 +69,7 @@ class EpisodeWriter:
         if not overwrite and self.path.exists():
             raise OutputExistsError(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        sweep_partials(self.path.parent)
+        sweep_once(self.path.parent)
         self._tmp = partial_path(self.path)
         self._closed = False
         try:
@@ -78,13 +77,10 @@ class EpisodeWriter:
         except Exception as e:
             self._tmp.unlink(missing_ok=True)
             self._closed = True
-            raise self._error(e) from e
+            reraise(e, self.path)
         self._metadata = dict(metadata)
         self._datasets: dict[str, Any] = {}
         self._n = 0
-
-    def _error(self, e: BaseException) -> BaseException:
-        return disk_full(self.path) if is_disk_full(e) else e
 
     @property
     def n_steps(self) -> int:
@@ -117,7 +113,7 @@ class EpisodeWriter:
                               regions, segments, activations)
         except Exception as e:
             self.discard()
-            raise self._error(e) from e
+            reraise(e, self.path)
 
     def _append_step(self, state, action, action_chunk, chunk_index, success, images,
                      regions, segments, activations) -> None:
@@ -152,7 +148,7 @@ class EpisodeWriter:
             publish(self._tmp, self.path, overwrite=self.overwrite)
         except Exception as e:
             self.discard()
-            raise self._error(e) from e
+            reraise(e, self.path)
         self._closed = True
         return self.path
 

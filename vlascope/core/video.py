@@ -35,12 +35,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import (
     FRAMES_MARKER,
-    disk_full,
     fsync_dir,
-    is_disk_full,
     is_frame_folder,
     partial_path,
     publish,
+    reraise,
 )
 from .colormap import blend, outline
 from .episode import Episode
@@ -389,9 +388,7 @@ class VideoWriter:
             yield
         except BaseException as e:
             self.discard()
-            if is_disk_full(e):
-                raise disk_full(self.out) from e
-            raise
+            reraise(e, self.out)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
