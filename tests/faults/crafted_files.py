@@ -174,3 +174,31 @@ def fuzz(reader: str, paths: list[Path], per_case_s: float) -> list[str]:
         proc.kill()
         proc.wait()
     return outcomes
+
+
+LIMITED_CALL = """
+import importlib, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+from vlascope.core.errors import VLAScopeError
+module, name = sys.argv[1].split(":")
+try:
+    getattr(importlib.import_module(module), name)(sys.argv[2])
+    print("loaded")
+except VLAScopeError as e:
+    print("error:", e)
+finally:
+    print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def load_under_memory_limit(loader: str, folder: Path) -> tuple[str, int]:
+    """``module:function`` called on ``folder`` in a child process limited to 6 GiB of
+    address space -> (what it said: "loaded" or "error: ...", its peak memory in MiB), so
+    a loader that would allocate what a file claims fails the test instead of the machine."""
+    run = subprocess.run([sys.executable, "-c", LIMITED_CALL, loader, str(folder)],
+                         capture_output=True, text=True, timeout=300)
+    lines = run.stdout.splitlines()
+    peak = [int(s.split()[1]) for s in lines if s.startswith("peak_kib")]
+    assert peak, run.stderr[-2000:]
+    said = "\n".join(s for s in lines if not s.startswith("peak_kib"))
+    return said or run.stderr[-2000:], peak[0] // 1024

@@ -6,30 +6,16 @@ process under an address-space limit."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from crafted_files import load_under_memory_limit
 
 from vlascope.policies.reference.policy import shipped_weights
 
-CHILD = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-from vlascope.core.errors import VLAScopeError
-from vlascope.policies.reference.policy import load_checkpoint
-try:
-    load_checkpoint(sys.argv[1])
-    print("loaded")
-except VLAScopeError as e:
-    print("error:", e)
-"""
-
 
 def load_in_child(folder) -> str:
-    run = subprocess.run([sys.executable, "-c", CHILD, str(folder)], capture_output=True,
-                         text=True, timeout=300)
-    return run.stdout.strip() or run.stderr[-2000:]
+    return load_under_memory_limit("vlascope.policies.reference.policy:load_checkpoint",
+                                   folder)[0]
 
 
 def edited(tmp_path, **config):

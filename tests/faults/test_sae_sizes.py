@@ -5,40 +5,18 @@ config that disagrees or asks for absurd sizes, and only then allocates. Each lo
 a child process under an address-space limit, which reports its own peak memory."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from crafted_files import load_under_memory_limit
 
 from vlascope.core.sae import SAEConfig, load_sae, save_sae
 from vlascope.core.sae.model import SAE
 
-CHILD = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-from vlascope.core.errors import VLAScopeError
-from vlascope.core.sae import load_sae
-try:
-    load_sae(sys.argv[1])
-    print("loaded")
-except VLAScopeError as e:
-    print("error:", e)
-finally:
-    print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
 
 def load_in_child(folder) -> tuple[str, int]:
     """(what load_sae said, the child's peak resident memory in MiB)."""
-    run = subprocess.run([sys.executable, "-c", CHILD, str(folder)], capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ))
-    lines = run.stdout.splitlines()
-    peak = [int(s.split()[1]) for s in lines if s.startswith("peak_kib")]
-    assert peak, run.stderr[-2000:]
-    said = "\n".join(s for s in lines if not s.startswith("peak_kib"))
-    return said or run.stderr[-2000:], peak[0] // 1024
+    return load_under_memory_limit("vlascope.core.sae:load_sae", folder)
 
 
 @pytest.fixture(scope="module")
