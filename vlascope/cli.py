@@ -1085,8 +1085,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from .cli_mechanistic import register
+    from .cli_serve import register as register_serve
 
     register(sub, _add_common)
+    register_serve(sub)
     return parser
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import PluginError, UnknownNameError, VLAScopeError
+from .hook_ops import Capture
 
 POOLINGS = ("tokens", "mean")
 
@@ -37,21 +37,20 @@ class ActivationCapture:
             if name not in known:
                 raise UnknownNameError("hook point", name, known)
         self.policy, self.layers, self.pooling = policy, list(layers), pooling
-        self.last: dict[str, np.ndarray] = {}
+        self._ops = {name: Capture(rows=1, pool=pooling) for name in self.layers}
 
-    def _read(self, name: str, act: torch.Tensor) -> None:
-        a = act.detach()[0].float()
-        if self.pooling == "mean" and a.ndim >= 2:
-            a = a.mean(0)
-        self.last[name] = a.cpu().numpy()
+    @property
+    def last(self) -> dict[str, np.ndarray]:
+        """Each layer's activation at its latest forward pass (batch row 0)."""
+        return {name: op.values[-1][0] for name, op in self._ops.items() if op.values}
 
     @contextmanager
     def hooks(self) -> Iterator[None]:
         """Register read-only hooks; register them after any edits so they see the result."""
         with ExitStack() as stack:
-            for name in self.layers:
-                stack.enter_context(self.policy.hook(
-                    name, lambda a, n=name: self._read(n, a)))
+            for name, op in self._ops.items():
+                del op.values[:-1]  # only the latest firing is kept
+                stack.enter_context(self.policy.hook(name, op))
             yield
 
     def metadata(self) -> dict[str, Any]:

@@ -34,6 +34,12 @@ class ObservationError(VLAScopeError, ValueError):
     """An observation or action of the wrong shape, size or type."""
 
 
+class PolicyConnectionLost(VLAScopeError):
+    """The policy's server or process went away (or stopped answering) in the middle of a
+    job: the job ends, what it finished is kept (a recording keeps its steps), and the
+    policy reconnects on its next call."""
+
+
 class CancelledError(VLAScopeError):
     """Long work stopped because the user asked for it."""
 

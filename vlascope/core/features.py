@@ -21,6 +21,7 @@ from PIL import Image
 
 from .capture import ActivationSet
 from .errors import CancelledError, VLAScopeError
+from .hook_ops import Capture
 from .policy import Observation, common_noise
 from .sae import SAE, SAEConfig, TrainResult, train_sae
 from .sae.stats import FeatureStats, SampleInfo, cohens_d, feature_stats
@@ -55,25 +56,22 @@ def capture_frames(policy: Any, observations: Sequence[Observation], layer: str,
     if layer not in policy.layers():
         raise VLAScopeError(f"no hook point '{layer}' (known: {', '.join(policy.layers())})")
     positions = visual_positions(policy, layer)
-    index = torch.as_tensor(positions)
     rows, steps = [], []
-    grabbed: list[torch.Tensor] = []
-
-    def grab(x: torch.Tensor) -> None:
-        if not grabbed:  # an action expert's layers run once per denoising step
-            grabbed.append(x.detach()[:, index].float().cpu())
+    grab = Capture(positions=tuple(positions))  # an action expert's layers fire once per
+    # denoising step: the first firing of each call is the one that reads the frame
 
     with common_noise(policy), policy.hook(layer, grab):
         for start in range(0, len(observations), batch_size):
             if should_cancel is not None and should_cancel():
                 raise CancelledError(f"capture cancelled after {start} of "
                                      f"{len(observations)} frames")
-            grabbed.clear()
+            grab.values.clear()
             batch = list(observations[start:start + batch_size])
             policy.batch_infer(batch)
-            if not grabbed:
+            if not grab.values:
                 raise VLAScopeError(f"hook point '{layer}' did not fire")
-            rows.append(grabbed[0].reshape(-1, grabbed[0].shape[-1]).numpy())
+            grabbed = grab.values[0]
+            rows.append(grabbed.reshape(-1, grabbed.shape[-1]))
             steps.append(np.repeat(np.arange(start, start + len(batch)), len(positions)))
             if progress is not None:
                 progress(start + len(batch), len(observations))

@@ -16,7 +16,7 @@ intervention acts on steps ``start <= t < stop`` (``stop`` None = to the end).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
@@ -24,18 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from .errors import PluginError, UnknownNameError, VLAScopeError
+from .hook_ops import AddVector, At, ReplaceValues, SaeAblation, StepEdit
 from .policy import Observation
 
 if TYPE_CHECKING:
     from .sae import SAE
-
-#: What an activation intervention installs at its hook point: (activation, step) -> the
-#: replacement, or None to leave it.
-Edit = Callable[[torch.Tensor, int], torch.Tensor | None]
-
 
 @dataclass(frozen=True, kw_only=True)
 class Intervention:
@@ -139,7 +134,8 @@ class LayerIntervention(Intervention):
     layer: str
     positions: tuple[int, ...] = ()  # token positions; empty: all
 
-    def make_edit(self, policy: Any) -> Edit:
+    def make_edit(self, policy: Any) -> StepEdit:
+        """The edit as data (``core/hook_ops.py``), so it also acts on a remote policy."""
         raise NotImplementedError
 
     def limit(self) -> int | None:
@@ -173,17 +169,6 @@ def _load_sae_cached(path: str, stamp: int | None, layer: str, pooling: str | No
     return load_sae(path, layer=layer, pooling=pooling)
 
 
-def _select(act: torch.Tensor, positions: Sequence[int]) -> torch.Tensor | slice:
-    """Index of the token axis to edit (activations are (B, tokens, d) or (B, d))."""
-    if not positions or act.ndim < 3:
-        return slice(None)
-    n = act.shape[1]
-    bad = [p for p in positions if not -n <= p < n]
-    if bad:
-        raise VLAScopeError(f"token positions {bad} outside 0..{n - 1}")
-    return torch.as_tensor(list(positions), device=act.device)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Steer(LayerIntervention):
     """Add ``alpha`` x (the feature's mean active value) x its SAE decoder direction."""
@@ -197,20 +182,13 @@ class Steer(LayerIntervention):
         super().validate()
         _finite("steer: alpha", self.alpha)
 
-    def make_edit(self, policy: Any) -> Edit:
+    def make_edit(self, policy: Any) -> StepEdit:
         sae = _load_sae(self.sae, self.layer)
         if not 0 <= self.feature < sae.cfg.d_sae:
             raise VLAScopeError(f"steer: feature {self.feature} outside 0..{sae.cfg.d_sae - 1}")
         scale = float(sae.feature_scale[self.feature]) or 1.0
-        delta = (self.alpha * scale * sae.direction(self.feature)).detach()
-
-        def edit(act: torch.Tensor, t: int) -> torch.Tensor:
-            out = act.clone()
-            idx = _select(act, self.positions)
-            out[:, idx] += delta.to(act.device, act.dtype)
-            return out
-
-        return edit
+        delta = (self.alpha * scale * sae.direction(self.feature)).detach().float()
+        return AddVector(delta.numpy(), self.positions)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,29 +209,16 @@ class AblateFeatures(LayerIntervention):
         if not self.features:
             raise VLAScopeError("ablate_features: no features given")
 
-    def make_edit(self, policy: Any) -> Edit:
+    def make_edit(self, policy: Any) -> StepEdit:
         # codes are per token: an SAE of mean-pooled vectors would encode the wrong thing
         sae = _load_sae(self.sae, self.layer, pooling="tokens")
-        feats = torch.as_tensor(list(self.features), dtype=torch.long)
-        if int(feats.min()) < 0 or int(feats.max()) >= sae.cfg.d_sae:
+        feats = [int(f) for f in self.features]
+        if min(feats) < 0 or max(feats) >= sae.cfg.d_sae:
             raise VLAScopeError(f"ablate_features: features outside 0..{sae.cfg.d_sae - 1}")
-        dirs = torch.stack([sae.direction(int(f)) for f in feats]).detach()  # (k, d)
-        target = torch.zeros(len(feats))
+        target = np.zeros(len(feats), np.float32)
         if self.mode == "mean":
-            target = sae.feature_mean[feats].detach().float()
-
-        def edit(act: torch.Tensor, t: int) -> torch.Tensor:
-            idx = _select(act, self.positions)
-            sel = act[:, idx]
-            flat = sel.reshape(-1, sel.shape[-1]).float().cpu()
-            with torch.no_grad():
-                codes = sae.encode(flat)[:, feats]
-            change = (target[None] - codes) @ dirs
-            out = act.clone()
-            out[:, idx] = sel + change.reshape(sel.shape).to(act.device, act.dtype)
-            return out
-
-        return edit
+            target = sae.feature_mean[feats].detach().float().numpy()
+        return SaeAblation(sae, tuple(feats), target, self.positions)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,25 +237,9 @@ class AblateLayer(LayerIntervention):
             raise VLAScopeError("ablate_layer mode 'mean' needs episodes to take the mean "
                                 "from (mean_from)")
 
-    def make_edit(self, policy: Any) -> Edit:
-        mean = None
-        if self.mode == "mean":
-            mean = torch.from_numpy(layer_mean(self.mean_from, self.layer))
-
-        def edit(act: torch.Tensor, t: int) -> torch.Tensor:
-            idx = _select(act, self.positions)
-            out = act.clone()
-            if mean is None:
-                out[:, idx] = 0
-            else:
-                m = mean.to(act.device, act.dtype)
-                if m.shape != act.shape[1:]:
-                    raise VLAScopeError(f"ablate_layer: mean of shape {tuple(m.shape)} does "
-                                        f"not fit activations {tuple(act.shape[1:])}")
-                out[:, idx] = m.expand_as(act)[:, idx]
-            return out
-
-        return edit
+    def make_edit(self, policy: Any) -> StepEdit:
+        mean = layer_mean(self.mean_from, self.layer) if self.mode == "mean" else None
+        return ReplaceValues(mean, False, self.positions, "ablate_layer")
 
 
 ON_SHORT = ("hold", "stop")
@@ -335,22 +284,12 @@ class Inject(LayerIntervention):
         with Episode(self.source) as ep:
             return ep.n_steps
 
-    def make_edit(self, policy: Any) -> Edit:
-        src = torch.from_numpy(self._source())
+    def make_edit(self, policy: Any) -> StepEdit:
+        src = self._source()
         if len(src) == 0:
             raise VLAScopeError(f"inject: {self.source} has no steps")
-
-        def edit(act: torch.Tensor, t: int) -> torch.Tensor:
-            rec = src[min(t, len(src) - 1)]
-            if rec.shape != act.shape[1:]:
-                raise VLAScopeError(f"inject: recorded activations {tuple(rec.shape)} do not "
-                                    f"fit '{self.layer}' {tuple(act.shape[1:])}")
-            idx = _select(act, self.positions)
-            out = act.clone()
-            out[:, idx] = rec.to(act.device, act.dtype).expand_as(act)[:, idx]
-            return out
-
-        return edit
+        return ReplaceValues(src.astype(np.float32, copy=False), True, self.positions,
+                             f"inject into '{self.layer}'")
 
 
 KINDS: dict[str, type[Intervention]] = {
@@ -409,7 +348,7 @@ class Applied:
 
     interventions: list[Intervention]
     policy: Any
-    _edits: list[tuple[Intervention, Callable]] = field(default_factory=list)
+    _edits: list[tuple[LayerIntervention, StepEdit]] = field(default_factory=list)
 
     def observation(self, obs: Observation, t: int) -> Observation:
         for iv in self.interventions:
@@ -428,7 +367,7 @@ class Applied:
         with ExitStack() as stack:
             for iv, edit in self._edits:
                 if iv.active(t):
-                    stack.enter_context(self.policy.hook(iv.layer, lambda a, e=edit: e(a, t)))
+                    stack.enter_context(self.policy.hook(iv.layer, At(edit, t)))
             yield
 
     def records(self) -> list[dict[str, Any]]:

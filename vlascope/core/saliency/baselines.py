@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import VLAScopeError
+from ..hook_ops import Capture
 from ..policy import Observation, check_action_chunks, common_noise
 from .iss import SaliencyMaps, check_frame, grid_scores_to_maps
 
@@ -81,10 +82,10 @@ def token_norm_saliency(policy: Any, obs: Observation, hook: str | None = None) 
     hook = hook or (resid[-1] if resid else "tokens.visual")
     if hook not in names:
         raise VLAScopeError(f"no hook point '{hook}' (known: {', '.join(names)})")
-    seen: list[torch.Tensor] = []
-    with policy.hook(hook, lambda x: seen.append(x.detach().float()) and None):
+    seen = Capture(rows=1)
+    with policy.hook(hook, seen):
         base = _base(policy, obs)
-    x = seen[0][0]
+    x = torch.from_numpy(seen.values[0][0])
     # tokens.visual holds only the visual tokens; a trunk layer holds the whole sequence
     picked = x if x.shape[0] == len(_visual_positions(layout)) else x[_visual_positions(layout)]
     scores = picked.norm(dim=-1).double().numpy()

@@ -34,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import CancelledError, ObservationError, VLAScopeError
+from ..hook_ops import Capture, MeanReplace
 from ..policy import Observation, Policy, check_action_chunks, common_noise
 from . import ESTIMATORS
 from .masks import RisePerturbation
@@ -143,16 +144,15 @@ def visual_token_mean(policy: Any, observations: Sequence[Observation],
     """The modality mean of the visual token embeddings (``tokens.visual``) over frames."""
     _require_token_hooks(policy)
     total, count = None, 0
-
-    def grab(x: torch.Tensor) -> None:
-        nonlocal total, count
-        s = x.detach().float().sum(dim=(0, 1))
-        total = s if total is None else total + s
-        count += x.shape[0] * x.shape[1]
-
+    grab = Capture()
     with policy.hook("tokens.visual", grab):
         for i in range(0, len(observations), batch_size):
+            grab.values.clear()
             policy.batch_infer(list(observations[i:i + batch_size]))
+            for x in grab.values:
+                s = torch.from_numpy(x).sum(dim=(0, 1))
+                total = s if total is None else total + s
+                count += x.shape[0] * x.shape[1]
     if not count:
         raise VLAScopeError("no frames to compute the mean visual token from")
     return total / count
@@ -193,23 +193,17 @@ def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: 
     else:
         keep_all = (rng.random((config.n_masks, n_tok)) < config.p_keep).astype(np.float32)
     divergences = np.empty(config.n_masks)
-    current: dict[str, torch.Tensor] = {}
-
-    def replace_tokens(x: torch.Tensor) -> torch.Tensor:
-        k = current["keep"].to(x.device, x.dtype)[:, :, None]
-        return x * k + mean_token.to(x.device, x.dtype)[None, None] * (1 - k)
-
-    with policy.hook("tokens.visual", replace_tokens):
-        for start in range(0, config.n_masks, config.batch_size):
-            if should_cancel is not None and should_cancel():
-                raise CancelledError(f"token ISS cancelled after {start} masks")
-            end = min(config.n_masks, start + config.batch_size)
-            current["keep"] = torch.from_numpy(keep_all[start:end])
+    mean = mean_token.detach().float().cpu().numpy()
+    for start in range(0, config.n_masks, config.batch_size):
+        if should_cancel is not None and should_cancel():
+            raise CancelledError(f"token ISS cancelled after {start} masks")
+        end = min(config.n_masks, start + config.batch_size)
+        with policy.hook("tokens.visual", MeanReplace(mean, keep_all[start:end])):
             acts = check_action_chunks(policy.batch_infer([obs] * (end - start)),
                                        end - start, action_dim)
-            divergences[start:end] = _divergence(acts, base)
-            if progress is not None:
-                progress(end, config.n_masks)
+        divergences[start:end] = _divergence(acts, base)
+        if progress is not None:
+            progress(end, config.n_masks)
     drop = 1.0 - keep_all
     w = divergences - (divergences.mean() if config.estimator.endswith("improved") else 0.0)
     scores = (w[:, None] * drop).sum(0) / (config.n_masks * (1 - config.p_keep))
