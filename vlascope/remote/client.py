@@ -10,6 +10,7 @@ plain openpi server it has ``batch_infer`` only (one request per observation), a
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import threading
 import weakref
@@ -73,6 +74,8 @@ class Link:
         headers = {"Authorization": f"Api-Key {self.token}"} if self.token else None
         options = {"compression": None, "max_size": None, "additional_headers": headers,
                    "open_timeout": self.connect_timeout}
+        if "legacy" in inspect.signature(connect).parameters:  # websockets 17: one connection,
+            options["legacy"] = True  # not a reconnecting iterator
         scheme, _, rest = self.url.partition("://")
         try:
             if scheme in ("unix", "ws+unix"):
