@@ -46,6 +46,7 @@ FIRST_PARTY = {
     ("scene", "libero"): "install it with `bash scripts/setup.sh libero` (or `.venv/bin/pip "
                          "install -e plugins/vlascope-libero`, see plugins/vlascope-libero)",
     ("policy", "pi0"): _TRANSFORMERS,
+    ("policy", "pi05"): _TRANSFORMERS,
     ("policy", "vlm-head"): _TRANSFORMERS,
     ("policy", "openvla-oft"): _TRANSFORMERS,
     ("policy", "smolvla"): "install it with `bash scripts/setup.sh lerobot` (LeRobot 0.4.4 "

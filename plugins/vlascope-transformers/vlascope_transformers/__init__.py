@@ -1,6 +1,6 @@
-"""VLAScope adapters for checkpoints loaded with Hugging Face transformers: native pi0, any
-VLM with a VLAScope action head, and OpenVLA-OFT (through the user's openvla-oft install).
-See docs/adapters.md."""
+"""VLAScope adapters for checkpoints loaded with Hugging Face transformers: native pi0 and
+pi0.5, any VLM with a VLAScope action head, and OpenVLA-OFT (through the user's
+openvla-oft install). See docs/adapters.md."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ def make_pi0(**options):
     from .pi0 import Pi0Policy
 
     return Pi0Policy(**options)
+
+
+def make_pi05(**options):
+    from .pi05 import Pi05Policy
+
+    return Pi05Policy(**options)
 
 
 def make_vlm_head(**options):
@@ -23,5 +29,5 @@ def make_openvla_oft(**options):
     return OpenVLAOFTPolicy(**options)
 
 
-for _factory in (make_pi0, make_vlm_head, make_openvla_oft):
+for _factory in (make_pi0, make_pi05, make_vlm_head, make_openvla_oft):
     _factory.needs_weights = True  # no checkpoint ships: the app asks for a folder

@@ -2,7 +2,8 @@
 they go through exactly the loading code a real checkpoint does. Checkpoints cannot be
 downloaded here; these let the tests (and a user without a GPU) exercise every adapter.
 
-``vlascope tiny-checkpoint --family pi0 --out DIR`` writes one from the command line.
+``python -m vlascope_transformers.tiny --family pi0 --out DIR`` (or ``pi05``, ...) writes one
+from the command line.
 """
 
 from __future__ import annotations
@@ -94,6 +95,63 @@ def write_tiny_pi0(folder: str | Path, cameras: Sequence[str] = ("front", "wrist
     return out
 
 
+# pi0.5's prompt: "Task: ..., State: 12 200 -1 ...;\nAction: " (the bins as numbers)
+PI05_WORDS = ("Task", "State", "Action", ":", ",", ";", "-", *map(str, range(256)))
+
+
+def write_tiny_pi05(folder: str | Path, cameras: Sequence[str] = ("front", "wrist"),
+                    state_dim: int = 4, action_dim: int = 4, image_size: int = 32,
+                    patch: int = 8, chunk: int = 8, n_action_steps: int = 4,
+                    seed: int = 0) -> Path:
+    """A pi0.5 with a 2-layer PaliGemma and a 2-layer expert, quantile statistics as
+    LeRobot's pi0.5 uses, and a 64-token text budget (LeRobot's is 200) to stay fast."""
+    from transformers import PI05Config, PI05ForConditionalGeneration, PI05Processor
+    from transformers.models.pi0.image_processing_pi0 import PI0ImageProcessor
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = word_tokenizer(words=(*WORDS, *PI05_WORDS))
+    tokens = (image_size // patch) ** 2
+    images = PI0ImageProcessor(size={"max_height": image_size, "max_width": image_size},
+                               pad_size={"height": image_size, "width": image_size},
+                               image_seq_length=tokens)
+    dim = max(state_dim, action_dim)
+    # the processor adds PaliGemma's <loc>/<seg> tokens: the vocabulary is read after it
+    processor = PI05Processor(image_processor=images, tokenizer=tokenizer,
+                              state_q01=[-1.0] * state_dim, state_q99=[1.0] * state_dim,
+                              actions_q01=[-1.0] * action_dim, actions_q99=[1.0] * action_dim,
+                              max_state_dim=dim, chunk_size=chunk)
+    vocab = len(tokenizer)
+    torch.manual_seed(seed)
+    config = PI05Config(
+        vlm_config={"model_type": "paligemma", "text_config": _gemma(32, 2, vocab),
+                    "vision_config": _siglip(image_size, patch, 32), "projection_dim": 32,
+                    "image_token_id": tokenizer.convert_tokens_to_ids("<image>"),
+                    "vocab_size": vocab},
+        dit_config=_gemma(32, 2), chunk_size=chunk, max_action_dim=dim,
+        num_inference_steps=3)
+    model = PI05ForConditionalGeneration(config)
+    _randomise_time_gates(model)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    _add_to_json(out / "processor_config.json", camera_names=list(cameras),
+                 n_action_steps=n_action_steps, max_length=64)
+    return out
+
+
+def _randomise_time_gates(model: torch.nn.Module) -> None:
+    """pi0.5 initialises its adaptive norms' gates to zero, which leaves a fresh expert
+    blind to the VLM (every layer adds 0 x attention): random gates make the tiny model's
+    actions depend on the image and the prompt, as a trained one's do."""
+    from transformers.models.pi05.modeling_pi05 import PI05AdaptiveRMSNorm
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, PI05AdaptiveRMSNorm):
+                torch.nn.init.normal_(m.dense.weight, std=0.2)
+                torch.nn.init.normal_(m.dense.bias, std=0.2)
+
+
 def _add_to_json(path: Path, **values) -> None:
     """VLAScope's own keys next to a processor's: which scene cameras feed the images."""
     data = json.loads(path.read_text())
@@ -180,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m vlascope_transformers.tiny",
                                 description="write a tiny random-weight checkpoint")
-    p.add_argument("--family", default="pi0", choices=("pi0", *VLM_FAMILIES))
+    p.add_argument("--family", default="pi0", choices=("pi0", "pi05", *VLM_FAMILIES))
     p.add_argument("--out", required=True)
     p.add_argument("--cameras", default="front,wrist")
     p.add_argument("--state-dim", type=int, default=4)
@@ -190,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "action_dim": args.action_dim}
     if args.family == "pi0":
         out = write_tiny_pi0(args.out, **common)
+    elif args.family == "pi05":
+        out = write_tiny_pi05(args.out, **common)
     else:
         out = write_tiny_vlm_head(args.out, args.family, **common)
     print(f"tiny {args.family} checkpoint -> {out}")
