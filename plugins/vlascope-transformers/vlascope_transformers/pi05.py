@@ -41,6 +41,9 @@ BINS = 256
 
 
 class Pi05Policy(AdapterPolicy):
+    """pi0.5 with pi0's hook points, so analyses written for pi0 run unchanged; the
+    state's prompt tokens form their own token group (``state``)."""
+
     family = FAMILY
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
