@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -111,23 +112,27 @@ def main() -> None:
             url = stack.enter_context(openpi_served(build_openpi_env()))
             ways["openpi"] = make_remote(url, cameras="front,wrist", image_size="96x96")
             stack.callback(ways["openpi"].close)
+        one = replace(cfg, batch_size=1)  # the openpi path's calls, without the wire
         maps = {k: pixel_iss(p, obs, cfg).maps for k, p in ways.items()}  # warm-up
         diff = {k: max(float(np.abs(m[c] - maps["local"][c]).max()) for c in m)
                 for k, m in maps.items()}
-        iss: dict[str, list[float]] = {k: [] for k in ways}
+        iss: dict[str, list[float]] = {k: [] for k in (*ways, "local-1")}
         for _ in range(args.repeats):  # interleaved: every way sees the same machine load
             for k, p in ways.items():
                 iss[k].append(timed(lambda p=p: pixel_iss(p, obs, cfg)))
+            if "openpi" in ways:
+                iss["local-1"].append(timed(lambda: pixel_iss(policy, obs, one)))
         steps: dict[str, list[float]] = {"local": [], "served": []}
         for seed in range(args.repeats + 1):
             for k in steps:
                 ms = episode_step_ms(scene, ways[k], seed, args.steps)
                 if seed:  # the first episode warms renderer and caches
                     steps[k].append(ms)
-        calls: dict[str, list[float]] = {"local": [], "served": []}
+        calls: dict[str, list[float]] = {"local": [], "served": [], "trip": []}
         for _ in range(args.calls):
-            for k in calls:
+            for k in ("local", "served"):
                 calls[k].append(timed(lambda k=k: ways[k].batch_infer([obs])) * 1000)
+            calls["trip"].append(timed(remote.reset) * 1000)  # no forward pass: the wire
     med = {k: float(np.median(v)) for k, v in iss.items()}
     step = {k: float(np.median(v)) for k, v in steps.items()}
     call = {k: float(np.median(v)) for k, v in calls.items()}
@@ -137,12 +142,16 @@ def main() -> None:
     if "openpi" in med:
         rows.append(("(iii) ISS via openpi's WebsocketPolicyServer (1 obs/request)",
                      f"{med['openpi']:.3f} s", f"{med['openpi'] / med['local']:.2f}x"))
+        rows.append(("(iii') the same 1-obs calls in process (ISS batch_size 1)",
+                     f"{med['local-1']:.3f} s", f"{med['local-1'] / med['local']:.2f}x"))
     rows += [("(iv) rollout step, in process", f"{step['local']:.2f} ms", ""),
              ("(iv) rollout step, via vlascope serve", f"{step['served']:.2f} ms",
               f"{step['served'] - step['local']:+.2f} ms (target <= +5 ms)"),
              ("(iv) one-observation batch_infer, in process", f"{call['local']:.2f} ms", ""),
              ("(iv) one-observation batch_infer, via vlascope serve", f"{call['served']:.2f} ms",
-              f"{call['served'] - call['local']:+.2f} ms")]
+              f"{call['served'] - call['local']:+.2f} ms"),
+             ("(iv) round trip of a request without forward pass (reset)",
+              f"{call['trip']:.2f} ms", "")]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} torch thread(s) per process, device {policy.device}; load average "
           f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after")
