@@ -106,6 +106,10 @@ def test_openpi_client_drives_vlascope_serve(openpi_python, tmp_path):  # noqa: 
                               capture_output=True, text=True, env=openpi_env_vars(),
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        server.proc.terminate()
+        server.proc.wait(timeout=30)
+        log = server.proc.stderr.read()
+    assert "Traceback" not in log, log[-3000:]  # a client leaving is no error
     got = np.load(out)
     meta = json.loads(str(got["metadata"]))
     d = meta["vlascope"]["policy"]
