@@ -240,13 +240,14 @@ def serve(server: PolicyServer, *, host: str = "127.0.0.1", port: int = 8000,
 
     def handler(connection: Any) -> None:
         session = Session()
-        log.info("client %s connected", connection.remote_address)
+        peer = connection.remote_address  # unreadable once the socket is closed
+        log.info("client %s connected", peer)
         try:
             connection.send(meta)
             while True:
                 connection.send(server.handle(session, connection.recv()))
         except ConnectionClosed:
-            log.info("client %s left", connection.remote_address)
+            log.info("client %s left", peer)
 
     options = {"compression": None, "max_size": server.max_message,
                "process_request": _authorizer(token)}
