@@ -3,6 +3,7 @@ into engine jobs and feeds their results into the workspace, which the docks fol
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class Controller(QObject):
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
         self.engine.connection_lost.connect(self._connection_lost)
         self.served: dict[str, str] | None = None  # url and served policy, when remote
+        self.connection_state = ""  # "connected", "disconnected" or "" (in process)
         self.ws.file_damaged.connect(lambda m: self.error.emit("Damaged episode file", m, ""))
 
     # helpers ----------------------------------------------------------------------------
@@ -111,7 +113,7 @@ class Controller(QObject):
             def job(session: Session, ctx: JobContext) -> Any:
                 if folder is not None:
                     session.allow_code(folder)
-                kept = session.policy_options.get(name)
+                kept, before = session.policy_options.get(name), session.policy
                 if options is not None:
                     session.policy_options[name] = dict(options)
                 try:
@@ -122,6 +124,9 @@ class Controller(QObject):
                     if kept is not None:  # the policy still in use keeps its address
                         session.policy_options[name] = kept
                     raise
+                if before is not None and before is not policy and served_by(before):
+                    with contextlib.suppress(Exception):  # a dead link: nothing to end
+                        before.close()  # the server's session for it ends now, not at exit
                 return name if weights is None else f"{name} ({Path(weights).name})", \
                     session.policy_device(), session.policy_hook_points(), \
                     served_by(policy)
@@ -196,6 +201,7 @@ class Controller(QObject):
             self.stop()
 
     def _show_connection(self, state: str, why: str = "") -> None:
+        self.connection_state = state if self.served is not None else ""
         if not state or self.served is None:
             self.connection.emit("", "", "")
             return
@@ -262,6 +268,8 @@ class Controller(QObject):
 
     def _stepped(self, result: StepResult) -> None:
         self._stepping = False
+        if self.connection_state == "disconnected":  # the policy answered: the remote
+            self._show_connection("connected")      # plugin reconnected on its own
         self._stamps.append(time.perf_counter())
         if len(self._stamps) > 1:
             span = self._stamps[-1] - self._stamps[0]

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QStyle,
     QToolButton,
     QWidget,
 )
@@ -83,9 +84,11 @@ class SceneViewDock(Panel):
         self.seed_box.setPrefix("seed ")
         row.addWidget(self.policy_box)
         if "connect" in actions:  # a policy served by another process or machine
-            self.connect_button = QToolButton()
+            self.connect_button = QToolButton()  # an icon: the row stays as narrow
             self.connect_button.setDefaultAction(actions["connect"])
-            self.connect_button.setText("Connect...")
+            self.connect_button.setIcon(self.style().standardIcon(
+                QStyle.StandardPixmap.SP_DriveNetIcon))
+            self.connect_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
             self.connect_button.setToolTip("Connect to a policy server (vlascope serve or "
                                            "openpi)")
             row.addWidget(self.connect_button)
