@@ -3,6 +3,7 @@ into engine jobs and feeds their results into the workspace, which the docks fol
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,17 @@ from vlascope.core.workspace import Workspace
 from .engine import Engine, JobContext
 
 
+def served_by(policy: Any) -> dict[str, str] | None:
+    """Where a policy in another process runs and what it serves (None: in process)."""
+    if not callable(getattr(policy, "reconnect", None)) or not getattr(policy, "url", None):
+        return None
+    served = str(getattr(policy, "policy_id", "?")).removeprefix("remote:")
+    if served.startswith("openpi:"):
+        served = "openpi server"
+    return {"url": str(policy.url), "policy": served,
+            "unavailable": str(getattr(policy, "unavailable", "") or "")}
+
+
 @dataclass
 class StepResult:
     record: StepRecord
@@ -37,6 +49,12 @@ class Controller(QObject):
     fps_changed = Signal(float)
     policy_state = Signal(str)  # "loading", "ready", "failed"
     policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
+    # Why the loaded policy lacks hook points, attention, ... ("" when it lacks nothing it
+    # could have: a plain openpi server says why, an in-process policy says nothing).
+    policy_unavailable = Signal(str)
+    # A policy in another process: "connected", "disconnected" or "" (in process), and a
+    # line for the status bar.
+    connection = Signal(str, str, str)  # state, status-bar line, why (its tooltip)
     features_progress = Signal(str, int, int, dict)  # phase, done, total, training info
     ab_state = Signal(str)  # "running", "done", "failed", "cancelled"
     video_progress = Signal(str, int, int, str)  # state, done, total, path when done
@@ -59,6 +77,9 @@ class Controller(QObject):
         self.ask_code: Callable[[CheckpointCodeRequired], bool] = lambda e: False
         self._code_answers: dict[str, bool] = {}
         self.engine.on_unhandled_error = lambda m, d: self.error.emit("Worker error", m, d)
+        self.engine.connection_lost.connect(self._connection_lost)
+        self.served: dict[str, str] | None = None  # url and served policy, when remote
+        self.connection_state = ""  # "connected", "disconnected" or "" (in process)
         self.ws.file_damaged.connect(lambda m: self.error.emit("Damaged episode file", m, ""))
 
     # helpers ----------------------------------------------------------------------------
@@ -76,9 +97,10 @@ class Controller(QObject):
 
     # policy -----------------------------------------------------------------------------
     def load_policy(self, name: str | None = None, weights: str | None = None,
-                    device: str | None = None) -> None:
-        """Load (or reload) the policy in the worker. On failure a dialog explains why and
-        the previous policy stays in use."""
+                    device: str | None = None, options: dict[str, Any] | None = None) -> None:
+        """Load (or reload) the policy in the worker; ``options`` (the remote plugin's url,
+        token, timeout) hold for every later job that loads this plugin. On failure a dialog
+        explains why and the previous policy stays in use."""
         name = name or self.ws.run.policy
         device = device or self.ws.run.device
         previous = (self.ws.run.policy, self.ws.run.device, self.weights)
@@ -91,12 +113,23 @@ class Controller(QObject):
             def job(session: Session, ctx: JobContext) -> Any:
                 if folder is not None:
                     session.allow_code(folder)
+                kept, before = session.policy_options.get(name), session.policy
+                if options is not None:
+                    session.policy_options[name] = dict(options)
                 try:
-                    session.load_policy(name, device, weights)
+                    policy = session.load_policy(name, device, weights)
                 except CheckpointCodeRequired as e:
                     return e  # asked on the GUI thread, then loaded again or not
+                except BaseException:
+                    if kept is not None:  # the policy still in use keeps its address
+                        session.policy_options[name] = kept
+                    raise
+                if before is not None and before is not policy and served_by(before):
+                    with contextlib.suppress(Exception):  # a dead link: nothing to end
+                        before.close()  # the server's session for it ends now, not at exit
                 return name if weights is None else f"{name} ({Path(weights).name})", \
-                    session.policy_device(), session.policy_hook_points()
+                    session.policy_device(), session.policy_hook_points(), \
+                    served_by(policy)
             return job
 
         def done(result: Any) -> None:
@@ -109,7 +142,7 @@ class Controller(QObject):
                            "code and you chose not to run it (asked once per folder in a "
                            "session; restart the app to be asked again)", "")
                 return
-            label, dev, hooks = result
+            label, dev, hooks, served = result
             if self.steering and {p.name for p in hooks} != self._hook_names:
                 self.steering = []  # its hook points belong to the previous policy
                 self.status.emit("steering cleared: the new policy has other hook points")
@@ -119,6 +152,9 @@ class Controller(QObject):
                 self.reset()
             self.ws.set_policy_loaded(label, dev)
             self.policy_hooks.emit(hooks)
+            self.served = served
+            self.policy_unavailable.emit(served["unavailable"] if served else "")
+            self._show_connection("connected" if served else "")
             self.policy_state.emit("ready")
             self.status.emit(f"policy {label} ready on {dev}")
 
@@ -130,6 +166,49 @@ class Controller(QObject):
             self._fail("Could not load the policy")(message, details)
 
         self.engine.submit("load-policy", job_allowing(None), on_done=done, on_error=failed)
+
+    def connect_remote(self, url: str, token: str = "", timeout: float = 60.0) -> None:
+        """Use the policy served at ``url`` (``vlascope serve`` or an openpi server): the
+        ``remote`` plugin, loaded in the worker like any other policy."""
+        options: dict[str, Any] = {"url": url.strip(), "timeout": float(timeout)}
+        if token:
+            options["token"] = token
+        self.load_policy("remote", options=options)
+
+    def reconnect(self) -> None:
+        """A fresh connection to the same server, in the worker (after it went away)."""
+        if self.served is None:
+            self.status.emit("the loaded policy runs in this process: nothing to reconnect")
+            return
+        self.status.emit(f"reconnecting to {self.served['url']} ...")
+
+        def job(session: Session, ctx: JobContext) -> None:
+            session.policy.reconnect()
+
+        def failed(message: str, details: str) -> None:
+            self._show_connection("disconnected", message)
+            self.error.emit("Could not reconnect", message, details)
+
+        self.engine.submit("reconnect", job,
+                           on_done=lambda _r: self._show_connection("connected"),
+                           on_error=failed)
+
+    def _connection_lost(self, message: str) -> None:
+        """A job found the server gone: the rollout ends (its steps are published), the
+        status bar says so; the job's own error dialog follows."""
+        self._show_connection("disconnected", message)
+        if self.live:
+            self.stop()
+
+    def _show_connection(self, state: str, why: str = "") -> None:
+        self.connection_state = state if self.served is not None else ""
+        if not state or self.served is None:
+            self.connection.emit("", "", "")
+            return
+        where = f"Policy: remote {self.served['url']}"
+        text = f"{where} ({self.served['policy']})" if state == "connected" else \
+            f"{where} (disconnected)"
+        self.connection.emit(state, text, why)
 
     def _may_run_code(self, needed: CheckpointCodeRequired) -> bool:
         """The user's answer for this folder: asked the first time, remembered after."""
@@ -189,6 +268,8 @@ class Controller(QObject):
 
     def _stepped(self, result: StepResult) -> None:
         self._stepping = False
+        if self.connection_state == "disconnected":  # the policy answered: the remote
+            self._show_connection("connected")      # plugin reconnected on its own
         self._stamps.append(time.perf_counter())
         if len(self._stamps) > 1:
             span = self._stamps[-1] - self._stamps[0]

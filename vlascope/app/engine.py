@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from vlascope.core.errors import CancelledError, VLAScopeError
+from vlascope.core.errors import CancelledError, PolicyConnectionLost, VLAScopeError
 from vlascope.core.session import Session
 
 
@@ -54,6 +54,9 @@ class Engine(QObject):
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int, str)
+    # Any job that met a policy server gone away (before its own ``failed``): the window
+    # shows the policy as disconnected, whichever job noticed.
+    connection_lost = Signal(str)
 
     def __init__(self, session_factory: Callable[[], Session] = Session,
                  parent: QObject | None = None):
@@ -129,6 +132,8 @@ class Engine(QObject):
         except CancelledError as e:
             self.cancelled.emit(job.id, str(e))
         except VLAScopeError as e:  # a plugin's failure carries its traceback as details
+            if isinstance(e, PolicyConnectionLost):
+                self.connection_lost.emit(str(e))
             self.failed.emit(job.id, str(e), e.details)
         except (Exception, SystemExit) as e:  # noqa: BLE001 - a plugin's bug (or its
             # sys.exit) must not end the worker thread and with it the app

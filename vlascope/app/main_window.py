@@ -10,13 +10,21 @@ from pathlib import Path
 from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolButton,
+    QWidget,
+)
 
 from vlascope.core.errors import CheckpointCodeRequired
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.session import Session, default_recordings_dir
 from vlascope.core.workspace import Workspace
 
+from .connect_dialog import ConnectDialog, remember_address
 from .controller import Controller
 from .docks.atlas import AtlasDock
 from .docks.features import FeaturesDock
@@ -103,6 +111,7 @@ class MainWindow(QMainWindow):
         self.controller.status.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.controller.fps_changed.connect(lambda f: self.fps_label.setText(f"{f:5.1f} steps/s"))
         self.controller.policy_state.connect(self._policy_state)
+        self.controller.connection.connect(self._connection)
         self.workspace.policy_loaded.connect(
             lambda label, dev: (self.model_label.setText(f"model: {label}"),
                                 self.device_label.setText(f"device: {dev}")))
@@ -127,6 +136,8 @@ class MainWindow(QMainWindow):
             "first": ("First step", "Home", c.first_step),
             "last": ("Last step", "End", c.last_step),
             "explain": ("Explain frame", "", lambda: c.explain()),
+            "connect": ("&Connect to a policy server...", "Ctrl+Shift+K", self.connect_dialog),
+            "reconnect": ("Re&connect", "", lambda: c.reconnect()),
             "record-video": ("Record video", "Ctrl+Shift+R", self.toggle_video),
             "export-video": ("&Export video...", "Ctrl+E", self.export_video_dialog),
             "reset-layout": ("Reset layout", "", self.reset_layout),
@@ -155,6 +166,11 @@ class MainWindow(QMainWindow):
         for name in ("reset", "play", "step", "back", "first", "last", "explain",
                      "record-video"):
             run_menu.addAction(a[name])
+        policy_menu = self.menuBar().addMenu("&Policy")
+        policy_menu.addAction(a["connect"])
+        policy_menu.addAction(a["reconnect"])
+        a["reconnect"].setEnabled(False)
+        a["reconnect"].setToolTip("connect again to the policy server (after it went away)")
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks:
             view_menu.addAction(dock.toggleViewAction())
@@ -174,13 +190,25 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("model: -")
         self.scene_label = QLabel("scene: -")
         self.fps_label = QLabel("- steps/s")
-        for w in (self.device_label, self.model_label, self.scene_label, self.fps_label):
+        self.connection_label = QLabel("")
+        self.connection_label.setObjectName("connection-label")
+        self.reconnect_button = QToolButton()
+        self.reconnect_button.setDefaultAction(self.actions_by_name["reconnect"])
+        self.reconnect_button.setText("Reconnect")
+        for w in (self.connection_label, self.reconnect_button, self.device_label,
+                  self.model_label, self.scene_label, self.fps_label):
             bar.addPermanentWidget(w)
+        self.connection_label.hide()
+        self.reconnect_button.hide()
 
     def _change_policy(self, name: str, device: str) -> None:
         """A picker changed: a new device keeps the loaded checkpoint, a new policy does not;
         a policy that ships no weights asks for its checkpoint folder first (cancelled: the
         loaded policy stays)."""
+        if name == "remote" and name != self.workspace.run.policy:
+            self.scene_dock.show_run(self.workspace.run)  # picked when connected
+            self.connect_dialog()
+            return
         same = name == self.workspace.run.policy
         weights = self.controller.weights if same else None
         if not same and self.registry.needs_weights(name):
@@ -199,6 +227,27 @@ class MainWindow(QMainWindow):
             return
         self.workspace.update_run(scene=name, task="", variant="")
         self._describe_scene(reset=True)
+
+    # policy servers -----------------------------------------------------------------------
+    def connect_dialog(self) -> ConnectDialog:
+        """Ask for a policy server's address; connecting happens in the worker."""
+        dialog = ConnectDialog(self.settings, self)
+        dialog.connect_requested.connect(
+            lambda url, token, timeout: self.controller.connect_remote(url, token, timeout))
+        self.dialogs.append(dialog)
+        dialog.open()
+        return dialog
+
+    def _connection(self, state: str, text: str, why: str) -> None:
+        """The status bar shows where a served policy runs, and Reconnect when it is gone."""
+        self.connection_label.setText(text)
+        self.connection_label.setToolTip(why)
+        self.connection_label.setVisible(bool(state))
+        self.reconnect_button.setVisible(state == "disconnected")
+        self.actions_by_name["reconnect"].setEnabled(bool(state))
+        served = self.controller.served
+        if state == "connected" and served is not None:
+            remember_address(self.settings, served["url"])
 
     # video ------------------------------------------------------------------------------
     def toggle_video(self) -> None:

@@ -47,6 +47,10 @@ class Session:
         self.live: LiveRollout | None = None
         self._explainers: dict[tuple, Callable] = {}
         self.code_allowed: set[str] = set()  # checkpoint folders whose own code may run
+        # Options a policy plugin is built with besides device and weights, by plugin name
+        # (the remote plugin's url, token, timeout): jobs that only name the policy get the
+        # policy the user connected to, not the plugin's defaults.
+        self.policy_options: dict[str, dict[str, Any]] = {}
 
     def allow_code(self, folder: str | Path) -> None:
         """The user allowed this checkpoint folder's own code (asked after the adapter
@@ -64,11 +68,13 @@ class Session:
         return self.scene
 
     def load_policy(self, name: str, device: str = "auto", weights: str | None = None) -> Any:
-        """Build a policy plugin (cached while name, device and weights stay the same)."""
-        key = (name, device, weights)
+        """Build a policy plugin (cached while name, device, weights and the plugin's
+        ``policy_options`` stay the same)."""
+        extra = dict(self.policy_options.get(name, {}))
+        key = (name, device, weights, tuple(sorted(extra.items())))
         if self.policy is None or key != self.policy_key:
             entry = self.registry.get("policy", name)
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = dict(extra)
             if device != "auto" and accepts(entry.factory, "device"):
                 options["device"] = device
             if weights is not None:  # the registry says so if the policy takes none

@@ -240,6 +240,7 @@ class FeaturesDock(Panel):
         self.store.clicked.connect(self._store_maps)
         self.ablate_layer.toggled.connect(lambda _c: self._steering_changed())
         controller.policy_hooks.connect(self._show_layers)
+        controller.policy_unavailable.connect(self._show_unavailable)
         controller.features_progress.connect(self._progress)
         controller.features_ready.connect(self.show_features)
         controller.feature_map_ready.connect(self._map_ready)
@@ -258,6 +259,17 @@ class FeaturesDock(Panel):
         pick = current if current in names else (resid[len(resid) // 2] if resid else "")
         if pick:
             self.layer.setCurrentText(pick)
+
+    def _show_unavailable(self, why: str) -> None:
+        """A policy without hook points (a plain openpi server) says why training is off."""
+        self.train.setEnabled(not why)
+        self.train.setToolTip(why or "Capture the layer over the shown episode and train "
+                              "an SAE")
+        self.layer.setToolTip(why or "hook point whose visual tokens the SAE reads")
+        if why:
+            self.status.setText(f"unavailable: {why}")
+        elif self.status.text().startswith("unavailable: "):
+            self.status.setText("")
 
     def _train(self) -> None:
         if not self.layer.currentText():

@@ -131,6 +131,7 @@ class InterventionsDock(Panel):
         controller.ab_state.connect(self._state)
         controller.ab_ready.connect(self.show_result)
         controller.policy_hooks.connect(self._show_layers)
+        controller.policy_unavailable.connect(self._show_unavailable)
 
     def _show_layers(self, points: list) -> None:
         names = [p.name for p in points]
@@ -140,6 +141,12 @@ class InterventionsDock(Panel):
             box.addItems(names)
             if current in names:
                 box.setCurrentText(current)
+
+    def _show_unavailable(self, why: str) -> None:
+        """Injection and layer ablation need hook points; the reason shows on their layers."""
+        for box in (self.inject_layer, self.ablate_layer):
+            box.setEnabled(not why)
+            box.setToolTip(f"unavailable: {why}" if why else "")
 
     def _browse_source(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Source episode", "", "Episodes (*.h5)")

@@ -46,6 +46,7 @@ class PluginsDock(Panel):
         self.hooks = HookPicker()
         col.addWidget(self.hooks, 1)
         controller.policy_hooks.connect(self._show_hooks)
+        controller.policy_unavailable.connect(self._show_unavailable)
         self.show_registry(registry)
 
     def show_registry(self, registry: PluginRegistry) -> None:
@@ -59,6 +60,11 @@ class PluginsDock(Panel):
                     item.setToolTip(e.error or "")
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+
+    def _show_unavailable(self, why: str) -> None:
+        self.hooks_label.setToolTip(why)
+        if why:
+            self.hooks_label.setText(f"No hook points: {why}")
 
     def _show_hooks(self, points: list) -> None:
         self.hooks.show_points(points)

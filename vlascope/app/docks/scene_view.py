@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QStyle,
     QToolButton,
     QWidget,
 )
@@ -81,8 +82,17 @@ class SceneViewDock(Panel):
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setPrefix("seed ")
-        for w in (self.policy_box, self.device_box, self.task_box, self.variant_box,
-                  self.seed_box):
+        row.addWidget(self.policy_box)
+        if "connect" in actions:  # a policy served by another process or machine
+            self.connect_button = QToolButton()  # an icon: the row stays as narrow
+            self.connect_button.setDefaultAction(actions["connect"])
+            self.connect_button.setIcon(self.style().standardIcon(
+                QStyle.StandardPixmap.SP_DriveNetIcon))
+            self.connect_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+            self.connect_button.setToolTip("Connect to a policy server (vlascope serve or "
+                                           "openpi)")
+            row.addWidget(self.connect_button)
+        for w in (self.device_box, self.task_box, self.variant_box, self.seed_box):
             row.addWidget(w)
         col.addLayout(row)
 
