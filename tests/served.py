@@ -107,11 +107,19 @@ class Relay:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
-    def wait_sent(self, n: int, timeout: float = 120.0) -> None:
-        """Block until clients have sent more than ``n`` bytes through the relay."""
+    def wait_sent(self, n: int, client: subprocess.Popen | None = None,
+                  timeout: float = 120.0) -> None:
+        """Block until clients have sent more than ``n`` bytes through the relay; fail at
+        once, with its error, when ``client`` exits first."""
+        deadline = time.monotonic() + timeout
         with self._more:
-            if not self._more.wait_for(lambda: self.sent > n, timeout):
-                raise RuntimeError(f"clients sent only {self.sent} bytes through the relay")
+            while not self._more.wait_for(lambda: self.sent > n, 0.5):
+                if client is not None and client.poll() is not None:
+                    raise RuntimeError(f"the client exited before sending {n} bytes: "
+                                       f"{client.communicate()[1][-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"clients sent only {self.sent} bytes through the "
+                                       "relay")
 
     def close(self) -> None:
         self.listener.close()

@@ -34,6 +34,28 @@ def _record_expert(folder, scene, expert, steps=4):
     return path
 
 
+def _cli_until_killed(server, args: list[str], sent: int) -> tuple[Relay, str]:
+    """Run ``vlascope ARGS`` with ``{url}`` the relay's address, kill -9 the server once the
+    client has sent ``sent`` bytes through the relay; the relay and the failed run's stderr
+    (it must fail, without a traceback)."""
+    relay = Relay(server.port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlascope.cli", *(a.format(url=relay.url) for a in args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    try:
+        relay.wait_sent(sent, proc)
+        server.kill()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        relay.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    return relay, stderr
+
+
 def _one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("vlascope: error:")]
     assert len(lines) == 1, stderr[-3000:]
@@ -78,20 +100,9 @@ def test_cancelled_rollout_still_leaves_nothing(tmp_path, scene, expert):
 def test_cli_record_says_where_the_partial_recording_is(tmp_path):
     out = tmp_path / "rec.h5"
     with served() as server:
-        relay = Relay(server.port)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "vlascope.cli", "record", "--policy", "remote",
-                 "--policy-option", f"url={relay.url}", "--task", "pick_red",
-                 "--max-steps", "400", "--out", str(out)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
-            relay.wait_sent(3 * REQUEST_BYTES)
-            server.kill()
-            stdout, stderr = proc.communicate(timeout=120)
-        finally:
-            relay.close()
-    assert proc.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+        relay, stderr = _cli_until_killed(
+            server, ["record", "--policy", "remote", "--policy-option", "url={url}", "--task",
+                     "pick_red", "--max-steps", "400", "--out", str(out)], 3 * REQUEST_BYTES)
     line = _one_error_line(stderr)
     assert relay.url in line and str(out) in line and "steps done (" in line, line
     with Episode(out) as ep:
@@ -119,21 +130,11 @@ def test_iss_ends_with_the_error(tmp_path, scene, expert):
 def test_cli_iss_leaves_the_episode_as_it_was(tmp_path, scene, expert):
     path = _record_expert(tmp_path, scene, expert)
     before = digest(path)
-    with served() as server:
-        relay = Relay(server.port)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "vlascope.cli", "iss", str(path), "--policy", "remote",
-                 "--policy-option", f"url={relay.url}", "--n", "400", "--batch-size", "8",
-                 "--every", "1", "--check", "0"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
-            relay.wait_sent(8 * REQUEST_BYTES)  # a batch of masked frames: ISS is under way
-            server.kill()
-            _, stderr = proc.communicate(timeout=120)
-        finally:
-            relay.close()
-    assert proc.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    with served() as server:  # killed once a batch of masked frames went out
+        relay, stderr = _cli_until_killed(
+            server, ["iss", str(path), "--policy", "remote", "--policy-option", "url={url}",
+                     "--n", "400", "--batch-size", "8", "--every", "1", "--check", "0"],
+            8 * REQUEST_BYTES)
     line = _one_error_line(stderr)
     assert relay.url in line and "went away" in line and f"nothing stored in {path}" in line, \
         line
