@@ -290,6 +290,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     pol = md.get("policy", {})
     print(f"  policy {pol.get('name') or pol.get('id')}  weights {pol.get('weights_hash') or '-'}")
     print(f"  recorded by vlascope {md.get('vlascope_version')} at {md.get('created')}")
+    if md.get("ended"):
+        print(f"  ended early: {md['ended']}")
     return 0
 
 
@@ -312,6 +314,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .core.episode import Episode
+    from .core.errors import PolicyConnectionLost
     from .core.saliency.iss import ISSConfig
     from .core.saliency.temporal import episode_iss, store
 
@@ -324,8 +327,11 @@ def cmd_iss(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = episode_iss(policy, ep, cfg, every=args.every, check=args.check,
-                             progress=progress, method=args.method)
+        try:
+            result = episode_iss(policy, ep, cfg, every=args.every, check=args.check,
+                                 progress=progress, method=args.method)
+        except PolicyConnectionLost as e:  # maps are stored only once all are computed
+            raise PolicyConnectionLost(f"{e}; nothing stored in {args.episode}") from e
         frames = {c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
     store(args.episode, result, cfg, args.every)
     if args.png:

@@ -16,6 +16,13 @@ from .core.errors import VLAScopeError
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import _policy_options, _registry
+
+    unix = None
+    if args.unix is not None:  # refused before the slow imports and the policy's loading
+        unix = Path(args.unix)
+        if unix.exists() or unix.is_symlink():
+            raise VLAScopeError(f"{unix} already exists; not replacing it (pick another "
+                                "socket path)")
     from .remote.server import PolicyServer, is_loopback, serve
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -25,12 +32,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(24)
         print(f"vlascope serve: listening beyond this machine needs a token; clients pass "
               f"--policy-option token={token}", flush=True)
-    unix = None
-    if args.unix is not None:
-        unix = Path(args.unix)
-        if unix.exists() or unix.is_symlink():
-            raise VLAScopeError(f"{unix} already exists; not replacing it (pick another "
-                                "socket path)")
     cams = {}
     for pair in args.openpi_camera or []:
         key, sep, cam = pair.partition("=")

@@ -39,6 +39,8 @@ class PolicyConnectionLost(VLAScopeError):
     job: the job ends, what it finished is kept (a recording keeps its steps), and the
     policy reconnects on its next call."""
 
+    recording: str | None = None  # a rollout's partial recording, where one was kept
+
 
 class CancelledError(VLAScopeError):
     """Long work stopped because the user asked for it."""

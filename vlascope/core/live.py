@@ -15,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .capture import ActivationCapture
 from .episode import SCHEMA, EpisodeWriter
-from .errors import ObservationError, VLAScopeError
+from .errors import ObservationError, PolicyConnectionLost, VLAScopeError
 from .interventions import Intervention, Prompt, bind, from_dict
 from .policy import Observation, Policy, check_action_chunks, policy_info
 from .scene import Scene
@@ -53,6 +53,10 @@ def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: i
 class LiveRollout:
     """Reset the scene and the policy, then ``step()`` until ``done``; ``close()`` publishes
     the recording atomically (also after a stop midway), ``discard()`` drops it.
+
+    A step whose policy lost its server (``PolicyConnectionLost``) raises, and ``ended``
+    keeps the reason: ``close()`` then publishes the steps done with it in the metadata
+    (``ended``), so work a remote policy did before its server died is not lost.
 
     ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt,
     the same as a ``Prompt`` intervention); ``interventions`` are applied at every step and
@@ -109,6 +113,7 @@ class LiveRollout:
                         if record_to is not None else None)
         self.t = 0
         self.success = False
+        self.ended: str | None = None  # why the rollout ended before its end, when it did
         self._chunk: np.ndarray | None = None
         self._idx = 0
 
@@ -136,8 +141,12 @@ class LiveRollout:
         if self._policy_cams is not None and tuple(obs.images) != tuple(self._policy_cams):
             policy_obs = replace(obs, images={c: obs.images[c] for c in self._policy_cams})
         if self._chunk is None or self._idx >= min(self._n_exec, len(self._chunk)):
-            with self._applied.hooks(self.t), self._capturing():
-                acts = self.policy.batch_infer([policy_obs])
+            try:
+                with self._applied.hooks(self.t), self._capturing():
+                    acts = self.policy.batch_infer([policy_obs])
+            except PolicyConnectionLost as e:
+                self.ended = f"the policy's connection was lost at step {self.t}: {e}"
+                raise
             self._chunk = check_action_chunks(acts, 1, self.scene.action_dim, self.policy)[0]
             self._idx = 0
             if self._capture is not None:  # steps that reuse a chunk repeat these
@@ -194,7 +203,8 @@ class LiveRollout:
         return self._capture.hooks() if self._capture is not None else contextlib.nullcontext()
 
     def close(self) -> str | None:
-        """Publish the recording (nothing to publish before the first step)."""
+        """Publish the recording (nothing to publish before the first step); the metadata
+        says whether it stopped early, and why when its policy's connection was lost."""
         if self._writer is None:
             return None
         writer, self._writer = self._writer, None
@@ -202,9 +212,11 @@ class LiveRollout:
             writer.discard()
             return None
         stopped = not self.done
-        return str(writer.close({"success": self.success, "steps": self.t,
-                                 "stopped_early": stopped,
-                                 "interventions": self.interventions}))
+        extra = {"success": self.success, "steps": self.t, "stopped_early": stopped,
+                 "interventions": self.interventions}
+        if self.ended is not None:
+            extra["ended"] = self.ended
+        return str(writer.close(extra))
 
     def discard(self) -> None:
         if self._writer is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CancelledError
+from .errors import CancelledError, PolicyConnectionLost
 from .interventions import Intervention
 from .live import LiveRollout, StepRecord
 from .policy import Policy
@@ -42,7 +42,9 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
 
     ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt);
     ``interventions`` act at every step; ``capture`` records activations of hook points in
-    the file. A cancelled or failed rollout leaves no file behind; an existing file is
+    the file. A cancelled or failed rollout leaves no file behind, except one whose policy
+    lost its server (``PolicyConnectionLost``): its recording keeps the steps done, with
+    ``ended`` in its metadata, and the error raised says where it is. An existing file is
     replaced only with ``overwrite``.
     """
     t0 = time.perf_counter()
@@ -60,6 +62,17 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
             if progress is not None:
                 progress(live.t, live.max_steps)
         path = live.close()
+    except PolicyConnectionLost as e:
+        if live.path is None:
+            raise
+        if live.ended is None:
+            live.ended = f"the policy's connection was lost at step {live.t}: {e}"
+        kept = live.close()  # the steps done are the user's work: published, not dropped
+        error = PolicyConnectionLost(
+            f"{e}; the steps done ({live.t}) are kept in {kept}" if kept else
+            f"{e}; nothing was recorded (it ended before the first step)")
+        error.recording = kept
+        raise error from e
     except BaseException:
         live.discard()
         raise

@@ -68,14 +68,19 @@ class Link:
 
     def connect(self) -> dict[str, Any]:
         """Open the connection; returns the server's metadata."""
-        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidStatus,
+            InvalidURI,
+        )
         from websockets.sync.client import connect, unix_connect
 
         headers = {"Authorization": f"Api-Key {self.token}"} if self.token else None
         options = {"compression": None, "max_size": None, "additional_headers": headers,
                    "open_timeout": self.connect_timeout}
-        if "legacy" in inspect.signature(connect).parameters:  # websockets 17: one connection,
-            options["legacy"] = True  # not a reconnecting iterator
+        if "legacy" in inspect.signature(connect).parameters:
+            options["legacy"] = True  # websockets 17.1+: this link outlives any with-block
         scheme, _, rest = self.url.partition("://")
         try:
             if scheme in ("unix", "ws+unix"):
@@ -97,8 +102,12 @@ class Link:
         except InvalidURI:
             raise RemotePolicyError(f"'{self.url}' is not a valid websocket address") from None
         except (InvalidHandshake, EOFError) as e:
+            why = e.__cause__ or e  # InvalidMessage's cause says what came back instead
             raise RemotePolicyError(f"{self.url} does not speak the websocket protocol "
-                                    f"({type(e).__name__}: {e})") from None
+                                    f"({why})") from None
+        except ConnectionClosed:  # the peer hung up before answering the handshake
+            raise RemotePolicyError(f"{self.url} closed the connection without a websocket "
+                                    "answer (not a policy server?)") from None
         except TimeoutError:
             raise RemotePolicyError(f"{self.url} did not answer within "
                                     f"{self.connect_timeout:g} s") from None

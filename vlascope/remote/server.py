@@ -47,7 +47,7 @@ from .messages import (
 from .messages import (
     field as get,
 )
-from .wire import WireError, pack, unpack
+from .wire import WireError, has_key, pack, unpack
 
 log = logging.getLogger("vlascope.serve")
 
@@ -99,11 +99,17 @@ class PolicyServer:
         t0 = time.monotonic()
         openpi = True
         try:
-            msg = unpack(raw)
+            try:
+                msg = unpack(raw)
+            except WireError:  # answered as the kind of request it meant to be
+                openpi = not has_key(raw, "vlascope")
+                raise
             if not isinstance(msg, dict):
                 raise WireError(f"a request must be a map, got {type(msg).__name__}")
             openpi = "vlascope" not in msg
             reply = self._openpi(msg) if openpi else self._extension(session, msg)
+            reply["server_timing"] = {"infer_ms": (time.monotonic() - t0) * 1000}
+            return pack(reply)  # in here: an answer that cannot be encoded is an error too
         except VLAScopeError as e:
             log.info("refused a request: %s", e)
             return f"vlascope serve: {e}" if openpi else pack({"error": str(e)})
@@ -111,8 +117,6 @@ class PolicyServer:
             log.exception("request failed")
             text = f"{type(e).__name__}: {e}"
             return f"vlascope serve: {text}" if openpi else pack({"error": text})
-        reply["server_timing"] = {"infer_ms": (time.monotonic() - t0) * 1000}
-        return pack(reply)
 
     def _openpi(self, msg: dict) -> dict[str, Any]:
         cams = getattr(self.policy, "cameras", None)

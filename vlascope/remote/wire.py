@@ -89,6 +89,25 @@ def pack(message: Any) -> bytes:
         raise WireError(f"cannot encode the message: {e}") from None
 
 
+def has_key(data: bytes | str, key: str) -> bool:
+    """Whether ``data`` is a msgpack map with ``key`` at its top level, without decoding its
+    values: the kind of request a malformed message meant to be, so that its error answer
+    is the kind its client reads. Never raises."""
+    if not isinstance(data, bytes | bytearray) or not data:
+        return False
+    try:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                    max_buffer_size=len(data))
+        unpacker.feed(data)
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == key:
+                return True
+            unpacker.skip()
+    except Exception:  # noqa: BLE001 - garbage is simply not such a map
+        return False
+    return False
+
+
 def unpack(data: bytes | str) -> Any:
     """Decode one message; any malformation is a ``WireError``, never a crash."""
     if isinstance(data, str):
