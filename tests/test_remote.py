@@ -210,3 +210,55 @@ def test_hook_ops_round_trip_through_the_wire():
                 {"kind": "exec", "code": "print(1)"}, [1, 2]):
         with pytest.raises(WireFormatError):
             op_from_wire(bad)
+
+
+def test_two_clients_at_once_each_get_their_own_answers(server, local):
+    """One server, two connections calling from two threads: the server runs one forward
+    pass at a time and each client's hooks act on its own calls only."""
+    import threading
+
+    clients = [PluginRegistry.discover().create_policy("remote", url=server.url)
+               for _ in range(2)]
+    frames = [_frames(3, seed=20), _frames(3, seed=21)]
+    with common_noise(local):
+        want = [local.batch_infer(f) for f in frames]
+        grab = Capture(rows=1)
+        with local.hook(LAYER, grab):
+            local.batch_infer(frames[1])
+    got: dict[int, list] = {0: [], 1: []}
+    captured = Capture(rows=1)
+
+    def work(i: int) -> None:
+        with common_noise(clients[i]):
+            for _ in range(4):
+                if i == 1:
+                    with clients[i].hook(LAYER, captured):
+                        got[i].append(clients[i].batch_infer(frames[i]))
+                else:
+                    got[i].append(clients[i].batch_infer(frames[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i in range(2):
+        assert len(got[i]) == 4
+        for actions in got[i]:
+            _close(actions, want[i])
+    assert len(captured.values) == 4  # client 0's calls fired nothing into client 1's hook
+    _close(captured.values[-1], grab.values[0])
+    for c in clients:
+        c.close()
+
+
+def test_adapter_conformance_check_passes_through_the_served_path(remote):
+    """The conformance check of adapters (shapes, every hook point fires, a visual-token
+    edit acts, noise, reset, pixel and token ISS, an SAE on captured activations) runs on
+    the remote policy: what issue 25's served families are held to."""
+    from vlascope.adapters.conformance import check_adapter
+
+    report = check_adapter(remote, _frames(1, seed=9)[0], sae_layer=LAYER)
+    assert report.chunk_shape == (2, 8, 4)
+    assert report.hooks_fired == list(remote.layers())
+    assert report.token_edit_effect > 0 and np.isfinite(report.sae_fve)

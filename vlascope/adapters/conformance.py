@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from vlascope.core.capture import ActivationCapture
 from vlascope.core.errors import VLAScopeError
+from vlascope.core.hook_ops import Capture, MeanReplace
 from vlascope.core.policy import Observation, common_noise
 from vlascope.core.sae import SAEConfig, train_sae
 from vlascope.core.saliency.baselines import token_norm_saliency
@@ -62,14 +62,14 @@ def check_adapter(policy: Any, obs: Observation, sae_layer: str | None = None
     _expect(list(layout) == list(policy.cameras), "layout cameras differ from cameras")
     n_visual = sum(rep.visual_tokens.values())
 
-    seen: dict[str, tuple[int, ...]] = {}
     names = list(policy.layers())
-    with common_noise(policy):
+    grabs = {name: Capture(rows=1) for name in names}  # hook operations, not functions:
+    with common_noise(policy):  # the same check runs on a policy behind `vlascope serve`
         with ExitStack() as stack:
-            for name in names:
-                stack.enter_context(policy.hook(
-                    name, lambda x, n=name: seen.setdefault(n, tuple(x.shape)) and None))
+            for name, grab in grabs.items():
+                stack.enter_context(policy.hook(name, grab))
             policy.batch_infer([obs])
+        seen = {n: tuple(g.values[0].shape) for n, g in grabs.items() if g.values}
         rep.hooks_fired = [n for n in names if n in seen]
         silent = [n for n in names if n not in seen]
         _expect(not silent, f"hook points that never fired: {silent}")
@@ -77,13 +77,10 @@ def check_adapter(policy: Any, obs: Observation, sae_layer: str | None = None
                 f"tokens.visual holds {seen['tokens.visual']}, expected (1, {n_visual}, d)")
 
         base = policy.batch_infer([obs])
-
-        def mean_first_token(x: torch.Tensor) -> torch.Tensor:
-            x = x.clone()
-            x[:, 0] = x.mean(dim=1)
-            return x
-
-        with policy.hook("tokens.visual", mean_first_token):
+        tokens = grabs["tokens.visual"].values[0][0]  # (n_visual, d)
+        keep = np.ones((1, n_visual), np.float32)
+        keep[0, 0] = 0.0  # the first visual token becomes the mean of them all
+        with policy.hook("tokens.visual", MeanReplace(tokens.mean(0), keep)):
             edited = policy.batch_infer([obs])
         again = policy.batch_infer([obs])
     rep.token_edit_effect = float(np.abs(edited - base).max())
