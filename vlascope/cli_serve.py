@@ -55,16 +55,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"vlascope serve: {args.policy} ({getattr(policy, 'policy_id', args.policy)}) on "
           f"{url}", flush=True)
 
-    def stop(*_: object) -> None:  # SIGTERM as Ctrl-C: close cleanly, remove our socket
-        threading.Thread(target=ws.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        ws.serve_forever()
+    stop = threading.Event()  # SIGTERM as Ctrl-C: close cleanly, remove our socket
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    listening = threading.Thread(target=ws.serve_forever, name="connections", daemon=True)
+    listening.start()
+    try:  # the policy runs in this thread, which built it (PolicyServer.run_policy_thread)
+        server.run_policy_thread(stop)
     except KeyboardInterrupt:
         pass
     finally:
         ws.shutdown()
+        listening.join(timeout=10)
         if unix is not None and unix.is_socket():
             unix.unlink()  # the socket file we made
     print("vlascope serve: stopped", file=sys.stderr)
