@@ -79,6 +79,7 @@ def test_describes_the_served_policy(remote, local):
         {c: (tuple(v["grid"]), list(v["positions"]))
          for c, v in local.visual_token_layout().items()}
     assert remote.description["action_dim"] == 4 and remote.unavailable == ""
+    assert remote.device == f"{local.device} (server)"
 
 
 def test_action_chunks_under_common_noise_and_episode_noise(remote, local):

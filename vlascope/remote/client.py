@@ -208,6 +208,7 @@ class RemotePolicy:
             self.cameras = tuple(d["cameras"]) if d.get("cameras") is not None else None
             self.image_size = tuple(d["image_size"]) if d.get("image_size") else None
             self.n_action_steps = int(d.get("n_action_steps", 1))
+            self.device = f"{d.get('device') or '?'} (server)"  # where it computes
             self.state_dim, self.action_dim, self.horizon = (
                 d.get("state_dim"), d.get("action_dim"), d.get("horizon"))
             self.served_by = "vlascope"
@@ -219,6 +220,7 @@ class RemotePolicy:
             self.cameras = tuple(cameras) if cameras else None
             self.image_size = image_size
             self.n_action_steps = 1
+            self.device = "? (server)"
             self.state_dim = self.action_dim = self.horizon = None
             self.served_by = "openpi"
         if cameras and self.served_by == "vlascope":

@@ -203,6 +203,7 @@ def describe(policy: Any, plugin: str) -> dict[str, Any]:
         "cameras": None if cams is None else [str(c) for c in cams],
         "image_size": None if size is None else [int(size[0]), int(size[1])],
         "n_action_steps": int(getattr(policy, "n_action_steps", 1) or 1),
+        "device": str(getattr(policy, "device", "") or ""),
         **_dims(policy),
         "capabilities": caps,
         "hook_points": points,
