@@ -141,3 +141,35 @@ def test_cli_iss_leaves_the_episode_as_it_was(tmp_path, scene, expert):
     assert digest(path) == before
     with Episode(path) as ep, h5py.File(path, "r") as h5:
         assert ep.n_steps == 4 and "saliency" not in h5
+
+
+def test_a_server_still_gone_ends_jobs_as_lost_and_its_return_is_checked():
+    """After the first failure the next call connects anew: a server still gone is still a
+    lost connection (the job keeps its work); one back on the same address serving the same
+    policy just works; one serving another policy is refused by name."""
+    import numpy as np
+
+    from vlascope.core.policy import Observation
+    from vlascope.remote.client import RemotePolicyError
+
+    obs = Observation({c: np.full((96, 96, 3), 120, np.uint8) for c in ("front", "wrist")},
+                      np.zeros(4, np.float32), "pick up the red cube")
+    with served() as server:
+        policy = _remote(server.url)
+        first = policy.batch_infer([obs])
+        port = server.port
+        server.kill()
+        with pytest.raises(PolicyConnectionLost, match="went away"):
+            policy.batch_infer([obs])
+        with pytest.raises(PolicyConnectionLost, match="still gone"):
+            policy.batch_infer([obs])
+    with served("--port", str(port)):
+        policy.reset()
+        np.testing.assert_array_equal(policy.batch_infer([obs]), first)
+    with served("--port", str(port), "--policy", "reference-shortcut"):
+        with pytest.raises(PolicyConnectionLost, match="went away"):  # the one just stopped
+            policy.batch_infer([obs])
+        with pytest.raises(RemotePolicyError, match="now serves remote:vlascope/reference-"
+                                                    "shortcut, not remote:vlascope/reference"):
+            policy.batch_infer([obs])
+        assert policy.policy_id == "remote:vlascope/reference"

@@ -175,6 +175,15 @@ class Link:
         return reply
 
 
+def _identity(metadata: dict[str, Any], url: str) -> tuple[str, str]:
+    """(policy id, weights hash) of what a server's metadata says it serves."""
+    ours = metadata.get("vlascope")
+    if isinstance(ours, dict):
+        d = ours.get("policy") or {}
+        return f"remote:{d.get('policy_id', '?')}", str(d.get("weights_hash", ""))
+    return f"openpi:{url}", ""
+
+
 class RemotePolicy:
     """The contract's call, the recorded identity, and the connection's life cycle."""
 
@@ -203,8 +212,7 @@ class RemotePolicy:
             self.description = d
             self.link.max_message = int(ours.get("limits", {}).get("max_message", 0)) or None
             self.max_batch = int(ours.get("limits", {}).get("max_batch", 0)) or None
-            self.policy_id = f"remote:{d.get('policy_id', '?')}"
-            self.weights_hash = str(d.get("weights_hash", ""))
+            self.policy_id, self.weights_hash = _identity(metadata, self.link.url)
             self.cameras = tuple(d["cameras"]) if d.get("cameras") is not None else None
             self.image_size = tuple(d["image_size"]) if d.get("image_size") else None
             self.n_action_steps = int(d.get("n_action_steps", 1))
@@ -215,8 +223,7 @@ class RemotePolicy:
         else:  # a plain openpi server: what we know is what the user told us
             self.description = {"plugin": "openpi", "capabilities": [], "hook_points": []}
             self.max_batch = None
-            self.policy_id = f"openpi:{self.link.url}"
-            self.weights_hash = ""
+            self.policy_id, self.weights_hash = _identity(metadata, self.link.url)
             self.cameras = tuple(cameras) if cameras else None
             self.image_size = image_size
             self.n_action_steps = 1
@@ -249,22 +256,30 @@ class RemotePolicy:
             self.link.close()
             self._connect_again()
 
-    def _connect_again(self) -> None:
-        meta = self.link.connect()
-        before = (self.policy_id, self.weights_hash)
+    def _connect_again(self, lazily: bool = False) -> None:
+        """Connect anew; ``lazily`` (a job's call found the link down): a server that is
+        still gone ends the job as a lost connection, so its work is kept."""
+        try:
+            meta = self.link.connect()
+        except RemotePolicyError as e:
+            if not lazily:
+                raise
+            raise PolicyConnectionLost(f"the policy server at {self.url} is still gone "
+                                       f"({e})") from None
+        now = _identity(meta, self.url)
+        if now != (self.policy_id, self.weights_hash):
+            self.link.close()
+            raise RemotePolicyError(f"{self.url} now serves {now[0]}, not {self.policy_id}; "
+                                    "load it as a new policy")
         self._adopt(meta, self.cameras if self.served_by == "openpi" else None,
                     self.image_size if self.served_by == "openpi" else None)
-        if (self.policy_id, self.weights_hash) != before:
-            self.link.close()
-            raise RemotePolicyError(f"{self.url} now serves {self.policy_id}, not "
-                                    f"{before[0]}; load it as a new policy")
         self._uploaded.clear()
         self._by_key.clear()
         self._released.clear()
 
     def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
-        if not self.link.connected:
-            self._connect_again()
+        if not self.link.connected:  # it went away before: a job that needs it now
+            self._connect_again(lazily=True)
         return self.link.exchange(message)
 
     def _described(self, key: str) -> Any:
