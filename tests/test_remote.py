@@ -208,7 +208,11 @@ def test_hook_ops_round_trip_through_the_wire():
     for bad in ({"kind": "add_vector", "delta": np.array([np.nan], np.float32)},
                 {"kind": "add_vector", "delta": "1,2"},
                 {"kind": "capture", "positions": ["x"]},
-                {"kind": "exec", "code": "print(1)"}, [1, 2]):
+                {"kind": "exec", "code": "print(1)"}, [1, 2],
+                # a config claiming a giant SAE is refused before anything is allocated
+                {"kind": "sae_ablation", "features": [0], "target": np.zeros(1, np.float32),
+                 "config": SAEConfig(d_in=100_000, expansion=1000, k=8, layer=LAYER).to_dict(),
+                 "state": {"W_enc": np.zeros((2, 2), np.float32)}}):
         with pytest.raises(WireFormatError):
             op_from_wire(bad)
 

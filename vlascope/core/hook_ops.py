@@ -306,9 +306,14 @@ class SaeAblation(StepEdit):
         config = _field(d, "config", dict, "sae_ablation")
         state = _field(d, "state", dict, "sae_ablation")
         try:
-            sae = SAE(SAEConfig.from_dict(config))
+            cfg = SAEConfig.from_dict(config)
         except (TypeError, ValueError, VLAScopeError) as e:
             raise WireFormatError(f"sae_ablation: bad SAE config ({e})") from None
+        enc = state.get("W_enc")  # sizes checked against the data before allocating any
+        if not isinstance(enc, np.ndarray) or enc.shape != (cfg.d_sae, cfg.d_in):
+            raise WireFormatError(f"sae_ablation: 'W_enc' must be ({cfg.d_sae}, {cfg.d_in}) "
+                                  "as the config says")
+        sae = SAE(cfg)
         expected = sae.state_dict()
         if set(state) != set(expected):
             raise WireFormatError(f"sae_ablation: SAE state must hold {sorted(expected)}")
