@@ -6,7 +6,8 @@
 # repository, under a name that hashes the pins below; built in a temporary folder and
 # renamed into place, so a half-built environment is never reused. Idempotent; prints the
 # environment's python on its last line of stdout (progress goes to stderr).
-#   bash scripts/openpi_env.sh
+#   bash scripts/openpi_env.sh           (or: bash scripts/setup.sh env openpi)
+#   bash scripts/openpi_env.sh --built   only prints it; exit status 1 when not built yet
 # The scripts run there put the checkout first on PYTHONPATH (the installed vlascope only
 # provides the package's metadata; the reference weights live in the checkout's resources/).
 set -euo pipefail
@@ -36,6 +37,7 @@ if [ -x "$env/bin/python" ] && [ -f "$env/.complete" ]; then
   echo "$env/bin/python"
   exit 0
 fi
+[ "${1:-}" != --built ] || exit 1
 
 python_bin=""
 for cand in python3.11 python3; do

@@ -7,12 +7,23 @@
 #   bash scripts/setup.sh metaworld   runtime + the MetaWorld scene plugin (MT1/MT10/MT50)
 #   bash scripts/setup.sh dev      runtime + test/lint tools + every first-party plugin
 #                                  (CI tests them all)
+#   bash scripts/setup.sh env NAME a separate virtualenv for a policy family whose
+#                                  dependencies conflict with the app's (known: openpi);
+#                                  prints its python. Policies that declare it are served
+#                                  from there by themselves (docs/remote.md)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
 # libraries) when run as root, and the CPU build of torch when there is no NVIDIA GPU, so a
 # CPU machine never downloads gigabytes of CUDA wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
+
+if [ "$extras" = env ]; then  # vlascope/core/environments.py knows the names and scripts
+  [ $# -eq 2 ] || { echo "setup: usage: bash scripts/setup.sh env NAME" >&2; exit 2; }
+  python_bin=$(command -v python3.11 || command -v python3) ||
+    { echo "setup: Python 3 is required" >&2; exit 1; }
+  PYTHONPATH="$PWD" exec "$python_bin" -m vlascope.core.environments build "$2"
+fi
 
 apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.0-0
               libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core

@@ -1,4 +1,8 @@
-"""``vlascope serve``: host a policy plugin for clients in other processes or machines."""
+"""``vlascope serve``: host a policy plugin for clients in other processes or machines.
+
+``python -m vlascope.cli_serve ARGS`` is the same command without the rest of the CLI,
+whose parser imports what a policy's own environment may lack (scipy, for the video
+options): ``vlascope.remote.spawn`` starts servers that way."""
 
 from __future__ import annotations
 
@@ -73,8 +77,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="host a policy for clients in other processes or "
-                       "machines (openpi's websocket protocol, extended)")
+    _add_arguments(sub.add_parser("serve", help="host a policy for clients in other processes "
+                                  "or machines (openpi's websocket protocol, extended)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vlascope serve`` on its own (see the module's docstring)."""
+    parser = argparse.ArgumentParser(prog="vlascope serve")
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VLAScopeError as e:
+        print(f"vlascope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import DEFAULT_POLICY, _add_policy_options
 
     p.add_argument("--policy", default=DEFAULT_POLICY,
@@ -100,3 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "observation/image=front (repeatable)")
     p.add_argument("--verbose", action="store_true", help="log connections and refusals")
     p.set_defaults(func=cmd_serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,10 @@ registers factories through module-level dicts::
     SCENES = {"my_scene": MySceneClass}        # factory(**options) -> Scene
     POLICIES = {"my_policy": load_my_policy}   # factory(**options) -> Policy
 
-A factory that cannot load without a checkpoint folder sets ``needs_weights = True``.
+A factory that cannot load without a checkpoint folder sets ``needs_weights = True``. One
+whose dependencies conflict with the app's sets ``environment = "NAME"`` (a virtualenv of
+``vlascope.core.environments``, built by ``bash scripts/setup.sh env NAME``): outside that
+environment it is served from there, by itself (``vlascope.remote.spawn``).
 
 What a factory builds is guarded (``guard``): an exception or ``sys.exit()`` in one of the
 contract's calls, or ``batch_infer`` results that are not arrays of actions, become a
@@ -33,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .environments import running_in
 from .errors import PluginError, UnknownNameError, VLAScopeError
 
 KINDS = {"policy": "vlascope.policies", "scene": "vlascope.scenes"}
@@ -215,6 +219,13 @@ class PluginRegistry:
         matches = [e for e in self.entries if e.kind == "policy" and e.name == name and e.ok]
         return bool(matches and getattr(matches[0].factory, "needs_weights", False))
 
+    def environment(self, name: str) -> str | None:
+        """The environment a policy plugin must run in (its factory's ``environment``
+        attribute), or None: it runs in this process."""
+        matches = [e for e in self.entries if e.kind == "policy" and e.name == name and e.ok]
+        env = getattr(matches[0].factory, "environment", None) if matches else None
+        return str(env) if env else None
+
     def create(self, kind: str, name: str, **options: Any) -> Any:
         entry = self.get(kind, name)
         refused = [k for k in options if not accepts(entry.factory, k)]
@@ -222,8 +233,20 @@ class PluginRegistry:
             why = " (it does not load checkpoints from a path)" if "weights" in refused else ""
             raise PluginError(f"{kind} plugin '{name}' takes no {', '.join(refused)} "
                               f"option{why}")
+        environment = self.environment(name) if kind == "policy" else None
         try:
-            built = entry.factory(**options)
+            if environment is not None and not running_in(environment):
+                from ..remote.spawn import served_policy
+
+                folder = Path(entry.source).parent if entry.origin == entry.source else None
+                try:
+                    built = served_policy(environment, name, options, folder)
+                except VLAScopeError as e:  # e.g. an unknown environment: name the plugin
+                    if isinstance(e, PluginError):
+                        raise
+                    raise PluginError(f"{kind} plugin '{name}': {e}") from e
+            else:
+                built = entry.factory(**options)
         except BaseException as e:  # noqa: BLE001
             if isinstance(e, KeyboardInterrupt):
                 raise

@@ -5,6 +5,7 @@ saliency of a frame. The GUI's worker owns one and calls it from its own thread 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -218,3 +219,8 @@ class Session:
         if self.scene is not None:
             self.scene.close()
             self.scene = None
+        close = getattr(self.policy, "close", None)
+        if callable(close):  # a served policy: its connection (and a server we started) ends
+            self.policy = None
+            with contextlib.suppress(Exception):  # a dead link: nothing to end
+                close()
