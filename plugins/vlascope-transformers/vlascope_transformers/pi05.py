@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 
-from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
-from vlascope.adapters.hooks import fixed_positions
-from vlascope.adapters.images import resize_batch
+from vlascope.adapters.base import require_folder
 from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
-from .common import check_transformers, read_json, stack_images
+from .common import check_transformers
 from .pi05_norm import discretise, from_processor
+from .pi_flow import PiFlowPolicy
 
 FAMILY = "pi0.5 (transformers)"
 # LIBERO's cameras, what lerobot/pi05_libero is fine-tuned on (its image / image2); a
@@ -40,7 +39,7 @@ TEXT_TOKENS = 200  # LeRobot's tokenizer_max_length: the text budget after the i
 BINS = 256
 
 
-class Pi05Policy(AdapterPolicy):
+class Pi05Policy(PiFlowPolicy):
     """pi0.5 with pi0's hook points, so analyses written for pi0 run unchanged; the
     state's prompt tokens form their own token group (``state``)."""
 
@@ -56,32 +55,13 @@ class Pi05Policy(AdapterPolicy):
         if not hasattr(transformers, "PI05ForConditionalGeneration"):
             raise PluginError(f"{FAMILY}: transformers {transformers.__version__} has no "
                               "native pi0.5 (tested with 5.25: pip install -U transformers)")
-        from transformers import AutoTokenizer, PI05ForConditionalGeneration
+        from transformers import PI05ForConditionalGeneration
 
         folder = require_folder(weights, FAMILY, ["config.json", "processor_config.json"])
         super().__init__(device, dtype, seed)
-        proc = read_json(folder / "processor_config.json", FAMILY)
-        try:
-            self.model = PI05ForConditionalGeneration.from_pretrained(
-                folder, dtype=self.dtype, local_files_only=True,
-                trust_remote_code=False).to(self.device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                                           trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise PluginError(f"{FAMILY}: cannot load {folder} ({e})") from e
+        proc = self._load(PI05ForConditionalGeneration, folder, cameras, DEFAULT_CAMERAS)
         cfg = self.model.config
-        image = proc.get("image_processor", {})
-        pad = image.get("pad_size") or {"height": 224, "width": 224}
-        self.image_shape = (int(pad["height"]), int(pad["width"]))
-        self.image_mean = image.get("image_mean", [0.5] * 3)
-        self.image_std = image.get("image_std", [0.5] * 3)
-        self.tokens_per_image = int(image.get("image_seq_length", 256))
         self.text_tokens = int(proc.get("max_length", TEXT_TOKENS))
-        self.image_token_id = int(cfg.vlm_config.image_token_id)
-
-        self.cameras = parse_cameras(cameras, proc.get("camera_names", DEFAULT_CAMERAS),
-                                     FAMILY)
-        self.horizon = int(cfg.chunk_size)
         self.max_state_dim = int(proc.get("max_state_dim", cfg.max_action_dim))
         self.state_norm = from_processor(proc, "state", FAMILY)
         self.state_dim = self.state_norm.dim
@@ -90,27 +70,12 @@ class Pi05Policy(AdapterPolicy):
         if self.state_dim > self.max_state_dim:
             raise PluginError(f"{FAMILY}: state statistics have {self.state_dim} numbers, "
                               f"more than max_state_dim {self.max_state_dim}")
-        self.noise_shape = (self.horizon, int(cfg.max_action_dim))
         self.num_steps = int(num_steps or cfg.num_inference_steps)
         self.n_action_steps = int(n_action_steps or proc.get("n_action_steps") or self.horizon)
         self.policy_id = f"pi05:{folder}"
-        self.weights_hash = weights_fingerprint(sorted(folder.glob("*.safetensors")))
-
-        inner = self.model.model
-        self._embed_prefix = inner.embed_prefix
-        inner.embed_prefix = self._tapped_embed_prefix  # the visual tokens pass the tap
-        self._register_stack("vlm", inner.vlm.language_model.layers, "self_attn.o_proj", "mlp")
-        self._register_stack("expert", inner.dit.layers, "self_attn.o_proj", "mlp",
-                             sequence=False)
-        self.hooks.add("vision.projector", inner.vlm.multi_modal_projector)
+        self._register_hooks()
         zero = torch.zeros(1, self.state_dim)
         self._set_layout(self._prompt([""], zero))  # known before any frame
-
-    def _tapped_embed_prefix(self, input_ids, pixel_values, pixel_attention_mask,
-                             attention_mask=None):
-        embeds = self._embed_prefix(input_ids, pixel_values, pixel_attention_mask,
-                                    attention_mask)
-        return self.visual_tap.apply(embeds, self._visual_positions)
 
     def _state_text(self, states: torch.Tensor) -> list[str]:
         """The state as pi0.5 reads it: normalised, padded to ``max_state_dim``, binned."""
@@ -139,32 +104,11 @@ class Pi05Policy(AdapterPolicy):
 
     def _infer(self, observations: list[Observation], noise: torch.Tensor | None
                ) -> torch.Tensor:
-        frames = stack_images(observations, self.cameras)
-        b, n_cam = len(frames), len(self.cameras)
-        pixels = resize_batch([f for fs in frames for f in fs], self.image_shape,
-                              self.image_mean, self.image_std, pad=True)
-        pixels = pixels.reshape(b, n_cam, *pixels.shape[1:]).to(self.device, self.dtype)
         prompt = self._prompt([o.instruction for o in observations],
                               self._states(observations))
         self._set_layout(prompt)
-        out = self.model.sample_actions(
-            input_ids=prompt["input_ids"].to(self.device), pixel_values=pixels, noise=noise,
-            attention_mask=prompt["attention_mask"].to(self.device),
-            pixel_attention_mask=torch.ones(b, n_cam, dtype=torch.bool, device=self.device),
-            num_steps=self.num_steps)
-        return self.action_norm.unnormalise(out[..., :self.action_dim].float())
+        return self.action_norm.unnormalise(self._sample(observations, prompt, noise))
 
     def _set_layout(self, prompt: dict) -> None:
-        ids = prompt["input_ids"]
-        self._visual_positions = fixed_positions(ids == self.image_token_id, "image tokens")
-        side = int(round(self.tokens_per_image ** 0.5))
-        grid = (side, side) if side * side == self.tokens_per_image else \
-            (1, self.tokens_per_image)
-        pos = self._visual_positions
-        t = self.tokens_per_image
-        self._layout = {c: {"grid": grid, "positions": pos[i * t:(i + 1) * t]}
-                        for i, c in enumerate(self.cameras)}
-        state = prompt["state_positions"]
-        taken = set(pos) | set(state)
-        text = [i for i in range(ids.shape[1]) if i not in taken]
-        self._groups = {"visual": list(pos), "state": list(state), "language": text}
+        """pi0's layout, with the state's prompt tokens as a group of their own."""
+        self._set_token_layout(prompt["input_ids"], state=prompt["state_positions"])
