@@ -1107,6 +1107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name, 1)
         if isinstance(value, int) and value < 1:  # `nmr` takes episode *files* as episodes
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: an error the user can act on is one line and exit status 2."""
     try:
         return args.func(args)
     except VLAScopeError as e:

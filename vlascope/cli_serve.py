@@ -86,13 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vlascope serve")
     _add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except VLAScopeError as e:
-        print(f"vlascope: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    from .cli import run_command
+
+    return run_command(args)
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
