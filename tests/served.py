@@ -56,14 +56,20 @@ def served(*args: str, timeout: float = 120.0) -> Iterator[Served]:
             raise RuntimeError("vlascope serve did not print its address in time")
         yield Served(url, proc, printed)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a server we started (SIGTERM, then SIGKILL after 30 s) and close its pipes."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
             stream.close()
 
 
