@@ -59,33 +59,43 @@ def _siglip(image_size: int, patch: int, hidden: int) -> dict:
             "num_hidden_layers": 1, "num_attention_heads": 2, "vision_use_head": False}
 
 
+def _pi_images(image_size: int, patch: int):
+    """pi0's and pi0.5's image processor for square ``image_size`` frames."""
+    from transformers.models.pi0.image_processing_pi0 import PI0ImageProcessor
+
+    return PI0ImageProcessor(size={"max_height": image_size, "max_width": image_size},
+                             pad_size={"height": image_size, "width": image_size},
+                             image_seq_length=(image_size // patch) ** 2)
+
+
+def _pi_vlm(tokenizer, image_size: int, patch: int) -> dict:
+    """The 2-layer PaliGemma both tiny pi models condition their expert on (the vocabulary
+    read after the processor has added its tokens)."""
+    vocab = len(tokenizer)
+    return {"model_type": "paligemma", "text_config": _gemma(32, 2, vocab),
+            "vision_config": _siglip(image_size, patch, 32), "projection_dim": 32,
+            "image_token_id": tokenizer.convert_tokens_to_ids("<image>"), "vocab_size": vocab}
+
+
 def write_tiny_pi0(folder: str | Path, cameras: Sequence[str] = ("front", "wrist"),
                    state_dim: int = 4, action_dim: int = 4, image_size: int = 32,
                    patch: int = 8, chunk: int = 8, n_action_steps: int = 4,
                    seed: int = 0) -> Path:
     """A pi0 with a 2-layer PaliGemma and a 2-layer expert (~0.2 M parameters)."""
     from transformers import PI0Config, PI0ForConditionalGeneration, PI0Processor
-    from transformers.models.pi0.image_processing_pi0 import PI0ImageProcessor
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = word_tokenizer()
-    tokens = (image_size // patch) ** 2
-    images = PI0ImageProcessor(size={"max_height": image_size, "max_width": image_size},
-                               pad_size={"height": image_size, "width": image_size},
-                               image_seq_length=tokens)
+    images = _pi_images(image_size, patch)
     dim = max(state_dim, action_dim)
     processor = PI0Processor(image_processor=images, tokenizer=tokenizer,
                              state_mean=[0.0] * state_dim, state_std=[1.0] * state_dim,
                              actions_mean=[0.0] * action_dim, actions_std=[1.0] * action_dim,
                              max_state_dim=dim, chunk_size=chunk)
-    vocab = len(tokenizer)
     torch.manual_seed(seed)
     config = PI0Config(
-        vlm_config={"model_type": "paligemma", "text_config": _gemma(32, 2, vocab),
-                    "vision_config": _siglip(image_size, patch, 32), "projection_dim": 32,
-                    "image_token_id": tokenizer.convert_tokens_to_ids("<image>"),
-                    "vocab_size": vocab},
+        vlm_config=_pi_vlm(tokenizer, image_size, patch),
         dit_config=_gemma(32, 2), chunk_size=chunk, max_state_dim=dim, max_action_dim=dim,
         num_inference_steps=3)
     PI0ForConditionalGeneration(config).save_pretrained(out)
@@ -106,28 +116,20 @@ def write_tiny_pi05(folder: str | Path, cameras: Sequence[str] = ("front", "wris
     """A pi0.5 with a 2-layer PaliGemma and a 2-layer expert, quantile statistics as
     LeRobot's pi0.5 uses, and a 64-token text budget (LeRobot's is 200) to stay fast."""
     from transformers import PI05Config, PI05ForConditionalGeneration, PI05Processor
-    from transformers.models.pi0.image_processing_pi0 import PI0ImageProcessor
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = word_tokenizer(words=(*WORDS, *PI05_WORDS))
-    tokens = (image_size // patch) ** 2
-    images = PI0ImageProcessor(size={"max_height": image_size, "max_width": image_size},
-                               pad_size={"height": image_size, "width": image_size},
-                               image_seq_length=tokens)
+    images = _pi_images(image_size, patch)
     dim = max(state_dim, action_dim)
     # the processor adds PaliGemma's <loc>/<seg> tokens: the vocabulary is read after it
     processor = PI05Processor(image_processor=images, tokenizer=tokenizer,
                               state_q01=[-1.0] * state_dim, state_q99=[1.0] * state_dim,
                               actions_q01=[-1.0] * action_dim, actions_q99=[1.0] * action_dim,
                               max_state_dim=dim, chunk_size=chunk)
-    vocab = len(tokenizer)
     torch.manual_seed(seed)
     config = PI05Config(
-        vlm_config={"model_type": "paligemma", "text_config": _gemma(32, 2, vocab),
-                    "vision_config": _siglip(image_size, patch, 32), "projection_dim": 32,
-                    "image_token_id": tokenizer.convert_tokens_to_ids("<image>"),
-                    "vocab_size": vocab},
+        vlm_config=_pi_vlm(tokenizer, image_size, patch),
         dit_config=_gemma(32, 2), chunk_size=chunk, max_action_dim=dim,
         num_inference_steps=3)
     model = PI05ForConditionalGeneration(config)
