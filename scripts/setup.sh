@@ -130,4 +130,14 @@ if [ "$extras" = dev ] || [ "$extras" = metaworld ]; then
     "${pip[@]}" --no-deps -e plugins/vlascope-metaworld
   fi
 fi
+# A plugin installed (editable) before it declared a new entry point keeps the old list, so
+# discovery would miss the new policy: register its entry points again (nothing else moves).
+for plugin in plugins/vlascope-*; do
+  state=0
+  .venv/bin/python scripts/entry_points_current.py "$plugin" || state=$?
+  if [ "$state" = 1 ]; then
+    echo "setup: registering the entry points of $plugin again"
+    "${pip[@]}" --no-deps -e "$plugin"
+  fi
+done
 echo "setup: ready (.venv/bin/vlascope)"
