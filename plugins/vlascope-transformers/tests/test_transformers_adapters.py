@@ -9,7 +9,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from vlascope_transformers.tiny import write_tiny_pi0, write_tiny_vlm_head  # noqa: E402
+from vlascope_transformers.tiny import (  # noqa: E402
+    write_tiny_pi0,
+    write_tiny_pi05,
+    write_tiny_vlm_head,
+)
 
 from vlascope.adapters.conformance import check_adapter  # noqa: E402
 from vlascope.core.errors import ObservationError, PluginError  # noqa: E402
@@ -63,15 +67,19 @@ def test_adapter_conforms(registry, obs, checkpoint):
     assert rep.norm_hook == "vlm.1.resid"  # the VLM's last layer, not the action expert's
 
 
-def test_flow_noise_is_seeded(registry, obs, tmp_path):
-    folder = write_tiny_pi0(tmp_path / "pi0")
-    a = registry.create_policy("pi0", weights=str(folder), device="cpu", seed=1)
-    b = registry.create_policy("pi0", weights=str(folder), device="cpu", seed=1)
-    c = registry.create_policy("pi0", weights=str(folder), device="cpu", seed=2)
+@pytest.mark.parametrize("name, write", [("pi0", write_tiny_pi0), ("pi05", write_tiny_pi05)])
+def test_flow_noise_is_seeded(registry, obs, tmp_path, name, write):
+    folder = write(tmp_path / name)
+    a = registry.create_policy(name, weights=str(folder), device="cpu", seed=1)
+    b = registry.create_policy(name, weights=str(folder), device="cpu", seed=1)
+    c = registry.create_policy(name, weights=str(folder), device="cpu", seed=2)
     first = a.batch_infer([obs])
     assert np.array_equal(first, b.batch_infer([obs]))  # same seed, same episode stream
     assert not np.array_equal(first, c.batch_infer([obs]))
     assert not np.array_equal(first, a.batch_infer([obs]))  # the stream moves on
+    with a.common_noise():
+        x, y = a.batch_infer([obs]), a.batch_infer([obs])
+    assert np.array_equal(x, y)
 
 
 def test_residual_replacement_steers_the_action(registry, obs, tmp_path):
