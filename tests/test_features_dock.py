@@ -29,6 +29,24 @@ def train_from_gui(qtbot, window, steps=80):
     return dock
 
 
+def steer_from_gui(qtbot, window, dock, plain_steps=3, page_ups=3):
+    """Pin the selected feature, start a fresh rollout, play ``plain_steps`` unsteered, then
+    move its steering slider with the keyboard (PageUp: 10 units = alpha 1)."""
+    ws = window.workspace
+    qtbot.mouseClick(dock.pin, Qt.MouseButton.LeftButton)
+    slider = dock.steer_rows[0].slider
+    window.controller.reset()
+    qtbot.waitUntil(lambda: ws.n_steps == 0 and window.controller.live, timeout=WAIT_MS)
+    idle(qtbot, window)
+    for _ in range(plain_steps):
+        window.controller.step_once()
+        idle(qtbot, window)
+    slider.setFocus()
+    for _ in range(page_ups):
+        qtbot.keyClick(slider, Qt.Key.Key_PageUp)
+    idle(qtbot, window)
+
+
 @pytest.mark.slow
 def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     ws = window.workspace
@@ -87,18 +105,7 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     window.grab().save(str(tmp_path / "features.png"))
 
     # pin it, start a fresh rollout, play 3 steps, move the slider with the keyboard
-    qtbot.mouseClick(dock.pin, Qt.MouseButton.LeftButton)
-    slider = dock.steer_rows[0].slider
-    window.controller.reset()
-    qtbot.waitUntil(lambda: ws.n_steps == 0 and window.controller.live, timeout=WAIT_MS)
-    idle(qtbot, window)
-    for _ in range(3):
-        window.controller.step_once()
-        idle(qtbot, window)
-    slider.setFocus()
-    for _ in range(3):  # PageUp moves a QSlider by its page step (10 units = alpha 1)
-        qtbot.keyClick(slider, Qt.Key.Key_PageUp)
-    idle(qtbot, window)
+    steer_from_gui(qtbot, window, dock)
     assert dock.steer_rows[0].alpha == pytest.approx(3.0)
     assert [i["kind"] for i in ws.interventions] == ["steer"]
     for _ in range(4):

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from served import served
 from test_app import WAIT_MS, actions_of, dismiss_errors, errors_shown, idle, play_steps
-from test_features_dock import train_from_gui
+from test_features_dock import steer_from_gui, train_from_gui
 
 from vlascope.app.connect_dialog import ConnectDialog, recent_addresses
 from vlascope.remote.wire import pack, unpack
@@ -75,18 +75,7 @@ def test_a_served_policy_plays_explains_trains_and_steers(qtbot, window, tmp_pat
         # steer with its densest feature: a fresh rollout, 3 plain steps, slider up, 4 more
         densest = int(np.argmax(fs.stats.density))
         features.select_feature(densest)
-        qtbot.mouseClick(features.pin, Qt.MouseButton.LeftButton)
-        window.controller.reset()
-        qtbot.waitUntil(lambda: ws.n_steps == 0 and window.controller.live, timeout=WAIT_MS)
-        idle(qtbot, window)
-        for _ in range(3):
-            window.controller.step_once()
-            idle(qtbot, window)
-        slider = features.steer_rows[0].slider
-        slider.setFocus()
-        for _ in range(3):
-            qtbot.keyClick(slider, Qt.Key.Key_PageUp)
-        idle(qtbot, window)
+        steer_from_gui(qtbot, window, features)
         for _ in range(4):
             window.controller.step_once()
             idle(qtbot, window)
