@@ -41,3 +41,29 @@ def window(qtbot, tmp_path):
     yield w
     w.close()
 
+
+@pytest.fixture(scope="session")
+def recorded(scene, tmp_path_factory):
+    """A short rollout of the shipped reference policy with activations captured at
+    ``trunk.1.resid`` and ``tokens.language``: the run interventions are compared with, the
+    source of injections and layer means, and what the shared SAE is trained on."""
+    from vlascope.core.runner import rollout
+    from vlascope.policies.reference.policy import ReferencePolicy
+
+    path = tmp_path_factory.mktemp("reference") / "base.h5"
+    rollout(scene, ReferencePolicy(name="reference"), "pick_red", 3, max_steps=10,
+            record_to=path, capture=["trunk.1.resid", "tokens.language"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def sae_dir(recorded, tmp_path_factory):
+    """A small SAE trained on ``recorded``'s ``trunk.1.resid`` (real training)."""
+    from vlascope.core.capture import load_activations
+    from vlascope.core.sae import SAEConfig, save_sae, train_sae
+
+    acts = load_activations([recorded], "trunk.1.resid")
+    sae, _ = train_sae(acts.x, SAEConfig(d_in=acts.x.shape[1], expansion=2, k=8,
+                                         layer="trunk.1.resid"),
+                       steps=150, batch_size=256, seed=0)
+    return save_sae(sae, tmp_path_factory.mktemp("sae") / "trunk.1.resid")

@@ -27,7 +27,7 @@ from vlascope.core.interventions import (
 )
 from vlascope.core.measures import action_cosine, displacement, handled_object, motion_phases
 from vlascope.core.runner import rollout
-from vlascope.core.sae import SAEConfig, load_sae, save_sae, train_sae
+from vlascope.core.sae import load_sae
 from vlascope.core.sae.io import SAEMismatchError
 from vlascope.policies.reference.policy import ReferencePolicy
 
@@ -38,24 +38,6 @@ STEPS = 10
 @pytest.fixture(scope="module")
 def policy():
     return ReferencePolicy(name="reference")
-
-
-@pytest.fixture(scope="module")
-def recorded(scene, policy, tmp_path_factory):
-    """A short captured rollout: the reference run every intervention is compared with."""
-    path = tmp_path_factory.mktemp("iv") / "base.h5"
-    rollout(scene, policy, "pick_red", 3, max_steps=STEPS, record_to=path,
-            capture=[LAYER, "tokens.language"])
-    return path
-
-
-@pytest.fixture(scope="module")
-def sae_dir(recorded, tmp_path_factory):
-    """A small SAE trained on the recorded layer (real training, a few hundred steps)."""
-    acts = load_activations([recorded], LAYER)
-    sae, _ = train_sae(acts.x, SAEConfig(d_in=acts.x.shape[1], expansion=2, k=8, layer=LAYER),
-                       steps=150, batch_size=256, seed=0)
-    return save_sae(sae, tmp_path_factory.mktemp("sae") / LAYER)
 
 
 def _run(scene, policy, tmp_path, name, interventions, steps=STEPS, **kw):

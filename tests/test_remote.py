@@ -9,7 +9,6 @@ import pytest
 import torch
 from served import served
 
-from vlascope.core.capture import load_activations
 from vlascope.core.episode import Episode
 from vlascope.core.errors import PluginError, UnknownNameError
 from vlascope.core.features import capture_frames
@@ -26,7 +25,7 @@ from vlascope.core.interventions import AblateFeatures, AblateLayer, Inject, Ste
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.policy import Observation, common_noise
 from vlascope.core.runner import rollout
-from vlascope.core.sae import SAEConfig, save_sae, train_sae
+from vlascope.core.sae import SAEConfig
 from vlascope.core.saliency.baselines import attention_saliency, token_norm_saliency
 from vlascope.core.saliency.iss import ISSConfig, pixel_iss, token_iss, visual_token_mean
 from vlascope.policies.reference.policy import ReferencePolicy
@@ -128,21 +127,6 @@ def test_attention_and_token_norm_baselines(remote, local):
         r, l_ = method(remote), method(local)
         for cam in ("front", "wrist"):
             _close(r.maps[cam], l_.maps[cam])
-
-
-@pytest.fixture(scope="module")
-def recorded(scene, local, tmp_path_factory):
-    path = tmp_path_factory.mktemp("remote") / "base.h5"
-    rollout(scene, local, "pick_red", 3, max_steps=8, record_to=path, capture=[LAYER])
-    return path
-
-
-@pytest.fixture(scope="module")
-def sae_dir(recorded, tmp_path_factory):
-    acts = load_activations([recorded], LAYER)
-    sae, _ = train_sae(acts.x, SAEConfig(d_in=acts.x.shape[1], expansion=2, k=8, layer=LAYER),
-                       steps=100, batch_size=256, seed=0)
-    return save_sae(sae, tmp_path_factory.mktemp("sae") / LAYER)
 
 
 def test_steer_ablate_inject_act_as_in_process(scene, remote, local, recorded, sae_dir,
