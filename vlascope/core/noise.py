@@ -7,35 +7,50 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
+
+
+class ThreadPin:
+    """Nested ``common()`` blocks counted per thread: whether the calls this thread makes now
+    run under common noise (a worker's analysis must not pin another thread's rollout)."""
+
+    def __init__(self) -> None:
+        self._depth = threading.local()
+
+    @contextmanager
+    def common(self) -> Iterator[None]:
+        depth = getattr(self._depth, "depth", 0)
+        self._depth.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.depth = depth
+
+    @property
+    def pinned(self) -> bool:
+        return bool(getattr(self._depth, "depth", 0))
 
 
 class SeededNoise:
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
-        self._pinned = threading.local()  # common() depth of each thread
+        self._pin = ThreadPin()
         self.restart()
 
     def restart(self) -> None:
         """Back to the seed's first draw (a new episode)."""
         self._stream = torch.Generator(device="cpu").manual_seed(self.seed)
 
-    @contextmanager
-    def common(self) -> Iterator[None]:
+    def common(self) -> AbstractContextManager[None]:
         """Inside this block, on this thread, every draw is the seed's first one and the
         episode's stream is left where it was (blocks nest)."""
-        depth = getattr(self._pinned, "depth", 0)
-        self._pinned.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._pinned.depth = depth
+        return self._pin.common()
 
     @property
     def pinned(self) -> bool:
-        return bool(getattr(self._pinned, "depth", 0))
+        return self._pin.pinned
 
     def fixed(self, batch: int, shape: Sequence[int]) -> torch.Tensor:
         """The seed's first draw, the same for every row: (batch, *shape), float32, CPU."""

@@ -15,7 +15,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 
 from ..core.errors import PluginError, PolicyConnectionLost, UnknownNameError, VLAScopeError
 from ..core.hook_ops import At, Capture, HookOp, StepEdit
+from ..core.noise import ThreadPin
 from ..core.policy import Observation
 from .messages import PROTOCOL, encode_batch, observation_to_openpi
 from .server import is_loopback
@@ -192,7 +193,7 @@ class RemotePolicy:
         self.link = link
         self._lock = threading.RLock()
         self._openpi_keys = openpi_keys
-        self._noise = threading.local()
+        self._noise = ThreadPin()  # common_noise() blocks of each thread
         self._active: list[tuple[str, Any]] = []
         self._keys = itertools.count(1)
         self._uploaded: dict[int, tuple[weakref.ref, int]] = {}
@@ -306,7 +307,7 @@ class RemotePolicy:
                 raise RemotePolicyError(f"a batch of {len(observations)} is over the "
                                         f"server's limit of {self.max_batch}")
             request = {"vlascope": "infer", "observations": encode_batch(observations),
-                       "common_noise": self._pinned, **self._hook_request()}
+                       "common_noise": self._noise.pinned, **self._hook_request()}
             reply = self._exchange(request)
             self._deliver(reply.get("captured", []))
             return self._action_array(reply, len(observations))
@@ -332,10 +333,6 @@ class RemotePolicy:
         return np.array(actions, dtype=np.float32)  # writable, as an in-process policy's
 
     # Hook operations on the wire -------------------------------------------------------
-    @property
-    def _pinned(self) -> bool:
-        return bool(getattr(self._noise, "depth", 0))
-
     def _key_of(self, op: HookOp | StepEdit, define: list[dict[str, Any]]) -> int:
         known = self._uploaded.get(id(op))
         if known is not None and known[0]() is op:
@@ -382,15 +379,9 @@ class _Reset:
 
 
 class _CommonNoise:
-    @contextmanager
-    def common_noise(self) -> Iterator[None]:
+    def common_noise(self) -> AbstractContextManager[None]:
         """Requests made in this block, on this thread, run under the server's common noise."""
-        depth = getattr(self._noise, "depth", 0)
-        self._noise.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._noise.depth = depth
+        return self._noise.common()
 
 
 class _Hooks:
