@@ -8,7 +8,8 @@
 #   bash scripts/setup.sh dev      runtime + test/lint tools + every first-party plugin
 #                                  (CI tests them all)
 #   bash scripts/setup.sh env NAME a separate virtualenv for a policy family whose
-#                                  dependencies conflict with the app's (known: openpi);
+#                                  dependencies conflict with the app's (known: openpi,
+#                                  lerobot);
 #                                  prints its python. Policies that declare it are served
 #                                  from there by themselves (docs/remote.md)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb

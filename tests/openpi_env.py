@@ -15,38 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from envs import build_env
 from served import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "openpi"
 
 
-def _index_reachable(timeout: float = 5.0) -> bool:
-    for host in ("pypi.org", "files.pythonhosted.org"):
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-        except OSError:
-            return False
-    return True
-
-
-def build_openpi_env() -> Path:
-    """The openpi virtualenv's python (built now when missing); skips the calling test only
-    when building is impossible because the network is unreachable."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "openpi_env.sh")],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        if not _index_reachable():
-            pytest.skip("network unreachable (pypi.org): cannot build the openpi "
-                        "virtualenv (scripts/openpi_env.sh)")
-        raise RuntimeError(f"scripts/openpi_env.sh failed:\n{proc.stderr[-4000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="session")
 def openpi_python() -> Path:
     """The openpi virtualenv's python."""
-    return build_openpi_env()
+    return build_env("openpi")
 
 
 def openpi_env_vars() -> dict[str, str]:

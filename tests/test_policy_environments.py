@@ -133,14 +133,14 @@ def test_an_environment_not_built_says_how_to_build_it(folder, tmp_path):
 def test_an_unknown_environment_is_named_with_the_known_ones(tmp_path):
     folder = _folder(tmp_path, "elsewhere", env="no-such-env")
     with pytest.raises(PluginError, match=r"policy plugin 'elsewhere': unknown environment "
-                       r"'no-such-env' \(known: openpi\)"):
+                       r"'no-such-env' \(known: lerobot, openpi\)"):
         PluginRegistry.discover([folder]).create_policy("elsewhere")
-    with pytest.raises(UnknownNameError, match="known: openpi"):
+    with pytest.raises(UnknownNameError, match="known: lerobot, openpi"):
         env_python("no-such-env")
     setup = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "env", "no-such-env"],
                            capture_output=True, text=True, timeout=60)
     assert setup.returncode != 0
-    assert "unknown environment 'no-such-env' (known: openpi)" in setup.stderr
+    assert "unknown environment 'no-such-env' (known: lerobot, openpi)" in setup.stderr
 
 
 def test_setup_env_prints_the_built_environment(openpi_python):  # noqa: F811

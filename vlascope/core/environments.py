@@ -23,6 +23,7 @@ from .errors import PluginError, UnknownNameError, VLAScopeError
 # status 1 when the environment is not built yet).
 ENVIRONMENTS: dict[str, str] = {
     "openpi": "scripts/openpi_env.sh",  # numpy<2, openpi's client and server, CPU torch
+    "lerobot": "scripts/lerobot_env.sh",  # LeRobot 0.4.4 + transformers 4.57: GR00T, X-VLA
 }
 # Set in a process started in an environment (by ``vlascope.remote.spawn``): it is there.
 ENV_VAR = "VLASCOPE_ENVIRONMENT"

@@ -236,11 +236,12 @@ class PluginRegistry:
         environment = self.environment(name) if kind == "policy" else None
         try:
             if environment is not None and not running_in(environment):
-                from ..remote.spawn import served_policy
+                from ..remote.spawn import package_root, served_policy
 
                 folder = Path(entry.source).parent if entry.origin == entry.source else None
+                code = package_root(entry.factory.__module__) if folder is None else None
                 try:
-                    built = served_policy(environment, name, options, folder)
+                    built = served_policy(environment, name, options, folder, code)
                 except VLAScopeError as e:  # e.g. an unknown environment: name the plugin
                     if isinstance(e, PluginError):
                         raise

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -34,13 +35,28 @@ def serve_args(name: str, options: dict[str, Any]) -> list[str]:
     return args
 
 
-def _child_env(environment: str, plugin_folder: Path | None) -> dict[str, str]:
+def package_root(module: str) -> Path | None:
+    """The folder holding the top-level package of ``module`` when that package is a
+    source checkout (an editable install, a plugin folder), not one installed into a
+    site-packages: the environment then runs the very code the app imported."""
+    top = sys.modules.get(module.split(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    root = Path(file).resolve().parent.parent
+    return None if root.name in ("site-packages", "dist-packages") else root
+
+
+def _child_env(environment: str, plugin_folder: Path | None,
+               code: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env[ENV_VAR] = environment
     root = checkout()
-    if root is not None:  # the checkout's vlascope (and its resources/) first
+    # the checkout's vlascope (and its resources/) first, then the plugin's own source
+    first = [str(p) for p in (root, code) if p is not None]
+    if first:
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(root), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+            [*first, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     if plugin_folder is not None:  # the user plugin that asked is found there too
         env["VLASCOPE_PLUGIN_PATH"] = os.pathsep.join(
             [str(plugin_folder),
@@ -75,7 +91,8 @@ def _stop(proc: subprocess.Popen, folder: Path, socket: Path) -> None:
 
 
 def start(environment: str, name: str, options: dict[str, Any],
-          plugin_folder: Path | None = None, timeout: float = 300.0) -> SpawnedServer:
+          plugin_folder: Path | None = None, timeout: float = 300.0,
+          code: Path | None = None) -> SpawnedServer:
     """Start serving plugin ``name`` in ``environment``; returns once it listens."""
     python = require_python(environment, f"policy plugin '{name}'")
     folder = Path(tempfile.mkdtemp(prefix="vlascope-env-"))
@@ -84,7 +101,7 @@ def start(environment: str, name: str, options: dict[str, Any],
            "--unix", str(socket)]
     with open(folder / "serve.out", "wb") as out, open(folder / "serve.err", "wb") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=_child_env(environment, plugin_folder))
+                                env=_child_env(environment, plugin_folder, code))
     server = SpawnedServer(proc, folder, socket)
     deadline = time.monotonic() + timeout
     try:
@@ -105,12 +122,12 @@ def start(environment: str, name: str, options: dict[str, Any],
 
 
 def served_policy(environment: str, name: str, options: dict[str, Any],
-                  plugin_folder: Path | None = None) -> Any:
+                  plugin_folder: Path | None = None, code: Path | None = None) -> Any:
     """The ``remote`` policy connected to plugin ``name`` served from ``environment``; its
     ``close()`` (or its collection, or this process's exit) stops the server."""
     from .client import make_remote
 
-    server = start(environment, name, options, plugin_folder)
+    server = start(environment, name, options, plugin_folder, code=code)
     try:
         policy = make_remote(url=f"unix://{server.socket}")
     except BaseException:

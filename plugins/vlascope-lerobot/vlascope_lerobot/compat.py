@@ -26,6 +26,7 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 from vlascope.core.errors import PluginError
@@ -71,29 +72,35 @@ def _bare_package(name: str) -> None:
     setattr(sys.modules[parent], child, module)
 
 
-def import_smolvla() -> dict[str, object]:
-    """LeRobot's SmolVLA classes, or a PluginError saying what is missing and how to get it."""
+def import_lerobot(family: str, modules: Sequence[str]) -> list[types.ModuleType]:
+    """LeRobot 0.4's ``modules`` for ``family`` (imported in order), or a PluginError saying
+    what is missing and how to get it."""
     try:
         import lerobot
     except ImportError as e:
-        raise PluginError(f"SmolVLA: LeRobot is not installed ({e}); {INSTALL}") from e
+        raise PluginError(f"{family}: LeRobot is not installed ({e}); {INSTALL}") from e
     version = getattr(lerobot, "__version__", "") or _dist_version()
     if not version.startswith(LEROBOT):
-        raise PluginError(f"SmolVLA: the adapter is written for LeRobot {LEROBOT}.x, this "
+        raise PluginError(f"{family}: the adapter is written for LeRobot {LEROBOT}.x, this "
                           f"environment has {version}; {INSTALL}")
     prepare_torchvision()
     _bare_package("lerobot.policies")
     try:
-        config = importlib.import_module("lerobot.policies.smolvla.configuration_smolvla")
-        modeling = importlib.import_module("lerobot.policies.smolvla.modeling_smolvla")
-        processor = importlib.import_module("lerobot.processor")
-        # registers SmolVLA's own step (smolvla_new_line_processor) in LeRobot's registry
-        importlib.import_module("lerobot.policies.smolvla.processor_smolvla")
-        converters = importlib.import_module("lerobot.processor.converters")
-        configs = importlib.import_module("lerobot.configs.policies")
+        return [importlib.import_module(m) for m in modules]
     except ImportError as e:
-        raise PluginError(f"SmolVLA: LeRobot {version} is missing a dependency ({e}); "
+        raise PluginError(f"{family}: LeRobot {version} is missing a dependency ({e}); "
                           f"{INSTALL}") from e
+
+
+def import_smolvla() -> dict[str, object]:
+    """LeRobot's SmolVLA classes, or a PluginError saying what is missing and how to get it."""
+    # processor_smolvla registers SmolVLA's own step (smolvla_new_line_processor) in
+    # LeRobot's registry
+    config, modeling, processor, _, converters, configs = import_lerobot("SmolVLA", [
+        "lerobot.policies.smolvla.configuration_smolvla",
+        "lerobot.policies.smolvla.modeling_smolvla", "lerobot.processor",
+        "lerobot.policies.smolvla.processor_smolvla", "lerobot.processor.converters",
+        "lerobot.configs.policies"])
     return {"SmolVLAConfig": config.SmolVLAConfig, "SmolVLAPolicy": modeling.SmolVLAPolicy,
             "Pipeline": processor.PolicyProcessorPipeline, "converters": converters,
             "PreTrainedConfig": configs.PreTrainedConfig}
