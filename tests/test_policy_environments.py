@@ -157,3 +157,19 @@ def test_in_its_environment_it_loads_in_process(folder, monkeypatch):
     policy = PluginRegistry.discover([folder]).create_policy("ref-in-openpi")
     assert type(policy).__name__ == "ReferencePolicy"
     assert not hasattr(policy, "server_pid")
+
+
+def test_an_installed_plugins_source_checkout_goes_first_on_the_environments_path():
+    """An environment holds an install of a plugin made when it was built; the spawner puts
+    the plugin's source folder first so the served code is the code the app imported."""
+    import vlascope_lerobot
+
+    from vlascope.remote.spawn import _child_env, package_root
+
+    plugin = REPO / "plugins" / "vlascope-lerobot"
+    assert Path(vlascope_lerobot.__file__).resolve().is_relative_to(plugin)
+    assert package_root("vlascope_lerobot.smolvla") == plugin
+    assert package_root(np.__name__) is None  # a site-packages: never put on the path
+    env = _child_env("lerobot", None, package_root("vlascope_lerobot"))
+    assert env["PYTHONPATH"].split(os.pathsep)[:2] == [str(REPO), str(plugin)]
+    assert env["VLASCOPE_ENVIRONMENT"] == "lerobot"
