@@ -9,6 +9,9 @@ bash scripts/openpi_env.sh >/dev/null
 # LeRobot 0.4.4 with transformers 4.57, serving GR00T N1.5 and X-VLA to the adapter tests
 # (about 80 s the first time).
 bash scripts/lerobot_env.sh >/dev/null
+# OpenVLA-OFT's PyPI stack (transformers 4.40, tensorflow 2.15): the adapter's served path up
+# to its GitHub-only parts (about 2 min and 3.1 GB the first time).
+bash scripts/openvla_oft_env.sh >/dev/null
 export QT_QPA_PLATFORM=offscreen MUJOCO_GL=egl
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -27,6 +27,7 @@ from vlascope.core.session import Session
 from vlascope.policies.reference.policy import make_reference
 
 REPO = Path(__file__).resolve().parents[1]
+KNOWN = ", ".join(sorted(ENVIRONMENTS))
 PLUGIN = '''
 from vlascope.policies.reference.policy import make_reference
 
@@ -133,14 +134,14 @@ def test_an_environment_not_built_says_how_to_build_it(folder, tmp_path):
 def test_an_unknown_environment_is_named_with_the_known_ones(tmp_path):
     folder = _folder(tmp_path, "elsewhere", env="no-such-env")
     with pytest.raises(PluginError, match=r"policy plugin 'elsewhere': unknown environment "
-                       r"'no-such-env' \(known: lerobot, openpi\)"):
+                       rf"'no-such-env' \(known: {KNOWN}\)"):
         PluginRegistry.discover([folder]).create_policy("elsewhere")
-    with pytest.raises(UnknownNameError, match="known: lerobot, openpi"):
+    with pytest.raises(UnknownNameError, match=f"known: {KNOWN}"):
         env_python("no-such-env")
     setup = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "env", "no-such-env"],
                            capture_output=True, text=True, timeout=60)
     assert setup.returncode != 0
-    assert "unknown environment 'no-such-env' (known: lerobot, openpi)" in setup.stderr
+    assert f"unknown environment 'no-such-env' (known: {KNOWN})" in setup.stderr
 
 
 def test_setup_env_prints_the_built_environment(openpi_python):  # noqa: F811

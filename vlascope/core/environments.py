@@ -24,6 +24,7 @@ from .errors import PluginError, UnknownNameError, VLAScopeError
 ENVIRONMENTS: dict[str, str] = {
     "openpi": "scripts/openpi_env.sh",  # numpy<2, openpi's client and server, CPU torch
     "lerobot": "scripts/lerobot_env.sh",  # LeRobot 0.4.4 + transformers 4.57: GR00T, X-VLA
+    "openvla-oft": "scripts/openvla_oft_env.sh",  # its PyPI stack: transformers 4.40, TF 2.15
 }
 # Set in a process started in an environment (by ``vlascope.remote.spawn``): it is there.
 ENV_VAR = "VLASCOPE_ENVIRONMENT"

@@ -12,7 +12,10 @@ registers factories through module-level dicts::
 A factory that cannot load without a checkpoint folder sets ``needs_weights = True``. One
 whose dependencies conflict with the app's sets ``environment = "NAME"`` (a virtualenv of
 ``vlascope.core.environments``, built by ``bash scripts/setup.sh env NAME``): outside that
-environment it is served from there, by itself (``vlascope.remote.spawn``).
+environment it is served from there, by itself (``vlascope.remote.spawn``); its
+``before_serving(**options)``, when it has one, runs here first: what must happen in the
+app's process, such as asking before a checkpoint's own code runs (``CheckpointCodeRequired``
+reaches the app as itself, not as a served error).
 
 What a factory builds is guarded (``guard``): an exception or ``sys.exit()`` in one of the
 contract's calls, or ``batch_infer`` results that are not arrays of actions, become a
@@ -240,6 +243,9 @@ class PluginRegistry:
 
                 folder = Path(entry.source).parent if entry.origin == entry.source else None
                 code = package_root(entry.factory.__module__) if folder is None else None
+                before = getattr(entry.factory, "before_serving", None)
+                if before is not None:
+                    before(**options)
                 try:
                     built = served_policy(environment, name, options, folder, code)
                 except VLAScopeError as e:  # e.g. an unknown environment: name the plugin

@@ -112,7 +112,8 @@ def start(environment: str, name: str, options: dict[str, Any],
                 why = (f"exited with status {proc.returncode}" if proc.poll() is not None
                        else f"did not listen within {timeout:.0f} s")
                 tail = (folder / "serve.err").read_text(errors="replace").strip()
-                tail = " | ".join(tail.splitlines()[-3:]) or "(nothing on stderr)"
+                tail = " | ".join(line.removeprefix("vlascope: error: ")  # said once already
+                                  for line in tail.splitlines()[-3:]) or "(nothing on stderr)"
                 raise PluginError(f"policy plugin '{name}' in the environment "
                                   f"'{environment}': vlascope serve {why}: {tail}")
             time.sleep(0.05)

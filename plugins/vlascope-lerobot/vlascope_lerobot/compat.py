@@ -6,7 +6,8 @@ Two things stand in the way (measured, docs/adapters.md):
   optimiser and dataset modules). PyPI's torchvision is a CUDA build: its compiled ops need
   ``libtorch_cuda.so``, and the import dies registering fake kernels for the two operators
   those ops would have defined (``torchvision::nms``, ``qnms``). Defining the two schemas
-  first lets the Python part import; SmolVLA never calls them. setup.sh installs that
+  first lets the Python part import (vlascope/adapters/torchvision_ops.py); SmolVLA never
+  calls them. setup.sh installs that
   torchvision into ``<venv>/lerobot-torchvision``, put on the path only here, because an
   importable-looking torchvision would make transformers choose torchvision image
   processors everywhere else in the process.
@@ -23,40 +24,23 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
 
+from vlascope.adapters.torchvision_ops import prepare_torchvision as vlascope_torchvision
 from vlascope.core.errors import PluginError
 
 LEROBOT = "0.4"
 INSTALL = "install it with `bash scripts/setup.sh lerobot` (see docs/adapters.md)"
 PRIVATE_TORCHVISION = Path(sys.prefix) / "lerobot-torchvision"
-_schemas = None  # a torch.library.Library drops its definitions when garbage-collected
 
 
 def prepare_torchvision() -> None:
     """Make ``import torchvision`` work: the private copy, and the two operator schemas
     when its compiled ops cannot load."""
-    global _schemas
-    if importlib.util.find_spec("torchvision") is None and PRIVATE_TORCHVISION.is_dir():
-        sys.path.append(str(PRIVATE_TORCHVISION))
-        importlib.invalidate_caches()
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or _schemas is not None or "torchvision" in sys.modules:
-        return
-    import torch
-
-    try:  # a torchvision built for this torch loads its real ops
-        torch.ops.load_library(os.path.join(spec.submodule_search_locations[0], "_C.so"))
-        return
-    except (OSError, RuntimeError):
-        pass
-    _schemas = torch.library.Library("torchvision", "DEF")
-    _schemas.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _schemas.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    vlascope_torchvision(PRIVATE_TORCHVISION)
 
 
 def _bare_package(name: str) -> None:

@@ -134,18 +134,6 @@ def test_bad_checkpoints_say_what_is_wrong(registry, obs, tmp_path):
         pi0.batch_infer([type(obs)({"front": obs.images["front"]}, obs.state, "x")])
 
 
-def test_openvla_oft_says_what_is_missing(registry, tmp_path):
-    folder = tmp_path / "oft"
-    folder.mkdir()
-    for f in ("config.json", "dataset_statistics.json"):
-        (folder / f).write_text("{}")
-    with pytest.raises(PluginError, match="openvla-oft is not installed.*pip install -e"):
-        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
-    with pytest.raises(PluginError, match="missing dataset_statistics.json"):
-        (folder / "dataset_statistics.json").unlink()
-        registry.create_policy("openvla-oft", weights=str(folder), trust_remote_code=1)
-
-
 @pytest.mark.slow
 def test_cli_records_and_explains_with_an_adapter(tmp_path):
     """`vlascope record` and `vlascope iss --method token-iss` on a tiny pi0, with the

@@ -29,5 +29,15 @@ def make_openvla_oft(**options):
     return OpenVLAOFTPolicy(**options)
 
 
+def check_openvla_oft(weights=None, trust_remote_code=False, **_options) -> None:
+    """In the app, before serving: the folder, and the user's word on its code."""
+    from .openvla_oft import check_folder
+
+    check_folder(weights, trust_remote_code)
+
+
 for _factory in (make_pi0, make_pi05, make_vlm_head, make_openvla_oft):
     _factory.needs_weights = True  # no checkpoint ships: the app asks for a folder
+# openvla-oft pins transformers 4.40 (a fork): it can only run in an environment of its own
+make_openvla_oft.environment = "openvla-oft"
+make_openvla_oft.before_serving = check_openvla_oft

@@ -17,6 +17,7 @@ order), ``vlm.{i}.*`` the Llama-2 layers. The action chunk is deterministic (L1 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,26 +26,45 @@ import torch
 
 from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
 from vlascope.adapters.checkpoint_code import require_code_allowed
+from vlascope.adapters.torchvision_ops import prepare_torchvision
 from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
 FAMILY = "OpenVLA-OFT"
-INSTALL = ("install openvla-oft from its repository (git clone "
-           "https://github.com/moojink/openvla-oft && pip install -e openvla-oft) into this "
-           "environment; see docs/adapters.md")
 MODULES = ("prismatic", "experiments.robot.openvla_utils",
            "experiments.robot.libero.run_libero_eval")
 
 
+def install_hint() -> str:
+    """How to add openvla-oft's GitHub-only parts to the environment this runs in (its
+    code, its transformers fork, dlimp): none is on PyPI, so no environment script can."""
+    py = sys.executable
+    return (f"its code is on GitHub only: git clone https://github.com/moojink/openvla-oft && "
+            f"{py} -m pip install --no-deps -e openvla-oft && {py} -m pip install --no-deps "
+            "'transformers @ git+https://github.com/moojink/transformers-openvla-oft.git' "
+            "'dlimp @ git+https://github.com/moojink/dlimp_openvla' (see docs/adapters.md)")
+
+
+def check_folder(weights: str | Path | None, trust_remote_code: object) -> Path:
+    """The checkpoint folder, once the user allowed its code: checked in the app's process
+    before the environment serves it (the app asks there, once per folder)."""
+    folder = require_folder(weights, FAMILY, ["config.json", "dataset_statistics.json"])
+    require_code_allowed(folder, FAMILY, trust_remote_code,
+                         "openvla-oft loads it with trust_remote_code")
+    return folder
+
+
 def openvla_oft_modules() -> dict[str, object]:
     """openvla-oft's modules, or a PluginError naming what is missing and how to get it."""
+    prepare_torchvision()  # timm's layers import it
     found = {}
     for name in MODULES:
         try:
             found[name] = importlib.import_module(name)
         except ImportError as e:
-            raise PluginError(f"{FAMILY}: openvla-oft is not installed (cannot import "
-                              f"'{name}': {e}); {INSTALL}") from e
+            raise PluginError(f"{FAMILY}: openvla-oft is not installed in this environment "
+                              f"({sys.prefix}; cannot import '{name}': {e}); "
+                              f"{install_hint()}") from e
     return found
 
 
@@ -56,9 +76,7 @@ class OpenVLAOFTPolicy(AdapterPolicy):
                  dtype: str = "auto", seed: int = 0, cameras: str | Sequence[str] | None = None,
                  unnorm_key: str = "libero_spatial_no_noops", n_action_steps: int | None = None,
                  trust_remote_code: object = False):
-        folder = require_folder(weights, FAMILY, ["config.json", "dataset_statistics.json"])
-        require_code_allowed(folder, FAMILY, trust_remote_code,
-                             "openvla-oft loads it with trust_remote_code")
+        folder = check_folder(weights, trust_remote_code)
         mods = openvla_oft_modules()
         if not list(folder.glob("action_head--*checkpoint.pt")):
             raise PluginError(f"{FAMILY}: {folder} has no action_head--*_checkpoint.pt (the "
