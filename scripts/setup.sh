@@ -9,7 +9,7 @@
 #                                  (CI tests them all)
 #   bash scripts/setup.sh env NAME a separate virtualenv for a policy family whose
 #                                  dependencies conflict with the app's (known: openpi,
-#                                  lerobot);
+#                                  lerobot, openvla-oft);
 #                                  prints its python. Policies that declare it are served
 #                                  from there by themselves (docs/remote.md)
 # Installs the Debian runtime libraries (EGL/Mesa for offscreen MuJoCo, fonts, Qt's X/xkb
