@@ -1,4 +1,4 @@
-"""VLAScope adapter for LeRobot's SmolVLA (LeRobot 0.4.4). See docs/adapters.md."""
+"""VLAScope adapters for LeRobot 0.4.4's SmolVLA and GR00T N1.5. See docs/adapters.md."""
 
 from __future__ import annotations
 
@@ -14,3 +14,13 @@ def make_smolvla(**options):
 
 
 make_smolvla.needs_weights = True  # no checkpoint ships: the app asks for a folder
+
+
+def make_groot(**options):
+    from .groot import GrootAdapter
+
+    return GrootAdapter(**options)
+
+
+make_groot.needs_weights = True
+make_groot.environment = "lerobot"  # transformers 4.57: served from there (docs/remote.md)

@@ -1,0 +1,142 @@
+"""GR00T N1.5 (LeRobot 0.4.4) on a tiny random-weight checkpoint written by GR00T's and
+LeRobot's own save_pretrained in the "lerobot" environment, loaded through its entry point:
+the app never imports it, ``create_policy("groot")`` serves it from that environment."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vlascope.adapters.conformance import check_adapter  # noqa: E402
+from vlascope.core.environments import checkout  # noqa: E402
+from vlascope.core.errors import PluginError  # noqa: E402
+from vlascope.core.hook_ops import AddVector, At, Capture  # noqa: E402
+from vlascope.core.plugins import PluginRegistry  # noqa: E402
+from vlascope.scenes.tabletop.scene import TabletopScene  # noqa: E402
+
+PLUGIN = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return PluginRegistry.discover()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, lerobot_python):
+    out = tmp_path_factory.mktemp("groot") / "ckpt"
+    env = {**os.environ, "PYTHONPATH": f"{checkout()}{os.pathsep}{PLUGIN}", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([str(lerobot_python), "-m", "vlascope_lerobot.groot_build", str(out)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy(registry, checkpoint):
+    served = registry.create_policy("groot", weights=str(checkpoint), device="cpu")
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="module")
+def obs():
+    scene = TabletopScene(image_size=(48, 48))
+    scene.reset("pick_red", 0)
+    yield scene.observe(cameras=("front", "wrist")).observation
+    scene.close()
+
+
+def test_served_groot_conforms(policy, obs):
+    assert policy.environment == "lerobot"
+    rep = check_adapter(policy, obs)
+    assert rep.chunk_shape == (2, 16, 4)  # GR00T's 16-step horizon, the scene's 4 numbers
+    assert rep.visual_tokens == {"front": 16, "wrist": 16}  # (56 px / patch 14) squared
+    layout = policy.visual_token_layout()
+    assert layout["front"]["grid"] == (4, 4)
+    visual = layout["front"]["positions"] + layout["wrist"]["positions"]
+    groups = policy.token_groups("vlm.1.resid")
+    assert groups["visual"] == visual and min(groups["language"]) > max(visual)
+    assert policy.token_groups("vlsa.0.mlp")["visual"] == visual
+    assert policy.token_groups("expert.2.attn") == {
+        "state": [0], "future": [1, 2, 3, 4], "action": list(range(5, 21))}
+    assert {"vision.connector", "vlm.1.mlp", "vlsa.1.attn", "expert.3.resid"} \
+        <= set(rep.hooks_fired)
+    assert rep.token_edit_effect > 1e-6
+    assert rep.norm_hook == "vlsa.1.resid"  # the last stream that still holds the image
+
+
+def test_noise_stream_advances_and_replays(policy, obs):
+    policy.reset()
+    first = policy.batch_infer([obs])
+    assert not np.array_equal(first, policy.batch_infer([obs]))
+    policy.reset()
+    assert np.array_equal(first, policy.batch_infer([obs]))
+
+
+def test_steering_the_state_token_in_the_dit(policy, obs):
+    """The expert's token groups address its sequence: a push on the state token's MLP
+    output in one DiT block reaches the action tokens through the blocks after it."""
+    grab = Capture(rows=1)
+    state = tuple(policy.token_groups("expert.1.mlp")["state"])
+    with policy.common_noise():
+        with policy.hook("expert.1.mlp", grab):
+            base = policy.batch_infer([obs])
+        # not a constant: the next block's LayerNorm would remove it
+        push = 3 * np.random.default_rng(0).standard_normal(grab.values[0].shape[-1])
+        push = push.astype(np.float32)
+        with policy.hook("expert.1.mlp", At(AddVector(push, state), 0)):
+            steered = policy.batch_infer([obs])
+    assert grab.values[0].shape[1] == 1 + 4 + 16  # state, future tokens, actions
+    assert np.abs(steered - base).max() > 1e-4
+
+
+def test_statistics_come_from_the_checkpoint(registry, checkpoint, obs, tmp_path):
+    """The postprocessor's min/max un-normalise every step of the chunk: narrow them
+    around 10 and the actions follow."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "shifted"
+    shutil.copytree(checkpoint, folder)
+    (stats_file,) = folder.glob("policy_postprocessor_step_*.safetensors")
+    stats = load_file(str(stats_file))
+    stats["action.min"] = torch.full_like(stats["action.min"], 10.0)
+    stats["action.max"] = torch.full_like(stats["action.max"], 10.001)
+    save_file(stats, str(stats_file))
+    shifted = registry.create_policy("groot", weights=str(folder), device="cpu", num_steps=1)
+    try:
+        assert np.allclose(shifted.batch_infer([obs]), 10.0, atol=0.05)
+    finally:
+        shifted.close()
+
+
+def _one_line(registry, **options) -> str:
+    with pytest.raises(PluginError) as caught:
+        registry.create_policy("groot", **options)
+    message = str(caught.value)
+    assert "\n" not in message and "environment 'lerobot'" in message
+    return message
+
+
+def test_what_a_user_gets_wrong_comes_back_as_one_line(registry, checkpoint, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no base model cached anywhere
+    assert "give a checkpoint folder" in _one_line(registry)
+    no_base = tmp_path / "no-base"
+    shutil.copytree(checkpoint, no_base, ignore=shutil.ignore_patterns("base"))
+    message = _one_line(registry, weights=str(no_base))
+    assert "nvidia/GR00T-N1.5-3B" in message and "base_model=DIR" in message \
+        and str(no_base / "base") in message
+    other = tmp_path / "smolvla"
+    shutil.copytree(checkpoint, other, ignore=shutil.ignore_patterns("base", "eagle"))
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "type": "smolvla"}))
+    assert "holds a LeRobot 'smolvla' policy, not groot" in _one_line(registry,
+                                                                       weights=str(other))
