@@ -98,9 +98,11 @@ def test_steering_the_state_token_in_the_dit(policy, obs):
     assert np.abs(steered - base).max() > 1e-4
 
 
-def test_statistics_come_from_the_checkpoint(registry, checkpoint, obs, tmp_path):
+def test_statistics_come_from_the_checkpoint_and_its_python_never_runs(
+        registry, checkpoint, obs, tmp_path):
     """The postprocessor's min/max un-normalise every step of the chunk: narrow them
-    around 10 and the actions follow."""
+    around 10 and the actions follow. Python files in the Eagle folder, even under the
+    vendored modules' names its auto_map uses, are never imported."""
     from safetensors.torch import load_file, save_file
 
     folder = tmp_path / "shifted"
@@ -110,11 +112,33 @@ def test_statistics_come_from_the_checkpoint(registry, checkpoint, obs, tmp_path
     stats["action.min"] = torch.full_like(stats["action.min"], 10.0)
     stats["action.max"] = torch.full_like(stats["action.max"], 10.001)
     save_file(stats, str(stats_file))
+    ran = tmp_path / "ran"
+    for name in ("configuration_eagle2_5_vl.py", "modeling_eagle2_5_vl.py",
+                 "processing_eagle2_5_vl.py", "image_processing_eagle2_5_vl_fast.py"):
+        (folder / "eagle" / name).write_text(f"open({str(ran)!r}, 'w').write({name!r})\n")
     shifted = registry.create_policy("groot", weights=str(folder), device="cpu", num_steps=1)
     try:
         assert np.allclose(shifted.batch_infer([obs]), 10.0, atol=0.05)
     finally:
         shifted.close()
+    assert not ran.exists()
+
+
+def test_published_configuration_counts_without_allocating(lerobot_python):
+    """GR00T-N1.5-3B as published, built on the meta device by GR00T's own classes."""
+    env = {**os.environ, "PYTHONPATH": f"{checkout()}{os.pathsep}{PLUGIN}", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([str(lerobot_python), "-m", "vlascope_lerobot.groot_build", "--count",
+                           "--size", "published"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    text, vision = found["eagle"]["text_config"], found["eagle"]["vision_config"]
+    assert (text["hidden_size"], text["num_hidden_layers"]) == (2048, 28)
+    assert text["vocab_size"] == 151680
+    assert (vision["hidden_size"], vision["num_hidden_layers"]) == (1152, 27)
+    assert found["gr00t"]["backbone_cfg"]["select_layer"] == 12  # Qwen3 runs 12 of 28 layers
+    assert found["gr00t"]["action_head_cfg"]["diffusion_model_cfg"]["num_layers"] == 16
+    # SigLIP ~0.41 B + 12 Qwen3 layers with embeddings ~0.92 B + the action head ~1.08 B
+    assert 2.3e9 < found["parameters"] < 2.5e9
 
 
 def _one_line(registry, **options) -> str:
@@ -140,3 +164,10 @@ def test_what_a_user_gets_wrong_comes_back_as_one_line(registry, checkpoint, tmp
     (other / "config.json").write_text(json.dumps({**cfg, "type": "smolvla"}))
     assert "holds a LeRobot 'smolvla' policy, not groot" in _one_line(registry,
                                                                        weights=str(other))
+    foreign = tmp_path / "foreign-code"
+    shutil.copytree(checkpoint, foreign)
+    cfg = json.loads((foreign / "eagle" / "config.json").read_text())
+    cfg["auto_map"]["AutoModel"] = "my_eagle.MyEagle"
+    (foreign / "eagle" / "config.json").write_text(json.dumps(cfg))
+    message = _one_line(registry, weights=str(foreign))
+    assert "'my_eagle.MyEagle'" in message and "never a folder's own" in message

@@ -37,7 +37,7 @@ import torch
 
 from vlascope.adapters.base import AdapterPolicy, parse_cameras, require_folder, weights_fingerprint
 from vlascope.adapters.hooks import fixed_positions
-from vlascope.core.errors import PluginError, VLAScopeError
+from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
 from vlascope.core.policy import Observation
 
 from .groot_assets import (
@@ -109,6 +109,9 @@ def seeded_noise(module: Any, noise: torch.Tensor) -> Iterator[None]:
 
 
 class GrootAdapter(AdapterPolicy):
+    """A LeRobot GR00T N1.5 checkpoint behind the policy contract; see the module
+    docstring for the folders it reads and the observation mapping."""
+
     family = FAMILY
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto",
@@ -117,15 +120,18 @@ class GrootAdapter(AdapterPolicy):
                  n_action_steps: int | None = None, num_steps: int | None = None,
                  embodiment: str | int | None = None):
         folder = require_folder(weights, FAMILY, ["config.json", "model.safetensors"])
+        for name, value in (("num_steps", num_steps), ("n_action_steps", n_action_steps)):
+            if value is not None and int(value) < 1:
+                raise PluginError(f"{FAMILY}: {name} must be at least 1, got {value}")
         saved = read_policy_config(folder)
         for name in PROCESSOR_FILES:
             if not (folder / name).is_file():
                 raise PluginError(f"{FAMILY}: {folder} has no {name} (LeRobot 0.4 checkpoints "
                                   "carry their normalisation there)")
         base = resolve_base(folder, base_model, str(saved.get("base_model_path") or BASE_REPO))
-        lr = _import_groot()
         eagle_dir = resolve_eagle(folder, eagle,
                                   str(saved.get("tokenizer_assets_repo") or EAGLE_REPO))
+        lr = _import_groot()
         check_processors(folder, FAMILY, GROOT_STEPS)  # before LeRobot imports any class
         super().__init__(device, dtype, seed)
         register_vendored_eagle()
@@ -148,8 +154,6 @@ class GrootAdapter(AdapterPolicy):
         self.noise_shape = (self.horizon, int(head.config.action_dim))
         self.n_action_steps = min(int(n_action_steps or cfg.n_action_steps), self.horizon)
         if num_steps is not None:
-            if int(num_steps) < 1:
-                raise PluginError(f"{FAMILY}: num_steps must be at least 1, got {num_steps}")
             head.num_inference_timesteps = int(num_steps)
         self.embodiment_id = self._embodiment(embodiment, head.config.max_num_embodiments)
         self.policy_id = f"groot:{folder}"
@@ -182,10 +186,12 @@ class GrootAdapter(AdapterPolicy):
                     to_transition=conv.policy_action_to_transition,
                     to_output=conv.transition_to_policy_action)
                 steps = {type(s).__name__: i for i, s in enumerate(self.pre.steps)}
-                for name in ("GrootEagleEncodeStep", "GrootEagleCollateStep"):
+                for name in ("GrootPackInputsStep", "GrootEagleEncodeStep",
+                             "GrootEagleCollateStep"):
                     if name not in steps:
                         raise PluginError(f"{FAMILY}: {folder / 'policy_preprocessor.json'} "
                                           f"has no {name}; it is not GR00T's preprocessor")
+                for name in ("GrootEagleEncodeStep", "GrootEagleCollateStep"):
                     self.pre.steps[steps[name]].proc  # noqa: B018 - read the assets now
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
             raise PluginError(f"{FAMILY}: cannot load {folder} ({type(e).__name__}: "
@@ -195,7 +201,7 @@ class GrootAdapter(AdapterPolicy):
         # right, not left, padding: the image tokens come first in every prompt, so they
         # sit at the same positions in every row of a batch
         self.pre.steps[split].proc.tokenizer.padding_side = "right"
-        self._pack = next(s for s in self.pre.steps if type(s).__name__ == "GrootPackInputsStep")
+        self._pack = self.pre.steps[steps["GrootPackInputsStep"]]
         self._noise_module = lr["flow_matching"]
         self.policy.to(self.device, self.dtype).eval()
         self.cfg = cfg
@@ -247,6 +253,13 @@ class GrootAdapter(AdapterPolicy):
         return super().token_groups(layer)
 
     # Inference --------------------------------------------------------------------------
+    def _check(self, obs: Observation) -> None:
+        super()._check(obs)
+        shapes = {c: tuple(np.asarray(obs.images[c]).shape) for c in self.cameras}
+        if len(set(shapes.values())) > 1:  # LeRobot's packing step stacks them
+            raise ObservationError(f"{FAMILY} takes frames of one size from all its cameras, "
+                                   f"got {shapes}")
+
     def _infer(self, observations: list[Observation], noise: torch.Tensor | None
                ) -> torch.Tensor:
         batch = self._preprocess(observations)

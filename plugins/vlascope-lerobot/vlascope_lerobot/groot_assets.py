@@ -96,9 +96,7 @@ def resolve_eagle(folder: Path, option: str | None, saved: str) -> Path:
     """The Eagle assets folder: ``eagle=``, ``<folder>/eagle``, the config's
     ``tokenizer_assets_repo`` when it is a folder, LeRobot's own copy of it under
     ``HF_LEROBOT_HOME``, else that repo in the Hugging Face cache."""
-    from lerobot.utils.constants import HF_LEROBOT_HOME
-
-    found = _first_folder(option, "eagle", [folder / "eagle", saved, HF_LEROBOT_HOME / saved])
+    found = _first_folder(option, "eagle", [folder / "eagle", saved, _lerobot_home() / saved])
     found = found or _hub_snapshot(saved)
     if found is None:
         raise PluginError(
@@ -110,7 +108,17 @@ def resolve_eagle(folder: Path, option: str | None, saved: str) -> Path:
     if missing:
         raise PluginError(f"{FAMILY}: {found} lacks {', '.join(missing)} of the Eagle "
                           f"processor assets (the files of {EAGLE_REPO})")
+    for path in sorted(found.glob("*.json")):  # refused before any LeRobot code runs
+        _strip_auto_map(path)
     return found
+
+
+def _lerobot_home() -> Path:
+    """LeRobot's cache folder (``lerobot.utils.constants.HF_LEROBOT_HOME``), without
+    importing LeRobot."""
+    from huggingface_hub.constants import HF_HOME
+
+    return Path(os.getenv("HF_LEROBOT_HOME", Path(HF_HOME) / "lerobot")).expanduser()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,7 +153,9 @@ def _strip_auto_map(path: Path) -> dict[str, Any]:
 
 def stage_eagle(eagle: Path, into: Path) -> Path:
     """A private copy of the Eagle folder's data files at ``into`` (created): ``auto_map``
-    removed, SDPA attention, no Python file."""
+    removed, SDPA attention, no Python file. (Building the model, LeRobot copies its vendored
+    ``.py`` files in, and its processor steps check one is there; with ``auto_map`` gone,
+    transformers never imports them.)"""
     into.mkdir(parents=True)
     for src in sorted(eagle.iterdir()):
         if not src.is_file() or src.suffix == ".py":  # a folder's Python is never imported

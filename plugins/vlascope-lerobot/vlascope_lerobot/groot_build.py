@@ -6,7 +6,7 @@ the loading code a real checkpoint goes through:
     OUT/base/       the GR00T N1.5 base model GrootPolicy builds itself from
     OUT/eagle/      the Eagle processor assets (tokenizer, processor, Eagle config)
 
-``tiny`` is a ~0.2 M-parameter model for tests; ``published`` has GR00T-N1.5-3B's
+``tiny`` is a 0.76 M-parameter model for tests; ``published`` has GR00T-N1.5-3B's
 published configuration (SigLIP-400M + Qwen3-1.7B cut to 12 layers, the 16-layer DiT).
 Both keep the published structure (no pixel shuffle, a one-layer connector, the LLM cut
 at ``select_layer``, interleaved DiT self-attention). The tokenizer is a small byte-level
@@ -15,6 +15,7 @@ BPE in both (Qwen3's is not available offline), so ``published`` sets
 published Hub repos, as a real fine-tune does; the adapter finds ``base/`` and ``eagle/``.
 
     python -m vlascope_lerobot.groot_build OUT [--size tiny|published]
+    python -m vlascope_lerobot.groot_build --count [--size published]   (no weights)
 """
 
 from __future__ import annotations
@@ -193,8 +194,13 @@ def parameter_count(size: str = "published") -> tuple[dict[str, Any], int]:
         eagle = write_eagle(Path(tmp) / "eagle", size)
         copy_dir = stage_eagle(Path(tmp) / "eagle", Path(tmp) / "copy")
         config = gr00t_config(size, copy_dir, eagle["image_token_index"])
-        with torch.device("meta"), contextlib.redirect_stdout(io.StringIO()):
-            model = GR00TN15(config, local_model_path=tmp)
+        validate = torch.distributions.Distribution._validate_args
+        torch.distributions.Distribution.set_default_validate_args(False)  # the flow's Beta
+        try:  # would check its parameters with .item(), which meta tensors do not have
+            with torch.device("meta"), contextlib.redirect_stdout(io.StringIO()):
+                model = GR00TN15(config, local_model_path=tmp)
+        finally:
+            torch.distributions.Distribution.set_default_validate_args(validate)
         count = sum(p.numel() for p in model.parameters())
     return {"eagle": eagle, "gr00t": config.to_dict()}, count
 
@@ -260,10 +266,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m vlascope_lerobot.groot_build",
                                 description="write a random-weight GR00T N1.5 checkpoint")
-    p.add_argument("out")
+    p.add_argument("out", nargs="?", help="the policy folder to write")
     p.add_argument("--size", choices=SIZES, default="tiny")
+    p.add_argument("--count", action="store_true",
+                   help="print the configs and the parameter count as JSON (meta device: "
+                        "nothing allocated, nothing written)")
     args = p.parse_args(argv)
-    print(write_groot(Path(args.out), args.size))
+    if args.count:
+        found, count = parameter_count(args.size)
+        print(json.dumps({"size": args.size, "parameters": count, **found}, default=str))
+    elif args.out:
+        print(write_groot(Path(args.out), args.size))
+    else:
+        p.error("give OUT, or --count")
     return 0
 
 
