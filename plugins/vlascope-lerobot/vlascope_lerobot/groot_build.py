@@ -226,6 +226,7 @@ def write_groot(out: Path, size: str = "tiny", cameras: Sequence[str] = ("front"
         base = groot_n1.GR00TN15(gr00t_config(size, eagle_copy, eagle["image_token_index"]),
                                  local_model_path=str(out / "base"))
         base.save_pretrained(out / "base")
+        del base  # GrootPolicy loads it again: one copy in memory at the published size
         _edit_json(out / "base" / "config.json",  # as published: no tokenizer_assets_repo
                    lambda c: c["backbone_cfg"].pop("tokenizer_assets_repo", None))
         feature, kind = types.PolicyFeature, types.FeatureType
