@@ -5,6 +5,7 @@ the step's config: ``{"class": "subprocess.Popen", "config": {"args": ...}}`` wo
 command before any type check. We accept only the registered steps SmolVLA's own
 pipelines use (``make_smolvla_pre_post_processors``), by registry name, with their
 statistics in a file inside the folder; anything else is refused with file and step named.
+Other families pass their own step set (``xvla.XVLA_STEPS``).
 """
 
 from __future__ import annotations
@@ -24,40 +25,44 @@ SMOLVLA_STEPS = frozenset({
     "unnormalizer_processor"})
 
 
-def check_processor_file(path: Path, registered: set[str] | frozenset[str]) -> None:
+def check_processor_file(path: Path, registered: set[str] | frozenset[str],
+                         family: str = FAMILY, accepted: frozenset[str] = SMOLVLA_STEPS
+                         ) -> None:
     """Refuse a processor file whose steps LeRobot would not take from its registry, or
-    that SmolVLA does not use, or whose state file lies outside the checkpoint folder."""
+    that ``family`` does not use (``accepted``), or whose state file lies outside the
+    checkpoint folder."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PluginError(f"{FAMILY}: cannot read {path} ({e})") from e
+        raise PluginError(f"{family}: cannot read {path} ({e})") from e
     steps = data.get("steps") if isinstance(data, dict) else None
     if not isinstance(steps, list):
-        raise PluginError(f"{FAMILY}: {path} is not a LeRobot processor file (no 'steps')")
+        raise PluginError(f"{family}: {path} is not a LeRobot processor file (no 'steps')")
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
-            raise PluginError(f"{FAMILY}: {path} step {i} is not an object")
+            raise PluginError(f"{family}: {path} step {i} is not an object")
         name = step.get("registry_name")
         if "class" in step or not isinstance(name, str):
             what = step.get("class", name)
             raise PluginError(
-                f"{FAMILY}: {path} step {i} names the class '{what}' to import and call; "
+                f"{family}: {path} step {i} names the class '{what}' to import and call; "
                 "VLAScope accepts only processor steps LeRobot registers, by registry_name "
-                f"({', '.join(sorted(SMOLVLA_STEPS))})")
-        if name not in SMOLVLA_STEPS or name not in registered:
-            raise PluginError(f"{FAMILY}: {path} step {i} '{name}' is not a processor step "
-                              f"SmolVLA uses (accepted: {', '.join(sorted(SMOLVLA_STEPS))})")
+                f"({', '.join(sorted(accepted))})")
+        if name not in accepted or name not in registered:
+            raise PluginError(f"{family}: {path} step {i} '{name}' is not a processor step "
+                              f"{family} uses (accepted: {', '.join(sorted(accepted))})")
         state = step.get("state_file")
         if state is not None and (not isinstance(state, str) or Path(state).name != state
                                   or not (path.parent / state).is_file()):
-            raise PluginError(f"{FAMILY}: {path} step {i} '{name}' reads its state from "
+            raise PluginError(f"{family}: {path} step {i} '{name}' reads its state from "
                               f"'{state}', which is not a file in {path.parent}")
 
 
-def check_processors(folder: Path) -> None:
-    """Both processor files of a SmolVLA checkpoint, against LeRobot's step registry."""
+def check_processors(folder: Path, family: str = FAMILY,
+                     accepted: frozenset[str] = SMOLVLA_STEPS) -> None:
+    """Both processor files of a ``family`` checkpoint, against LeRobot's step registry."""
     from lerobot.processor.pipeline import ProcessorStepRegistry
 
     registered = set(ProcessorStepRegistry._registry)
     for name in FILES:
-        check_processor_file(folder / name, registered)
+        check_processor_file(folder / name, registered, family, accepted)
