@@ -14,3 +14,13 @@ def make_smolvla(**options):
 
 
 make_smolvla.needs_weights = True  # no checkpoint ships: the app asks for a folder
+
+
+def make_xvla(**options):
+    from .xvla import XVLAAdapter
+
+    return XVLAAdapter(**options)
+
+
+make_xvla.needs_weights = True
+make_xvla.environment = "lerobot"  # transformers 4.57: served from there (docs/remote.md)
