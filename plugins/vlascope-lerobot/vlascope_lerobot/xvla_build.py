@@ -2,7 +2,7 @@
 ``make_xvla_pre_post_processors``, so the adapter is tested through exactly the loading code a
 real checkpoint goes through. Runs in the "lerobot" environment (transformers 4.57).
 
-- ``tiny``: random weights, 129 k parameters, a byte-level BPE tokenizer trained here in
+- ``tiny``: random weights, 133 k parameters, a byte-level tokenizer written to
   ``<out>/tokenizer`` (where the adapter looks first), for the tabletop scene: cameras
   ``front`` and ``wrist`` at 64x64, a 4-number state, 4-number actions.
 - ``published``: the X-VLA-0.9B architecture (Florence-2-large's DaViT and BART encoder, a
@@ -28,9 +28,7 @@ from .compat import import_lerobot
 CAMERAS = ("front", "wrist")  # vlascope/scenes/tabletop: cameras, 4-number state and action
 STATE_DIM = ACTION_DIM = 4
 SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")  # BART's ids 0-3, as Florence-2's config expects
-TINY_VOCAB, BART_VOCAB = 120, 51289  # BART's 50265 tokens and Florence-2's own
-TASKS = ("pick up the red cube", "pick up the green cube", "push the blue cube to the left",
-         "stack the red cube on the green cube", "put the cube on the plate")
+TINY_VOCAB, BART_VOCAB = 260, 51289  # 4 + 256 bytes; BART's 50265 and Florence-2's own
 
 # Florence-2-large as X-VLA-0.9B configures it (lerobot/xvla-base's config.json).
 PUBLISHED_FLORENCE: dict[str, Any] = {
@@ -84,21 +82,21 @@ TINY_HEAD: dict[str, Any] = {
     "hidden_size": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "num_domains": 4,
     "len_soft_prompts": 4, "dim_time": 8, "max_len_seq": 96, "chunk_size": 8,
     "n_action_steps": 4, "num_denoising_steps": 3, "max_state_dim": 8, "max_action_dim": 8,
-    "tokenizer_max_length": 12}
+    "tokenizer_max_length": 16}
 
 
 def write_tokenizer(folder: Path) -> int:
-    """A BART-like byte-level BPE tokenizer (``<s> ... </s>``, pad id 1) trained on a few
-    tabletop instructions; returns its vocabulary size."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    """A BART-like byte-level tokenizer (``<s> ... </s>``, pad id 1) with one token per
+    byte: no merges to learn, so the same vocabulary on every build (BPE training breaks
+    ties differently from run to run); returns its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL, *alphabet])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(list(TASKS) * 10, trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB, special_tokens=list(SPECIAL),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60]))
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
@@ -161,6 +159,10 @@ def write_xvla(out: Path, size: str = "tiny", seed: int = 0) -> Path:
     config = make_config(size, vocab if size == "tiny" else BART_VOCAB)
     torch.manual_seed(seed)
     policy = modeling.XVLAPolicy(config)
+    # Florence-2 leaves its image projection uninitialised (torch.empty: whatever memory
+    # held, sometimes 1e25 and NaN after the norm); a trained checkpoint overwrites it
+    projection = policy.model.vlm.image_projection
+    torch.nn.init.normal_(projection.data, std=projection.shape[0] ** -0.5)
     policy.save_pretrained(out)
     stats = {"observation.state": {"mean": torch.zeros(STATE_DIM), "std": torch.ones(STATE_DIM)},
              "action": {"mean": torch.zeros(ACTION_DIM), "std": torch.ones(ACTION_DIM)}}
