@@ -231,8 +231,7 @@ class XVLAAdapter(AdapterPolicy):
             else pooled[:1]
         self._pooled = [p for p in pooled if p not in self._grid_tokens]
         self.tokens_per_image = per_image
-        views = max(int(self.cfg.num_image_views or 0), len(self.cameras))
-        self._views = views
+        self._views = max(int(self.cfg.num_image_views or 0), len(self.cameras))
         tap = []  # positions among the cameras' concatenated image tokens
         for c in range(len(self.cameras)):
             tap += [c * per_image + p for p in self._grid_tokens]
