@@ -1,4 +1,6 @@
-"""VLAScope adapters for LeRobot 0.4.4's SmolVLA and GR00T N1.5. See docs/adapters.md."""
+"""VLAScope adapters for LeRobot 0.4.4's SmolVLA (in the app's environment), GR00T N1.5 and
+X-VLA (served from the "lerobot" environment: they need transformers 4.57). See
+docs/adapters.md."""
 
 from __future__ import annotations
 
@@ -22,5 +24,12 @@ def make_groot(**options):
     return GrootAdapter(**options)
 
 
-make_groot.needs_weights = True
-make_groot.environment = "lerobot"  # transformers 4.57: served from there (docs/remote.md)
+def make_xvla(**options):
+    from .xvla import XVLAAdapter
+
+    return XVLAAdapter(**options)
+
+
+for _factory in (make_groot, make_xvla):
+    _factory.needs_weights = True
+    _factory.environment = "lerobot"  # transformers 4.57: served from there (docs/remote.md)
