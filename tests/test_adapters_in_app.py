@@ -3,8 +3,12 @@ checkpoint written by the family's own code: load it from its folder through the
 dock, see its hook points in the layer picker, play the live scene, explain a frame with
 ISS. Runs for every first-party adapter plugin installed (CI installs them all)."""
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+from envs import build_env, run_in_env
 from PySide6.QtCore import Qt
 from test_app import WAIT_MS, errors_shown, idle, new_window, play_steps
 
@@ -22,7 +26,16 @@ def tiny_smolvla(folder, **shape):
     return tiny.write_tiny_smolvla(folder, **shape)
 
 
-WRITERS = {"pi0": tiny_pi0, "smolvla": tiny_smolvla}
+def tiny_xvla(folder, **shape):
+    """Written by X-VLA's own code in the lerobot environment (the tabletop's shape)."""
+    assert shape["cameras"] == ("front", "wrist"), "the tiny X-VLA is built for the tabletop"
+    pytest.importorskip("vlascope_lerobot")
+    out = run_in_env(build_env("lerobot"), "-m", "vlascope_lerobot.xvla_build", str(folder),
+                     plugin="vlascope-lerobot")
+    return Path(out.strip())
+
+
+WRITERS = {"pi0": tiny_pi0, "smolvla": tiny_smolvla, "xvla": tiny_xvla}
 LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")
 SCENES = {  # scene -> task, the checkpoint's cameras / state / action sizes
     "tabletop": ("pick_red", {"cameras": ("front", "wrist"), "state_dim": 4,
@@ -34,7 +47,7 @@ SCENES = {  # scene -> task, the checkpoint's cameras / state / action sizes
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy, scene", [("pi0", "tabletop"), ("smolvla", "tabletop"),
-                                           ("smolvla", "libero")])
+                                           ("smolvla", "libero"), ("xvla", "tabletop")])
 def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
     if scene != "tabletop":
         pytest.importorskip(f"vlascope_{scene}")
@@ -52,7 +65,7 @@ def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
     qtbot.waitUntil(lambda: ws.recording is not None, timeout=WAIT_MS)
     idle(qtbot, window)
     picker = window.plugins_dock.hooks
-    assert {"tokens.visual", "vlm.1.mlp", "expert.0.resid"} <= set(picker.names())
+    assert {"tokens.visual", "vlm.0.mlp", "expert.0.resid"} <= set(picker.names())
     # "Load policy checkpoint..." in the Plugins dock, with the folder the dialog returns
     picker.clear()
     window.plugins_dock.load_checkpoint(str(folder))
@@ -73,11 +86,25 @@ def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
     assert np.ptp(maps[cams[0]]) > 0
     window.grab().save(str(tmp_path / f"{policy}-{scene}.png"))
     window.plugins_dock.raise_()
-    picker.select("vlm.1.resid")
-    assert picker.current_name() == "vlm.1.resid"
+    picker.select("vlm.0.resid")
+    assert picker.current_name() == "vlm.0.resid"
     window.grab().save(str(tmp_path / f"{policy}-{scene}-hooks.png"))
     assert not errors_shown(window)
+    served = getattr(window.engine.session.policy, "server_pid", None)
+    if policy == "xvla":  # served from the lerobot environment, said in the status bar
+        assert served is not None
+        assert window.connection_label.text() == \
+            f"Policy: served from the 'lerobot' environment (xvla:{folder})"
     window.close()
+    if served is not None:  # a family served from its environment: the server went too
+        assert not _running(served)
+
+
+def _running(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return Path(f"/proc/{pid}").exists()
 
 
 def test_picking_an_adapter_asks_for_its_checkpoint(qtbot, tmp_path):

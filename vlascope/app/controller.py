@@ -31,7 +31,10 @@ def served_by(policy: Any) -> dict[str, str] | None:
     if served.startswith("openpi:"):
         served = "openpi server"
     return {"url": str(policy.url), "policy": served,
-            "unavailable": str(getattr(policy, "unavailable", "") or "")}
+            "unavailable": str(getattr(policy, "unavailable", "") or ""),
+            # a family started in its own environment (vlascope.remote.spawn): its address
+            # is a private socket that ends with it
+            "environment": str(getattr(policy, "environment", "") or "")}
 
 
 @dataclass
@@ -205,7 +208,9 @@ class Controller(QObject):
         if not state or self.served is None:
             self.connection.emit("", "", "")
             return
-        where = f"Policy: remote {self.served['url']}"
+        env = self.served.get("environment")
+        where = f"Policy: served from the '{env}' environment" if env else \
+            f"Policy: remote {self.served['url']}"
         text = f"{where} ({self.served['policy']})" if state == "connected" else \
             f"{where} (disconnected)"
         self.connection.emit(state, text, why)

@@ -246,8 +246,8 @@ class MainWindow(QMainWindow):
         self.reconnect_button.setVisible(state == "disconnected")
         self.actions_by_name["reconnect"].setEnabled(bool(state))
         served = self.controller.served
-        if state == "connected" and served is not None:
-            remember_address(self.settings, served["url"])
+        if state == "connected" and served is not None and not served.get("environment"):
+            remember_address(self.settings, served["url"])  # not a spawned server's socket
 
     # video ------------------------------------------------------------------------------
     def toggle_video(self) -> None:
