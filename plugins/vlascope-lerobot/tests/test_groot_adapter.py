@@ -5,8 +5,6 @@ the app never imports it, ``create_policy("groot")`` serves it from that environ
 import json
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -15,13 +13,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from vlascope.adapters.conformance import check_adapter  # noqa: E402
-from vlascope.core.environments import checkout  # noqa: E402
 from vlascope.core.errors import PluginError  # noqa: E402
 from vlascope.core.hook_ops import AddVector, At, Capture  # noqa: E402
 from vlascope.core.plugins import PluginRegistry  # noqa: E402
 from vlascope.scenes.tabletop.scene import TabletopScene  # noqa: E402
-
-PLUGIN = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +25,9 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, lerobot_python):
+def checkpoint(tmp_path_factory, in_lerobot_env):
     out = tmp_path_factory.mktemp("groot") / "ckpt"
-    env = {**os.environ, "PYTHONPATH": f"{checkout()}{os.pathsep}{PLUGIN}", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([str(lerobot_python), "-m", "vlascope_lerobot.groot_build", str(out)],
-                          env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    in_lerobot_env("-m", "vlascope_lerobot.groot_build", str(out))
     return out
 
 
@@ -124,13 +116,10 @@ def test_statistics_come_from_the_checkpoint_and_its_python_never_runs(
     assert not ran.exists()
 
 
-def test_published_configuration_counts_without_allocating(lerobot_python):
+def test_published_configuration_counts_without_allocating(in_lerobot_env):
     """GR00T-N1.5-3B as published, built on the meta device by GR00T's own classes."""
-    env = {**os.environ, "PYTHONPATH": f"{checkout()}{os.pathsep}{PLUGIN}", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([str(lerobot_python), "-m", "vlascope_lerobot.groot_build", "--count",
-                           "--size", "published"], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = json.loads(in_lerobot_env("-m", "vlascope_lerobot.groot_build", "--count",
+                                      "--size", "published").strip().splitlines()[-1])
     text, vision = found["eagle"]["text_config"], found["eagle"]["vision_config"]
     assert (text["hidden_size"], text["num_hidden_layers"]) == (2048, 28)
     assert text["vocab_size"] == 151680

@@ -5,7 +5,6 @@ save_pretrained and processor pipelines, reached through its entry point from th
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -15,25 +14,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from vlascope.adapters.conformance import check_adapter  # noqa: E402
-from vlascope.core.environments import checkout  # noqa: E402
 from vlascope.core.errors import PluginError  # noqa: E402
 from vlascope.core.plugins import PluginRegistry  # noqa: E402
 from vlascope.scenes.tabletop.scene import TabletopScene  # noqa: E402
-
-PLUGIN = Path(__file__).resolve().parents[1]
-
-
-def env_vars() -> dict[str, str]:
-    """What the environment's python needs to import this checkout and plugin, offline."""
-    return {**os.environ, "PYTHONPATH": f"{checkout()}{os.pathsep}{PLUGIN}",
-            "HF_HUB_OFFLINE": "1"}
-
-
-def in_env(python: Path, *args: str) -> str:
-    proc = subprocess.run([str(python), *args], env=env_vars(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +25,9 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(lerobot_python, tmp_path_factory):
+def checkpoint(in_lerobot_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("xvla") / "ckpt"
-    printed = in_env(lerobot_python, "-m", "vlascope_lerobot.xvla_build", str(out))
+    printed = in_lerobot_env("-m", "vlascope_lerobot.xvla_build", str(out))
     assert printed.strip() == str(out)  # the folder, and nothing else on stdout
     return out
 
@@ -118,7 +101,7 @@ def test_reset_replays(policy, obs):
 
 
 @pytest.fixture(scope="module")
-def in_env_figures(checkpoint, lerobot_python) -> dict:
+def in_env_figures(checkpoint, in_lerobot_env) -> dict:
     """Run in the environment, where LeRobot is (one process: its imports take seconds):
     LeRobot's own generate_actions and the adapter's sampler from the same noise, and the
     published model's parameter count on the meta device."""
@@ -146,7 +129,7 @@ print(json.dumps({{"same": torch.equal(ref, p._sample(inputs, noise)),
                   "tiny_meta": count_parameters("tiny"),
                   "tiny_loaded": sum(x.numel() for x in p.policy.parameters())}}))
 """
-    return json.loads(in_env(lerobot_python, "-c", code).strip().splitlines()[-1])
+    return json.loads(in_lerobot_env("-c", code).strip().splitlines()[-1])
 
 
 def test_sampler_is_lerobots_with_our_noise(in_env_figures):
