@@ -22,15 +22,11 @@ CORPUS = ("pick up the red cube", "pick up the green cube", "push the blue cube 
           "open the top drawer of the cabinet", "turn on the stove")
 
 
-def write_tiny_smolvlm(folder: Path, image_size: int = 64, patch: int = 8) -> int:
-    """Config, byte-level BPE tokenizer and processor of a ~0.4 M-parameter SmolVLM (its
-    weights come from the policy checkpoint); returns image tokens per camera."""
+def smolvlm_tokenizer():
+    """A byte-level BPE tokenizer with SmolVLM's special tokens, trained offline on the
+    scenes' instructions (the real one cannot be downloaded here)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMProcessor
-    from transformers.models.smolvlm.image_processing_pil_smolvlm import (
-        SmolVLMImageProcessorPil,
-    )
-    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -38,20 +34,45 @@ def write_tiny_smolvlm(folder: Path, image_size: int = 64, patch: int = 8) -> in
     tok.train_from_iterator(list(CORPUS) * 20, trainers.BpeTrainer(
         vocab_size=320, special_tokens=list(SPECIAL),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<|im_start|>",
         eos_token="<end_of_utterance>",
         extra_special_tokens={"image_token": "<image>",
                               "fake_image_token": "<fake_token_around_image>",
                               "global_image_token": "<global-img>",
                               "end_of_utterance_token": "<end_of_utterance>"})
+
+
+def write_smolvlm_files(folder: Path, config, tokenizer, image_size: int, tokens: int,
+                        splitting: bool = False, longest_edge: int | None = None) -> None:
+    """``config``, ``tokenizer`` and a SmolVLM processor (``tokens`` per image of
+    ``image_size``) into ``folder``: what LeRobot's SmolVLA reads from its VLM folder."""
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import (
+        SmolVLMImageProcessorPil,
+    )
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
     edge = {"longest_edge": image_size}
-    tokens = (image_size // patch) ** 2
     processor = SmolVLMProcessor(
-        image_processor=SmolVLMImageProcessorPil(size=edge, max_image_size=edge,
-                                                 do_image_splitting=False),
+        image_processor=SmolVLMImageProcessorPil(
+            size={"longest_edge": longest_edge or image_size}, max_image_size=edge,
+            do_image_splitting=splitting),
         video_processor=SmolVLMVideoProcessor(size=edge, max_image_size=edge),
         tokenizer=tokenizer, image_seq_len=tokens)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def write_tiny_smolvlm(folder: Path, image_size: int = 64, patch: int = 8) -> int:
+    """Config, byte-level BPE tokenizer and processor of a ~0.4 M-parameter SmolVLM (its
+    weights come from the policy checkpoint); returns image tokens per camera."""
+    from transformers import SmolVLMConfig
+
+    tokenizer = smolvlm_tokenizer()
+    tokens = (image_size // patch) ** 2
     config = SmolVLMConfig(
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                        "num_attention_heads": 2, "image_size": image_size,
@@ -63,10 +84,7 @@ def write_tiny_smolvlm(folder: Path, image_size: int = 64, patch: int = 8) -> in
                      "pad_token_id": tokenizer.pad_token_id},
         scale_factor=1, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         pad_token_id=tokenizer.pad_token_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    write_smolvlm_files(folder, config, tokenizer, image_size, tokens)
     return tokens
 
 
