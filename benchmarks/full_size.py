@@ -51,22 +51,25 @@ class Family:
     args: tuple[str, ...]
     environment: str | None  # where the builder runs (None: this python)
     sources: tuple[str, ...]  # files of the plugin's package holding the configuration
-    nominal: float  # the published parameter count: the memory estimate before building
-    build_bytes: int  # bytes per published parameter while building, and on disk
+    nominal: float  # the published parameter count: the estimates before building
+    build_bytes: int  # bytes per parameter in memory while building
+    disk_bytes: int  # bytes per parameter the build writes
 
 
 FAMILIES = {
     "smolvla": Family("vlascope-lerobot", "vlascope_lerobot.published", ("{out}",), None,
-                      ("published.py", "tiny.py"), 0.45e9, 4),
+                      ("published.py", "tiny.py"), 0.45e9, 4, 2),
     "pi0": Family("vlascope-transformers", "vlascope_transformers.published", ("pi0", "{out}"),
-                  None, ("published.py", "tiny.py"), 3.5e9, 2),
+                  None, ("published.py", "tiny.py"), 3.5e9, 2, 2),
     "pi05": Family("vlascope-transformers", "vlascope_transformers.published",
-                   ("pi05", "{out}"), None, ("published.py", "tiny.py"), 3.35e9, 2),
+                   ("pi05", "{out}"), None, ("published.py", "tiny.py"), 3.35e9, 2, 2),
     "xvla": Family("vlascope-lerobot", "vlascope_lerobot.xvla_build",
-                   ("{out}", "--size", "published"), "lerobot", ("xvla_build.py",), 0.9e9, 4),
+                   ("{out}", "--size", "published"), "lerobot", ("xvla_build.py",), 0.88e9,
+                   4, 4),
+    # float32; base/ and the policy on disk, and a staged copy of base/ while building
     "groot": Family("vlascope-lerobot", "vlascope_lerobot.groot_build",
-                    ("{out}", "--size", "published"), "lerobot", ("groot_build.py",), 3.0e9,
-                    8),  # the builder holds the base model and the policy, writes both
+                    ("{out}", "--size", "published"), "lerobot",
+                    ("groot_build.py", "groot_assets.py"), 2.41e9, 4, 12),
 }
 
 
@@ -168,8 +171,8 @@ def ensure_built(name: str, fam: Family, root: Path, threads: int) -> tuple[Path
             shutil.rmtree(stale, ignore_errors=True)
     check_memory(f"building {name} at published size", fam.nominal, fam.build_bytes)
     free = shutil.disk_usage(root).free
-    if free < fam.nominal * fam.build_bytes * 1.1:
-        raise refused(f"building {name} needs about {fam.nominal * fam.build_bytes / GIB:.0f} "
+    if free < fam.nominal * fam.disk_bytes * 1.1:
+        raise refused(f"building {name} needs about {fam.nominal * fam.disk_bytes / GIB:.0f} "
                       f"GiB of disk and {root} has {free / GIB:.0f} GiB free (--cache DIR)")
     partial = root / f".{final.name}.partial-{os.getpid()}"
     if fam.environment is None:
