@@ -67,6 +67,20 @@ def test_adapter_conforms(registry, obs, checkpoint):
     assert rep.norm_hook == "vlm.1.resid"  # the VLM's last layer, not the action expert's
 
 
+def test_the_whole_instruction_follows_the_images(registry, tmp_path):
+    """pi0's max_length is the text's budget after the image tokens (pi0.5's too, with its
+    state in the text): three cameras' images must not crowd the instruction out."""
+    folder = write_tiny_pi0(tmp_path / "pi0", cameras=("a", "b", "c"))
+    policy = registry.create_policy("pi0", weights=str(folder), device="cpu")
+    instruction = "stack the red cube on the blue cube, then push the green bowl left"
+    ids = policy._prompt([instruction])["input_ids"][0].tolist()
+    text = policy.tokenizer(instruction, add_special_tokens=False)["input_ids"]
+    n_img = policy.tokens_per_image * 3
+    assert ids[:n_img] == [policy.image_token_id] * n_img
+    after = ids[n_img:]
+    assert any(after[i:i + len(text)] == text for i in range(len(after) - len(text) + 1))
+
+
 @pytest.mark.parametrize("name, write", [("pi0", write_tiny_pi0), ("pi05", write_tiny_pi05)])
 def test_flow_noise_is_seeded(registry, obs, tmp_path, name, write):
     folder = write(tmp_path / name)

@@ -66,9 +66,10 @@ class Pi0Policy(PiFlowPolicy):
         image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
         bos = self.tokenizer.bos_token or ""
         texts = [f"{image_token * n_img}{bos}{t}\n" for t in instructions]
-        enc = self.tokenizer(texts, padding="max_length", max_length=max(self.max_length,
-                             n_img + 8), truncation=True, return_tensors="pt",
-                             add_special_tokens=False)
+        # the processor's max_length is the text's budget after the image tokens (as in
+        # LeRobot's pi0; transformers' processor pads to it but never cuts the images)
+        enc = self.tokenizer(texts, padding="max_length", max_length=n_img + self.max_length,
+                             truncation=True, return_tensors="pt", add_special_tokens=False)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def _infer(self, observations: list[Observation], noise: torch.Tensor | None
