@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from vlascope.adapters.torchvision_ops import prepare_torchvision as vlascope_torchvision
 from vlascope.core.errors import PluginError
@@ -88,6 +90,28 @@ def import_smolvla() -> dict[str, object]:
     return {"SmolVLAConfig": config.SmolVLAConfig, "SmolVLAPolicy": modeling.SmolVLAPolicy,
             "Pipeline": processor.PolicyProcessorPipeline, "converters": converters,
             "PreTrainedConfig": configs.PreTrainedConfig}
+
+
+def read_policy_config(folder: Path, family: str, kind: str,
+                       refuse: Callable[[Path, dict], str | None] | None = None) -> dict[str, Any]:
+    """A checkpoint's ``config.json``, checked to be a LeRobot ``kind`` policy before any
+    LeRobot code parses it; ``refuse(folder, config)`` may name a better reason for one that is not
+    (e.g. a known foreign layout of the same family)."""
+    path = folder / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PluginError(f"{family}: cannot read {path} ({e})") from e
+    found = data.get("type") if isinstance(data, dict) else None
+    if found == kind:
+        return data
+    why = refuse(folder, data) if refuse is not None and isinstance(data, dict) else None
+    if why:
+        raise PluginError(f"{family}: {why}")
+    if isinstance(found, str) and found:
+        raise PluginError(f"{family}: {folder} holds a LeRobot '{found}' policy, not {kind}")
+    raise PluginError(f"{family}: {path} is not a LeRobot policy config (no 'type'); see "
+                      "docs/adapters.md")
 
 
 def _dist_version() -> str:

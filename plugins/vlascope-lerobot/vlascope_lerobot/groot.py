@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import shutil
 import tempfile
 import weakref
@@ -40,6 +39,7 @@ from vlascope.adapters.hooks import fixed_positions
 from vlascope.core.errors import ObservationError, PluginError, VLAScopeError
 from vlascope.core.policy import Observation
 
+from .compat import read_policy_config
 from .groot_assets import (
     BASE_REPO,
     EAGLE_REPO,
@@ -51,7 +51,7 @@ from .groot_assets import (
     stage_eagle,
 )
 from .processors import FILES as PROCESSOR_FILES
-from .processors import check_processors
+from .processors import check_processors, load_pipelines
 
 GROOT = "lerobot.policies.groot"
 # The steps of make_groot_pre_post_processors, by registry name
@@ -60,22 +60,6 @@ GROOT_STEPS = frozenset({
     "groot_eagle_encode_v3", "groot_eagle_collate_v3", "device_processor",
     "groot_action_unpack_unnormalize_v1"})
 PROBE = "Perform the task."  # LeRobot's own instruction when there is none
-
-
-def read_policy_config(folder: Path) -> dict[str, Any]:
-    """The checkpoint's ``config.json``, checked to be a LeRobot GR00T policy before any
-    LeRobot code runs."""
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PluginError(f"{FAMILY}: cannot read {folder / 'config.json'} ({e})") from e
-    kind = cfg.get("type") if isinstance(cfg, dict) else None
-    if not isinstance(kind, str):
-        raise PluginError(f"{FAMILY}: {folder / 'config.json'} is not a LeRobot policy config "
-                          "(no 'type')")
-    if kind != "groot":
-        raise PluginError(f"{FAMILY}: {folder} holds a LeRobot '{kind}' policy, not groot")
-    return cfg
 
 
 class _SeededNoise:
@@ -123,7 +107,7 @@ class GrootAdapter(AdapterPolicy):
         for name, value in (("num_steps", num_steps), ("n_action_steps", n_action_steps)):
             if value is not None and int(value) < 1:
                 raise PluginError(f"{FAMILY}: {name} must be at least 1, got {value}")
-        saved = read_policy_config(folder)
+        saved = read_policy_config(folder, FAMILY, "groot")
         for name in PROCESSOR_FILES:
             if not (folder / name).is_file():
                 raise PluginError(f"{FAMILY}: {folder} has no {name} (LeRobot 0.4 checkpoints "
@@ -178,13 +162,7 @@ class GrootAdapter(AdapterPolicy):
             with contextlib.redirect_stdout(io.StringIO()):  # GR00T prints as it loads
                 self.policy = lr["GrootPolicy"].from_pretrained(folder, config=cfg,
                                                                 local_files_only=True)
-                self.pre = lr["Pipeline"].from_pretrained(
-                    folder, config_filename="policy_preprocessor.json", overrides=overrides)
-                conv = lr["converters"]
-                self.post = lr["Pipeline"].from_pretrained(
-                    folder, config_filename="policy_postprocessor.json",
-                    to_transition=conv.policy_action_to_transition,
-                    to_output=conv.transition_to_policy_action)
+                self.pre, self.post = load_pipelines(lr, folder, overrides)
                 steps = {type(s).__name__: i for i, s in enumerate(self.pre.steps)}
                 for name in ("GrootPackInputsStep", "GrootEagleEncodeStep",
                              "GrootEagleCollateStep"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from vlascope.core.errors import PluginError
 
@@ -65,3 +66,16 @@ def check_processors(folder: Path, family: str = FAMILY,
     registered = set(ProcessorStepRegistry._registry)
     for name in FILES:
         check_processor_file(folder / name, registered, family, accepted)
+
+
+def load_pipelines(lr: dict[str, Any], folder: Path, overrides: dict[str, Any]
+                   ) -> tuple[Any, Any]:
+    """The checkpoint's pre- and postprocessor pipelines, as LeRobot's evaluation builds
+    them (``lr``: the family's imports, with ``Pipeline`` and ``converters``); call
+    ``check_processors`` first."""
+    pre = lr["Pipeline"].from_pretrained(folder, config_filename=FILES[0], overrides=overrides)
+    conv = lr["converters"]
+    post = lr["Pipeline"].from_pretrained(folder, config_filename=FILES[1],
+                                          to_transition=conv.policy_action_to_transition,
+                                          to_output=conv.transition_to_policy_action)
+    return pre, post

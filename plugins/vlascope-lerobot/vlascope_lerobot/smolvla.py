@@ -33,7 +33,7 @@ from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
 from .compat import import_smolvla
-from .processors import check_processors
+from .processors import check_processors, load_pipelines
 
 FAMILY = "SmolVLA"
 RESID_WHY = ("LeRobot's layer loop adds the residual from the layer's input, not from "
@@ -95,13 +95,7 @@ class SmolVLAAdapter(AdapterPolicy):
                                                                    local_files_only=True)
             overrides = {"tokenizer_processor": {"tokenizer_name": self.vlm_dir},
                          "device_processor": {"device": str(self.device)}}
-            self.pre = lr["Pipeline"].from_pretrained(
-                folder, config_filename="policy_preprocessor.json", overrides=overrides)
-            conv = lr["converters"]
-            self.post = lr["Pipeline"].from_pretrained(
-                folder, config_filename="policy_postprocessor.json",
-                to_transition=conv.policy_action_to_transition,
-                to_output=conv.transition_to_policy_action)
+            self.pre, self.post = load_pipelines(lr, folder, overrides)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise PluginError(f"{FAMILY}: cannot load {folder} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from e

@@ -36,8 +36,8 @@ from vlascope.adapters.checkpoint_code import refuse_hub_code
 from vlascope.core.errors import PluginError
 from vlascope.core.policy import Observation
 
-from .compat import import_lerobot
-from .processors import FILES, check_processors
+from .compat import import_lerobot, read_policy_config
+from .processors import FILES, check_processors, load_pipelines
 
 FAMILY = "X-VLA"
 # The registered steps X-VLA's pipelines are made of (processor_xvla.py, LeRobot 0.4.4).
@@ -60,24 +60,13 @@ def import_xvla() -> dict[str, Any]:
             "converters": converters, "PreTrainedConfig": configs.PreTrainedConfig}
 
 
-def check_family(folder: Path) -> dict[str, Any]:
-    """``config.json``, or a clear refusal when it is not a LeRobot X-VLA config, before
-    LeRobot parses it."""
-    try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PluginError(f"{FAMILY}: cannot read {folder / 'config.json'} ({e})") from e
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "xvla":
-        return data
-    if isinstance(data, dict) and data.get("model_type") == "xvla":
-        raise PluginError(f"{FAMILY}: {folder} is an original X-VLA checkpoint (transformers "
-                          "custom code, e.g. 2toINF/X-VLA-Pt); VLAScope loads LeRobot's "
-                          "conversions (lerobot/xvla-base, lerobot/xvla-libero, ...)")
-    if kind:
-        raise PluginError(f"{FAMILY}: {folder} holds a LeRobot '{kind}' policy, not xvla")
-    raise PluginError(f"{FAMILY}: {folder / 'config.json'} is not a LeRobot policy config "
-                      "(no 'type'); see docs/adapters.md")
+def _original_checkpoint(folder: Path, config: dict) -> str | None:
+    """X-VLA's own release (transformers custom code), which LeRobot converts."""
+    if config.get("model_type") != "xvla" or "type" in config:
+        return None
+    return (f"{folder} is an original X-VLA checkpoint (transformers custom code, e.g. "
+            "2toINF/X-VLA-Pt); VLAScope loads LeRobot's conversions (lerobot/xvla-base, "
+            "lerobot/xvla-libero, ...)")
 
 
 def resolve_tokenizer(folder: Path, tokenizer: str | None, saved: str) -> str:
@@ -113,7 +102,7 @@ class XVLAAdapter(AdapterPolicy):
                  tokenizer: str | None = None, n_action_steps: int | None = None,
                  num_steps: int | None = None, domain_id: int | None = None):
         folder = require_folder(weights, FAMILY, ["config.json", "model.safetensors"])
-        saved = check_family(folder)
+        saved = read_policy_config(folder, FAMILY, "xvla", _original_checkpoint)
         for name in FILES:
             if not (folder / name).is_file():
                 raise PluginError(f"{FAMILY}: {folder} has no {name} (LeRobot 0.4 checkpoints "
@@ -147,13 +136,7 @@ class XVLAAdapter(AdapterPolicy):
             with contextlib.redirect_stdout(io.StringIO()):  # stdout is the server's
                 self.policy = lr["XVLAPolicy"].from_pretrained(folder, config=cfg,
                                                                local_files_only=True)
-            self.pre = lr["Pipeline"].from_pretrained(
-                folder, config_filename="policy_preprocessor.json", overrides=overrides)
-            conv = lr["converters"]
-            self.post = lr["Pipeline"].from_pretrained(
-                folder, config_filename="policy_postprocessor.json",
-                to_transition=conv.policy_action_to_transition,
-                to_output=conv.transition_to_policy_action)
+            self.pre, self.post = load_pipelines(lr, folder, overrides)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise PluginError(f"{FAMILY}: cannot load {folder} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from e
