@@ -4,11 +4,16 @@
    with the ISS overlay shown, timeline plot updated), against the floor of two bare
    pyqtgraph ImageItems repainted with the same frames and no overlay or plot;
 2. scrubbing: latency per step change on a recorded 500-step episode with cached overlays
-   (frames read from the HDF5 file, overlays and plot cursor redrawn), median and p95.
+   (frames read from the HDF5 file, overlays and plot cursor redrawn), median and p95;
+3. live explain (policy included): the shipped `reference` policy acting in the tabletop
+   scene with the saliency dock's live mode on, at the live budget (10 forward passes per
+   step, maps pooled in time): rollout steps per second with every step's map shown,
+   against the live mode before issue 26 (each step explained on its own with N = 100).
 
-Targets (issue 6): >= 25 display updates/s live, <= 30 ms median scrub latency.
+Targets: >= 25 display updates/s live, <= 30 ms median scrub latency (issue 6); >= 5
+steps/s with live maps (issue 26).
 
-    .venv/bin/python benchmarks/gui.py [--steps 500] [--live-frames 200]
+    .venv/bin/python benchmarks/gui.py [--steps 500] [--live-frames 200] [--explain-steps 40]
 """
 
 from __future__ import annotations
@@ -147,11 +152,62 @@ def bench_scrub(app: QApplication, window: MainWindow, path: Path, n_moves: int)
     return times
 
 
+def bench_live_explain(app: QApplication, tmp: str, steps: int, budget: int | None,
+                       n_masks: int = 100) -> float:
+    """Steps/s of a live rollout with live saliency: from Play until ``steps`` steps have
+    their maps. ``budget`` None: each step explained on its own at ``n_masks`` masks (the
+    live mode before issue 26)."""
+    settings = QSettings(str(Path(tmp) / f"live{budget}.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(registry=PluginRegistry.discover(), settings=settings,
+                        record_dir=Path(tmp) / f"live{budget}")
+    window.resize(1400, 860)
+    window.show()
+    ws = window.workspace
+    ws.update_run(policy="reference", scene="tabletop", task="place_red_on_plate", seed=0)
+    ws.update_saliency(method="iss", estimator="toolkit-improved", n_masks=n_masks,
+                       budget=budget or 10, live=False)
+    window.start()
+    wait(app, lambda: ws.recording is not None and not window.engine.busy())
+    if budget is None:  # the old live mode: every step explained alone at n_masks
+        window.controller.explain_live = window.controller.explain
+
+        def explained() -> int:
+            return len(ws.cached_steps())
+    else:
+        def explained() -> int:
+            return len(ws.live_steps())
+    ws.update_saliency(live=True)
+    t0 = time.perf_counter()
+    window.controller.play()
+
+    def ended() -> bool:  # the task solved before `steps`: every step it took is explained
+        return not ws.playing and not window.engine.busy() and explained() >= ws.n_steps
+
+    wait(app, lambda: explained() >= steps or ended())
+    elapsed = time.perf_counter() - t0
+    steps = explained()
+    window.controller.pause()
+    wait(app, lambda: not window.engine.busy())
+    window.close()
+    return steps / elapsed
+
+
+def wait(app: QApplication, done, timeout: float = 600.0) -> None:
+    end = time.perf_counter() + timeout
+    while not done():
+        if time.perf_counter() > end:
+            raise TimeoutError("the inspector did not get there in time")
+        app.processEvents()
+        time.sleep(0.001)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500, help="length of the scrubbed episode")
     parser.add_argument("--live-frames", type=int, default=200)
     parser.add_argument("--moves", type=int, default=300, help="scrub moves to time")
+    parser.add_argument("--explain-steps", type=int, default=40,
+                        help="live-explain steps to time (the old mode: a fifth of them)")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(["bench"])
     with tempfile.TemporaryDirectory() as tmp, TabletopScene(image_size=(224, 224)) as scene:
@@ -170,6 +226,8 @@ def main() -> None:
         fps = bench_live(app, window, live_frames)
         scrub = bench_scrub(app, window, path, args.moves)
         window.close()
+        explain_fps = bench_live_explain(app, tmp, args.explain_steps, 10)
+        old_fps = bench_live_explain(app, tmp, max(4, args.explain_steps // 5), None)
     median, p95 = statistics.median(scrub), float(np.percentile(scrub, 95))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Qt platform {os.environ['QT_QPA_PLATFORM']}")
@@ -178,6 +236,9 @@ def main() -> None:
     print(f"scrubbing : median {median:5.1f} ms, p95 {p95:5.1f} ms per step on a "
           f"{args.steps}-step episode (target median <= 30 ms); "
           f"{30.0 / median:.2f}x under budget")
+    print(f"live explain: {explain_fps:5.2f} steps/s with every step's map shown (reference "
+          f"policy, 10 passes/step, pooled; target >= 5); the old live mode (N = 100 per "
+          f"step) {old_fps:5.2f} steps/s: {explain_fps / old_fps:.1f}x")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,53 @@ def test_play_pause_scrub_match_the_episode_file(qtbot, window, tmp_path):
     assert f"step {t + 1} / {n}" in window.timeline_dock.label.text()
 
 
+def test_live_mode_explains_every_step_and_refines_them(qtbot, window, tmp_path):
+    """Live mode: each step explained as it arrives at the live budget (budget - 1 masks,
+    its own seed) and pooled in time; once paused, every step's map is the pooling of all
+    steps' own maps, as the core computes it from the same frames."""
+    from vlascope.core.policy import common_noise
+    from vlascope.core.saliency.iss import pixel_iss
+    from vlascope.core.saliency.pooled import PooledMaps
+    from vlascope.policies.reference.policy import ReferencePolicy
+
+    ws = window.workspace
+    dock = window.saliency_dock
+    dock.raise_()
+    dock.budget.setValue(4)
+    dock.live.setChecked(True)  # real click path: the checkbox drives the settings
+    assert ws.saliency.live and ws.saliency.budget == 4
+    play_steps(qtbot, window, 12)
+    qtbot.waitUntil(lambda: ws.live_steps() == list(range(ws.n_steps)), timeout=WAIT_MS)
+    n = ws.n_steps
+    assert all(ws.maps_at(t) is not None for t in range(n))
+    # the same pooling from the core, on per-frame maps computed here from the same frames
+    policy = ReferencePolicy(name="reference")
+    pool = PooledMaps()
+    with common_noise(policy):
+        for t in range(n):
+            cfg = ws.saliency.for_live_step(t).iss_config()
+            assert cfg.n_masks == 3 and cfg.seed == ws.saliency.seed + t
+            pool.add(t, pixel_iss(policy, ws.recording.observation(t), cfg).maps)
+    assert ws.live_bandwidth() == pool.bandwidth
+    expected = pool.pooled()
+    for t in (0, n // 2, n - 1):
+        for cam in ("front", "wrist"):
+            np.testing.assert_allclose(ws.maps_at(t)[cam], expected[t][cam], rtol=1e-4,
+                                       atol=1e-6)
+    # the overlay shows the current step's live map, the dock says how it was pooled
+    for cam, view in window.scene_dock.views.items():
+        np.testing.assert_allclose(view.overlay.image, normalise(ws.maps_at()[cam]))
+    assert f"live maps: {n} steps at 4 passes each" in dock.pooling.text()
+    window.grab().save(str(tmp_path / "live.png"))
+    # an explained frame at the full N takes over its step; the live maps stay for others
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    qtbot.mouseClick(dock.compute, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ws.frame_maps_at(0) is not None, timeout=WAIT_MS)
+    assert ws.maps_at(0) is ws.frame_maps_at(0)
+    assert not np.allclose(ws.maps_at(0)["front"], expected[0]["front"])
+    assert ws.frame_maps_at(1) is None and ws.maps_at(1) is not None
+
+
 def test_explain_shows_the_overlay_and_nmr(qtbot, window):
     ws = window.workspace
     play_steps(qtbot, window, 3)

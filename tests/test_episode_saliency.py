@@ -64,7 +64,7 @@ def test_episode_iss_matches_per_frame_iss_and_reports_error(episode_path, tmp_p
         exact = pixel_iss(GripperPolicy(), episode_observation(ep, 5, ["front", "wrist"], None),
                           cfg)
     np.testing.assert_allclose(res.maps["wrist"][5], exact.maps["wrist"], rtol=1e-5)
-    store(str(path), res, cfg, every=5)
+    store(str(path), res)
     with Episode(path) as ep:
         assert ep.saliency_methods() == ["iss-toolkit-improved"]
         meta = ep.metadata["saliency.iss-toolkit-improved"]
@@ -115,6 +115,19 @@ def test_cli_iss_and_nmr_on_a_reference_rollout(tmp_path):
     assert set(row["nmr"]) == {"1.0", "10.0", "50.0"} and len(row["per_step"]["10.0"]) == 8
     bad = run_cli("nmr", str(ep), "--k", "0")
     assert bad.returncode == 2 and "k must be in (0, 100]" in bad.stderr
+    # the default: every step at a budget of passes, pooled in time (pooled.py)
+    out = run_cli("iss", str(ep), "--budget", "4", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["budget"] == 4 and summary["computed_steps"] == list(range(8))
+    assert summary["bandwidth"] is not None and "every" not in summary
+    with Episode(ep) as stored:
+        assert stored.metadata["saliency.iss-toolkit-improved"]["budget"] == 4
+        assert stored.metadata["saliency.iss-toolkit-improved"]["config"]["n_masks"] == 3
+        maps = [stored.saliency("iss-toolkit-improved", "front", t) for t in range(8)]
+        assert all(np.ptp(m) > 0 for m in maps)
+    out = run_cli("iss", str(ep), "--budget", "4", "--bandwidth", "0")
+    assert out.returncode == 0 and "not pooled (per-frame maps)" in out.stdout, out.stderr
     empty = tmp_path / "nothing.h5"
     empty.write_text("x")
     bad = run_cli("iss", str(empty))

@@ -316,41 +316,54 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from .core.episode import Episode
     from .core.errors import PolicyConnectionLost
     from .core.saliency.iss import ISSConfig
-    from .core.saliency.temporal import episode_iss, store
+    from .core.saliency.temporal import episode_iss, pooled_episode_iss, store
 
+    keyframes = args.every is not None or args.method not in ("iss", "token-iss")
+    every = args.every if args.every is not None else 1
     policy = _registry().create_policy(args.policy, **_policy_options(args))
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()
-    with Episode(args.episode) as ep, tqdm(desc="iss", unit="frame", disable=None) as bar:
+    with Episode(args.episode) as ep, tqdm(desc="iss", unit="step", disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         try:
-            result = episode_iss(policy, ep, cfg, every=args.every, check=args.check,
-                                 progress=progress, method=args.method)
+            if keyframes:
+                result = episode_iss(policy, ep, cfg, every=every, check=args.check,
+                                     progress=progress, method=args.method)
+            else:
+                result = pooled_episode_iss(policy, ep, cfg, budget=args.budget,
+                                            bandwidth=args.bandwidth, progress=progress,
+                                            method=args.method)
         except PolicyConnectionLost as e:  # maps are stored only once all are computed
             raise PolicyConnectionLost(f"{e}; nothing stored in {args.episode}") from e
         frames = {c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
-    store(args.episode, result, cfg, args.every)
+    store(args.episode, result)
     if args.png:
         out = Path(args.png)
         out.mkdir(parents=True, exist_ok=True)
         for c in result.maps:
             for t, frame in zip(result.computed_steps, frames[c], strict=True):
                 _overlay_png(frame, result.maps[c][t], out / f"{c}_{t:04d}.png")
-    summary = {"episode": args.episode, "method": result.method,
-               "computed_steps": result.computed_steps, "check_steps": result.check_steps,
-               "interpolation_error": result.interpolation_error,
-               "interpolation_corr": result.interpolation_corr}
+    summary = {"episode": args.episode, "method": result.method, **result.made}
+    summary.pop("config", None)
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
+    elif keyframes:
         err = (f"{result.interpolation_error:.3f} (corr {result.interpolation_corr:.3f}) on "
                f"held-out steps {result.check_steps}" if result.check_steps else "not measured")
         print(f"{args.episode}: {result.method} stored for {len(result.computed_steps)} "
               f"computed steps, interpolated in between; interpolation error {err}")
+    else:
+        h = float(result.made["bandwidth"])
+        pooling = ("not pooled (per-frame maps)" if h == 0 else
+                   "pooled over the whole episode" if h == float("inf") else
+                   f"pooled over time with a Gaussian of {h:g} steps")
+        picked = ", picked by cross-validation" if args.bandwidth is None else ""
+        print(f"{args.episode}: {result.method} stored for all {len(result.computed_steps)} "
+              f"steps at {args.budget} forward passes per step; {pooling}{picked}")
     return 0
 
 
@@ -867,7 +880,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="checkpoint folder for --policy")
     _add_policy_options(p)
     p.add_argument("--device", default=None)
-    p.add_argument("--n", type=int, default=100, help="masks per frame")
+    p.add_argument("--budget", type=int, default=10,
+                   help="forward passes per step: every step explained with budget - 1 "
+                        "masks, maps pooled over time (docs/benchmarks.md, Episode ISS)")
+    p.add_argument("--bandwidth", type=float, default=None,
+                   help="pooling over time in steps (0: none; default: cross-validated)")
+    p.add_argument("--n", type=int, default=100, help="masks per computed step with --every")
     p.add_argument("--grid", type=int, default=7)
     p.add_argument("--p-keep", type=float, default=0.3)
     p.add_argument("--sigma", type=float, default=10.0, help="blur of the fill (pixels)")
@@ -875,7 +893,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="toolkit: the ISS toolkit's definition exactly; toolkit-improved: the "
                         "same map with less variance; rise*: our earlier per-camera masks")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--every", type=int, default=10, help="compute every Nth step, interpolate")
+    p.add_argument("--every", type=int, default=None,
+                   help="the toolkit's way instead: --n masks on every Nth step (it uses 10), "
+                        "linear interpolation in between (baselines: --every 1)")
     p.add_argument("--check", type=int, default=2,
                    help="held-out steps on which the interpolation error is measured")
     p.add_argument("--seed", type=int, default=0)

@@ -283,7 +283,7 @@ class Controller(QObject):
             return
         self.ws.append_step(result.record)
         if self.ws.saliency.live:
-            self.explain(result.record.t)
+            self.explain_live(result.record.t)
         if result.done:
             self._live_done = True
             self.ws.set_playing(False)
@@ -354,14 +354,24 @@ class Controller(QObject):
     # saliency ---------------------------------------------------------------------------
     def explain(self, t: int | None = None) -> None:
         """Compute the overlay of step ``t`` (default: current) unless cached or queued."""
+        self._explain(t, live=False)
+
+    def explain_live(self, t: int | None = None) -> None:
+        """Live mode: step ``t`` at the live budget of forward passes, pooled in time with
+        the steps explained so far (it shows at once and is refined as more arrive)."""
+        self._explain(t, live=True)
+
+    def _explain(self, t: int | None, live: bool) -> None:
         rec = self.ws.recording
         if rec is None or rec.n_steps == 0:
             self.status.emit("nothing to explain yet: run or open an episode")
             return
         t = self.ws.step if t is None else t
         settings = self.ws.saliency
-        key = (settings.key(), t)
-        if self.ws.maps_at(t) is not None or key in self._pending_saliency:
+        key = (settings.live_key() if live else settings.key(), t)
+        done_already = (t in self.ws.live_steps()) if live else (
+            self.ws.frame_maps_at(t) is not None)
+        if done_already or key in self._pending_saliency:
             return
         obs = rec.observation(t)
         refs = ([rec.observation(i) for i in range(0, rec.n_steps,
@@ -369,11 +379,12 @@ class Controller(QObject):
                 if settings.method == "token-iss" else [])
         weights = self.weights
         run = self.ws.run
+        computed = settings.for_live_step(t) if live else settings
         self._pending_saliency.add(key)
 
         def job(session: Session, ctx: JobContext) -> dict[str, Any]:
             session.load_policy(run.policy, run.device, weights)
-            return session.explain(obs, settings, refs, progress=ctx.progress,
+            return session.explain(obs, computed, refs, progress=ctx.progress,
                                    should_cancel=ctx.cancelled)
 
         def finish() -> None:
@@ -383,7 +394,10 @@ class Controller(QObject):
 
         def done(result: dict[str, Any]) -> None:
             finish()
-            self.ws.put_maps(t, result["key"], result["maps"])
+            if live:
+                self.ws.put_live_maps(t, key[0], result["maps"])
+            else:
+                self.ws.put_maps(t, result["key"], result["maps"])
 
         def failed(message: str, details: str) -> None:
             finish()
@@ -394,7 +408,7 @@ class Controller(QObject):
             finish()
             self.status.emit(message)
 
-        self.saliency_progress.emit(0, settings.n_masks)
+        self.saliency_progress.emit(0, computed.n_masks)
         self.engine.submit("saliency", job, on_done=done, on_error=failed,
                            on_progress=lambda d, n: self.saliency_progress.emit(d, n),
                            on_cancel=cancelled)

@@ -79,5 +79,5 @@ def steering_demo(scene: Scene, policy: Policy, out_dir: str | Path, *, task: st
         say(f"ISS every {every} steps for {Path(path).name}")
         with Episode(path) as ep:
             result = episode_iss(policy, ep, cfg, every=every, check=0)
-        store(str(path), result, cfg, every)
+        store(str(path), result)
     return SteeringDemo(comp, fs, feature, float(alpha))

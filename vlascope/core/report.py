@@ -61,7 +61,7 @@ def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
                                   policy_name=name, overwrite=True)  # the report's own folder
                     with Episode(path) as ep:
                         sal = episode_iss(policy, ep, iss, every=every, check=0)
-                    store(str(path), sal, iss, every)
+                    store(str(path), sal)
                     with Episode(path) as ep:
                         per_step = episode_nmr(ep, sal.method, ks)
                     cell.episodes += 1

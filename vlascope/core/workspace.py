@@ -19,6 +19,7 @@ from .metrics import nmr_at_k
 from .recording import FileRecording, LiveRecording, Recording
 from .saliency import METHODS
 from .saliency.iss import ISSConfig
+from .saliency.pooled import PooledMaps
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SaliencySettings:
     opacity: float = 0.5
     k: float = 10.0
     live: bool = False
+    budget: int = 10  # live mode: forward passes per step (budget - 1 masks), pooled in time
 
     def iss_config(self) -> ISSConfig:
         cfg = ISSConfig(n_masks=self.n_masks, grid=self.grid, p_keep=self.p_keep,
@@ -62,6 +64,18 @@ class SaliencySettings:
                     f":g{self.grid}:s{self.sigma:g}:seed{self.seed}")
         return self.method
 
+    def live_key(self) -> str:
+        """The cache entry of live maps: every step at ``budget`` passes, pooled in time."""
+        if self.method in ("iss", "token-iss"):
+            return self.key().replace(f":n{self.n_masks}:", f":live{self.budget}:")
+        return self.method
+
+    def for_live_step(self, t: int) -> SaliencySettings:
+        """The per-frame settings of step ``t`` in live mode (temporal.step_config)."""
+        if self.method not in ("iss", "token-iss"):
+            return self
+        return replace(self, n_masks=self.budget - 1, seed=self.seed + t)
+
     def check(self) -> None:
         if self.method not in METHODS:
             raise VLAScopeError(f"unknown saliency method '{self.method}' "
@@ -70,6 +84,9 @@ class SaliencySettings:
             raise VLAScopeError("overlay opacity must be in [0, 1]")
         if not 0 < self.k <= 100:
             raise VLAScopeError(f"k must be in (0, 100], got {self.k}")
+        if self.budget < 2:
+            raise VLAScopeError("the live budget needs at least 2 forward passes per step "
+                                "(the unperturbed action and one mask)")
         self.iss_config()
 
 
@@ -92,6 +109,12 @@ class Workspace:
         self.device = ""
         self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self._nmr: dict[tuple[str, int, float], float | None] = {}
+        # live maps: every step explained at a budget and pooled in time (saliency.pooled);
+        # a step's pooled map is made when it arrives and refined on demand once the
+        # rollout pauses (then the later steps it did not see yet are in)
+        self._live: PooledMaps | None = None
+        self._live_key = ""
+        self._live_seen: dict[int, int] = {}  # step -> how many steps its map had seen
         self._annotation: RegionAnnotation | None = None
         self.run_changed = Event("run_changed")
         self.saliency_settings_changed = Event("saliency_settings_changed")
@@ -126,6 +149,8 @@ class Workspace:
         if playing != self.playing:
             self.playing = playing
             self.playing_changed.emit(playing)
+            if not playing and self.live_steps():  # live maps refine now: redraw them
+                self.saliency_changed.emit(self.step)
 
     def set_policy_loaded(self, label: str, device: str) -> None:
         self.policy_label, self.device = label, device
@@ -138,6 +163,7 @@ class Workspace:
         self.recording = rec
         self._maps.clear()
         self._nmr.clear()
+        self._live, self._live_key, self._live_seen = None, "", {}
         self._damage_told.clear()
         self._annotation = None
         self.step = 0
@@ -203,7 +229,13 @@ class Workspace:
 
     # saliency ---------------------------------------------------------------------------
     def maps_at(self, t: int | None = None) -> dict[str, np.ndarray] | None:
-        """Maps of step ``t`` (default: current) for the current settings, if computed."""
+        """Maps of step ``t`` (default: current) for the current settings, if computed: its
+        own (explained frame, or stored in the file), else its live map."""
+        found = self._maps_with_key(self.step if t is None else t)
+        return found[1] if found else None
+
+    def frame_maps_at(self, t: int | None = None) -> dict[str, np.ndarray] | None:
+        """The step's own maps at the settings' N (not a live map)."""
         t = self.step if t is None else t
         key = (self.saliency.key(), t)
         if key not in self._maps and self.recording is not None and 0 <= t < self.n_steps:
@@ -218,6 +250,23 @@ class Workspace:
                 self._maps[key] = stored
         return self._maps.get(key)
 
+    def _maps_with_key(self, t: int) -> tuple[str, dict[str, np.ndarray]] | None:
+        own = self.frame_maps_at(t)
+        if own is not None:
+            return self.saliency.key(), own
+        key = self.saliency.live_key()
+        if self._live is None or key != self._live_key or t not in self._live.raw:
+            return None
+        if not self.playing and self._live_seen.get(t) != len(self._live.raw):
+            self._refine_live(t)  # later steps arrived since: pool them in now
+        return key, self._maps[(key, t)]
+
+    def _refine_live(self, t: int) -> None:
+        assert self._live is not None
+        self._maps[(self._live_key, t)] = self._live.map_at(t)
+        self._live_seen[t] = len(self._live.raw)
+        self._nmr = {k: v for k, v in self._nmr.items() if k[:2] != (self._live_key, t)}
+
     def _stored_name(self) -> str:
         from .saliency.methods import stored_name  # torch-free callers never reach here
 
@@ -228,9 +277,27 @@ class Workspace:
         self._nmr = {k: v for k, v in self._nmr.items() if k[:2] != (key, t)}
         self.saliency_changed.emit(t)
 
+    def put_live_maps(self, t: int, key: str, maps: dict[str, np.ndarray]) -> None:
+        """A live step's own few-mask maps: pooled with the steps so far and shown."""
+        if self._live is None or key != self._live_key:
+            self._live, self._live_key, self._live_seen = PooledMaps(), key, {}
+        self._live.add(t, maps)
+        self._refine_live(t)
+        self.saliency_changed.emit(t)
+
+    def live_steps(self) -> list[int]:
+        """Steps with live maps for the current settings."""
+        if self._live is None or self.saliency.live_key() != self._live_key:
+            return []
+        return self._live.steps
+
+    def live_bandwidth(self) -> float | None:
+        """The pooling the live maps use now (steps), None without live maps."""
+        return self._live.bandwidth if self.live_steps() else None
+
     def cached_steps(self) -> list[int]:
         key = self.saliency.key()
-        return sorted(t for k, t in self._maps if k == key)
+        return sorted({t for k, t in self._maps if k == key} | set(self.live_steps()))
 
     # region annotation -----------------------------------------------------------------
     @property
@@ -274,12 +341,13 @@ class Workspace:
         """NMR@k of a step from its maps and region labels; None when either is missing,
         NaN when the map is flat (the policy ignored every perturbation)."""
         t = self.step if t is None else t
-        memo = (self.saliency.key(), t, self.saliency.k)
+        found = self._maps_with_key(t)
+        if found is None or self.recording is None:
+            return None
+        key, maps = found
+        memo = (key, t, self.saliency.k)
         if memo in self._nmr:
             return self._nmr[memo]
-        maps = self.maps_at(t)
-        if maps is None or self.recording is None:
-            return None
         regions = self.regions_at(t)
         value = None
         if regions and all(c in regions for c in maps):

@@ -62,6 +62,20 @@ class SaliencyDock(Panel):
         col.addLayout(form)
         self.live = QCheckBox("live: explain every step as the rollout runs")
         col.addWidget(self.live)
+        live_row = QHBoxLayout()
+        live_row.addWidget(QLabel("live budget"))
+        self.budget = QSpinBox()
+        self.budget.setRange(2, 10000)
+        self.budget.setSuffix(" passes/step")
+        self.budget.setToolTip("Live mode explains every step with this many forward passes "
+                               "(budget - 1 masks) and pools each map with its neighbours in "
+                               "time, so maps keep up with the rollout; a step's map is "
+                               "refined as later steps arrive (shown once the rollout pauses)")
+        live_row.addWidget(self.budget)
+        col.addLayout(live_row)
+        self.pooling = QLabel("")
+        self.pooling.setObjectName("live-pooling")
+        col.addWidget(self.pooling)
         row = QHBoxLayout()
         self.compute = QPushButton("Explain frame")
         self.compute.setShortcut("E")
@@ -87,7 +101,7 @@ class SaliencyDock(Panel):
         self._load(workspace.saliency)
         for w in (self.method, self.estimator):
             w.currentTextChanged.connect(self._edited)
-        for w in (self.n_masks, self.p_keep, self.sigma, self.grid, self.k):
+        for w in (self.n_masks, self.p_keep, self.sigma, self.grid, self.k, self.budget):
             w.valueChanged.connect(self._edited)
         self.opacity.valueChanged.connect(
             lambda v: self.ws.update_saliency(opacity=v / 100.0))
@@ -103,7 +117,7 @@ class SaliencyDock(Panel):
 
     def _load(self, s: SaliencySettings) -> None:
         widgets = (self.method, self.estimator, self.n_masks, self.p_keep, self.sigma,
-                   self.grid, self.k, self.opacity, self.live)
+                   self.grid, self.k, self.opacity, self.live, self.budget)
         for w in widgets:
             w.blockSignals(True)
         self.method.setCurrentText(s.method)
@@ -115,10 +129,11 @@ class SaliencyDock(Panel):
         self.k.setValue(s.k)
         self.opacity.setValue(int(round(s.opacity * 100)))
         self.live.setChecked(s.live)
+        self.budget.setValue(s.budget)
         for w in widgets:
             w.blockSignals(False)
         iss = s.method in ("iss", "token-iss")
-        for w in (self.estimator, self.n_masks, self.p_keep, self.grid):
+        for w in (self.estimator, self.n_masks, self.p_keep, self.grid, self.budget):
             w.setEnabled(iss)
         self.sigma.setEnabled(s.method == "iss")
 
@@ -127,7 +142,8 @@ class SaliencyDock(Panel):
             self.ws.update_saliency(
                 method=self.method.currentText(), estimator=self.estimator.currentText(),
                 n_masks=self.n_masks.value(), p_keep=round(self.p_keep.value(), 4),
-                sigma=self.sigma.value(), grid=self.grid.value(), k=self.k.value())
+                sigma=self.sigma.value(), grid=self.grid.value(), k=self.k.value(),
+                budget=self.budget.value())
         except VLAScopeError as e:
             self.controller.status.emit(str(e))
 
@@ -137,8 +153,8 @@ class SaliencyDock(Panel):
 
     def _live_toggled(self, on: bool) -> None:
         self.ws.update_saliency(live=on)
-        if on:
-            self.controller.explain()
+        if on and self.ws.n_steps:
+            self.controller.explain_live()
 
     def _progress(self, done: int, total: int) -> None:
         busy = total > 0
@@ -148,3 +164,12 @@ class SaliencyDock(Panel):
 
     def _show_nmr(self) -> None:
         self.nmr.setText(nmr_text(self.ws))
+        h = self.ws.live_bandwidth()
+        steps = len(self.ws.live_steps())
+        if h is None:
+            self.pooling.setText("")
+        else:
+            span = ("not pooled" if h == 0 else "pooled over all of them" if h == float("inf")
+                    else f"pooled over ~{h:g} steps")
+            self.pooling.setText(f"live maps: {steps} steps at {self.ws.saliency.budget} "
+                                 f"passes each, {span}")

@@ -11,7 +11,9 @@ Estimators (``ESTIMATORS``):
 - ``toolkit``: the toolkit's own definition, value for value (strip.py: one Bernoulli grid
   across the views side by side, cv2 bilinear upsampling, cv2 blur, truncation);
 - ``toolkit-improved``: the same expectation under the same mask distribution with less
-  variance: stratified cells (every strip cell dropped in exactly N (1 - p_keep) masks) and
+  variance: stratified cells (every strip cell dropped in N (1 - p_keep) masks, rounded at
+  random when not whole) and, per cell, the mean divergence of the masks that drop it,
+  upsampled as the masks are (strip.py). Where every cell is dropped equally often this is
   the mean divergence as a control variate,
       S = sum_k (d_k - mean d) (1 - m_k) / (N (1 - p_keep)) + mean d;
 - ``rise`` / ``rise-improved``: our earlier estimators, per-camera RISE masks with a random
@@ -37,7 +39,7 @@ from ..errors import CancelledError, ObservationError, VLAScopeError
 from ..hook_ops import Capture, MeanReplace
 from ..policy import Observation, Policy, check_action_chunks, common_noise
 from . import ESTIMATORS
-from .masks import RisePerturbation
+from .masks import RisePerturbation, stratified_drops
 from .strip import ToolkitPerturbation
 
 ProgressFn = Callable[[int, int], None]
@@ -106,14 +108,12 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
     config.check()
     cams = list(cameras or obs.images)
     check_frame(obs, cams)
-    base = policy.batch_infer([obs])
-    action_dim = np.asarray(base).shape[-1]
-    base = check_action_chunks(base, 1, action_dim)[0]
     n = config.n_masks
     family = ToolkitPerturbation if config.estimator.startswith("toolkit") else RisePerturbation
     source = family(obs.images, cams, n, config.grid, config.p_keep, config.sigma,
                     config.seed, stratified=config.estimator.endswith("improved"))
     divergences = np.empty(n)
+    base = action_dim = None
     for start in range(0, n, config.batch_size):
         if should_cancel is not None and should_cancel():
             raise CancelledError(f"ISS cancelled after {start} of {n} masks")
@@ -121,7 +121,13 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
         perturbed = source.batch(start, end)
         batch = [replace(obs, images={**obs.images, **{c: perturbed[c][i] for c in cams}})
                  for i in range(end - start)]
-        acts = check_action_chunks(policy.batch_infer(batch), end - start, action_dim)
+        if base is None:  # the unperturbed frame rides with the first batch: one call less
+            out = policy.batch_infer([obs, *batch])
+            action_dim = np.asarray(out).shape[-1]
+            out = check_action_chunks(out, end - start + 1, action_dim)
+            base, acts = out[0], out[1:]
+        else:
+            acts = check_action_chunks(policy.batch_infer(batch), end - start, action_dim)
         divergences[start:end] = _divergence(acts, base)
         source.add(divergences[start:end])
         if progress is not None:
@@ -129,12 +135,16 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
     weighted, dropped = source.sums()
     norm = n * (1.0 - config.p_keep)
     mean_d = divergences.mean()
-    maps = {}
-    for c in cams:
-        if config.estimator.endswith("improved"):  # the mean divergence as control variate
-            maps[c] = ((weighted[c] - mean_d * dropped[c]) / norm + mean_d).astype(np.float32)
-        else:
-            maps[c] = (weighted[c] / norm).astype(np.float32)
+    if config.estimator == "toolkit-improved":
+        maps = source.cell_means(float(mean_d))
+    else:
+        maps = {}
+        for c in cams:
+            if config.estimator.endswith("improved"):  # the mean divergence as control variate
+                maps[c] = ((weighted[c] - mean_d * dropped[c]) / norm + mean_d
+                           ).astype(np.float32)
+            else:
+                maps[c] = (weighted[c] / norm).astype(np.float32)
     return SaliencyMaps(maps, f"iss-{config.estimator}", n + 1, base, divergences,
                         asdict(config))
 
@@ -186,10 +196,7 @@ def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: 
     n_tok = sum(int(np.prod(layout[c]["grid"])) for c in cams)
     rng = np.random.default_rng(config.seed)
     if config.estimator.endswith("improved"):
-        keep_all = np.ones((config.n_masks, n_tok), np.float32)
-        n_drop = int(round(config.n_masks * (1 - config.p_keep)))
-        for t in range(n_tok):
-            keep_all[rng.permutation(config.n_masks)[:n_drop], t] = 0.0
+        keep_all = stratified_drops(config.n_masks, n_tok, config.p_keep, rng).T
     else:
         keep_all = (rng.random((config.n_masks, n_tok)) < config.p_keep).astype(np.float32)
     divergences = np.empty(config.n_masks)
@@ -205,10 +212,13 @@ def _token_iss(policy: Any, obs: Observation, mean_token: torch.Tensor, config: 
         if progress is not None:
             progress(end, config.n_masks)
     drop = 1.0 - keep_all
-    w = divergences - (divergences.mean() if config.estimator.endswith("improved") else 0.0)
-    scores = (w[:, None] * drop).sum(0) / (config.n_masks * (1 - config.p_keep))
-    if config.estimator.endswith("improved"):
-        scores += divergences.mean()
+    weighted = (divergences[:, None] * drop).sum(0)
+    if config.estimator.endswith("improved"):  # per token: mean divergence of its drops
+        counts = drop.sum(0)
+        scores = np.divide(weighted, counts, out=np.full(n_tok, divergences.mean()),
+                           where=counts > 0)
+    else:
+        scores = weighted / (config.n_masks * (1 - config.p_keep))
     return SaliencyMaps(grid_scores_to_maps(scores, layout, obs),
                         f"token-iss-{config.estimator}", config.n_masks + 1, base,
                         divergences, asdict(config))

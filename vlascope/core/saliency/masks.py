@@ -8,18 +8,39 @@ import torch
 from torch.nn import functional as F
 
 
+def drop_counts(n: int, n_cells: int, p_keep: float, rng) -> np.ndarray:
+    """In how many of n masks each cell is dropped, for a stratified design: n (1 - p_keep)
+    when that is whole; else its floor or ceiling at random with the right odds, so each
+    mask-cell is still dropped with probability exactly 1 - p_keep (rounding instead, as
+    before, changed the mask distribution: 4 of 5 dropped instead of 3.5). Whole counts
+    draw nothing, so those designs stay what they were for the same seed. ``rng``: a numpy
+    Generator or RandomState."""
+    expected = n * (1.0 - p_keep)
+    base = int(np.floor(expected + 1e-9))
+    frac = expected - base
+    if frac < 1e-9:
+        return np.full(n_cells, base, dtype=int)
+    return base + (rng.random(n_cells) < frac).astype(int)
+
+
+def stratified_drops(n: int, n_cells: int, p_keep: float, rng) -> np.ndarray:
+    """(n_cells, n) 0/1 keep values, cell c dropped in ``drop_counts`` of the n masks, at
+    masks chosen by an independent permutation per cell (so a mask's cells are independent
+    with keep probability p_keep, as in plain Bernoulli masks)."""
+    counts = drop_counts(n, n_cells, p_keep, rng)
+    keep = np.ones((n_cells, n), np.float32)
+    for c in range(n_cells):
+        keep[c, rng.permutation(n)[:counts[c]]] = 0.0
+    return keep
+
+
 def grid_keep(n: int, grid: int, p_keep: float, rng: np.random.Generator,
               stratified: bool = False) -> np.ndarray:
-    """(n, grid, grid) 0/1 cells. Stratified: every cell is dropped in exactly
-    round(n (1 - p_keep)) of the n masks, so coverage has no sampling noise while each
-    mask's cells still have marginal keep probability p_keep."""
+    """(n, grid, grid) 0/1 cells. Stratified (``stratified_drops``): coverage has (almost)
+    no sampling noise while each mask's cells keep marginal keep probability p_keep."""
     if not stratified:
         return (rng.random((n, grid, grid)) < p_keep).astype(np.float32)
-    n_drop = int(round(n * (1 - p_keep)))
-    cells = np.ones((grid * grid, n), np.float32)
-    for c in range(grid * grid):
-        cells[c, rng.permutation(n)[:n_drop]] = 0.0
-    return cells.T.reshape(n, grid, grid)
+    return stratified_drops(n, grid * grid, p_keep, rng).T.reshape(n, grid, grid)
 
 
 def upsample(cells: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:

@@ -10,8 +10,11 @@ One difference, in cost only: the toolkit pads a short last batch with copies of
 item; we send the short batch (the same maps for any policy whose answer for an item does
 not depend on the rest of its batch).
 
-``stratified=True`` keeps that distribution per cell but drops every strip cell in exactly
-round(N (1 - p_keep)) masks (the ``toolkit-improved`` estimator)."""
+``stratified=True`` keeps that distribution per mask but drops every strip cell in
+N (1 - p_keep) masks (its floor or ceiling when that is not whole: masks.drop_counts), and
+the map is estimated per cell, as the mean divergence of the masks that drop it, then
+upsampled like the masks (the ``toolkit-improved`` estimator): unbiased at any N, since
+a bilinear resize is linear and the map is E[d drop] / (1 - p_keep) pixel by pixel."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import VLAScopeError
+from .masks import stratified_drops
 
 
 def strip_cells(n: int, grid: int, n_views: int, p_keep: float, seed: int,
@@ -29,11 +33,7 @@ def strip_cells(n: int, grid: int, n_views: int, p_keep: float, seed: int,
     rng = np.random.RandomState(seed)
     if not stratified:
         return (rng.rand(n, grid, grid * n_views) < p_keep).astype(np.float32)
-    n_cells = grid * grid * n_views
-    n_drop = int(round(n * (1 - p_keep)))
-    cells = np.ones((n_cells, n), np.float32)
-    for c in range(n_cells):
-        cells[c, rng.permutation(n)[:n_drop]] = 0.0
+    cells = stratified_drops(n, grid * grid * n_views, p_keep, rng)
     return cells.T.reshape(n, grid, grid * n_views)
 
 
@@ -79,6 +79,9 @@ class ToolkitPerturbation:
         self.cameras = list(cameras)
         self.height, self.width = common_size(images, self.cameras)
         self.cells = strip_cells(n, grid, len(self.cameras), p_keep, seed, stratified)
+        self.cell_weighted = np.zeros(self.cells.shape[1:], np.float64)  # sum_k d_k (1 - cell)
+        self.cell_dropped = np.zeros(self.cells.shape[1:], np.float64)
+        self._batch_cells = self.cells[:0]
         self.original = {c: images[c].astype(np.float32) for c in self.cameras}
         self.blurred = {c: toolkit_blur(self.original[c], sigma) for c in self.cameras}
         shape = (self.height, self.width)
@@ -87,7 +90,8 @@ class ToolkitPerturbation:
         self.drop: dict[str, np.ndarray] = {}
 
     def batch(self, start: int, end: int) -> dict[str, np.ndarray]:
-        keep = strip_keep(self.cells[start:end], self.height, self.width * len(self.cameras))
+        self._batch_cells = self.cells[start:end]
+        keep = strip_keep(self._batch_cells, self.height, self.width * len(self.cameras))
         out = {}
         for v, c in enumerate(self.cameras):
             view = keep[:, :, v * self.width:(v + 1) * self.width]
@@ -100,6 +104,20 @@ class ToolkitPerturbation:
         for c, drop in self.drop.items():
             self.weighted[c] += np.sum(d[:, None, None, None] * drop, axis=0).squeeze(-1)
             self.dropped[c] += np.sum(drop, axis=0).squeeze(-1)
+        drop_cells = 1.0 - self._batch_cells.astype(np.float64)
+        self.cell_weighted += np.tensordot(np.asarray(divergences, np.float64), drop_cells, 1)
+        self.cell_dropped += drop_cells.sum(0)
 
     def sums(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return self.weighted, self.dropped
+
+    def cell_means(self, mean_divergence: float) -> dict[str, np.ndarray]:
+        """Per camera: the mean divergence of the masks that drop each cell, upsampled as
+        the masks are (a cell no mask dropped, possible only at tiny N, gets the mean)."""
+        means = np.divide(self.cell_weighted, self.cell_dropped,
+                          out=np.full_like(self.cell_weighted, mean_divergence),
+                          where=self.cell_dropped > 0).astype(np.float32)
+        strip = cv2.resize(means, (self.width * len(self.cameras), self.height),
+                           interpolation=cv2.INTER_LINEAR)
+        return {c: strip[:, v * self.width:(v + 1) * self.width].copy()
+                for v, c in enumerate(self.cameras)}
