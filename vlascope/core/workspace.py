@@ -59,15 +59,16 @@ class SaliencySettings:
         return cfg
 
     def key(self) -> str:
-        if self.method in ("iss", "token-iss"):
-            return (f"{self.method}-{self.estimator}:n{self.n_masks}:p{self.p_keep:g}"
-                    f":g{self.grid}:s{self.sigma:g}:seed{self.seed}")
-        return self.method
+        return self._key(f"n{self.n_masks}")
 
     def live_key(self) -> str:
         """The cache entry of live maps: every step at ``budget`` passes, pooled in time."""
+        return self._key(f"live{self.budget}")
+
+    def _key(self, masks: str) -> str:
         if self.method in ("iss", "token-iss"):
-            return self.key().replace(f":n{self.n_masks}:", f":live{self.budget}:")
+            return (f"{self.method}-{self.estimator}:{masks}:p{self.p_keep:g}"
+                    f":g{self.grid}:s{self.sigma:g}:seed{self.seed}")
         return self.method
 
     def for_live_step(self, t: int) -> SaliencySettings:
