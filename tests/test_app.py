@@ -206,6 +206,17 @@ def test_live_mode_explains_every_step_and_refines_them(qtbot, window, tmp_path)
     assert ws.maps_at(0) is ws.frame_maps_at(0)
     assert not np.allclose(ws.maps_at(0)["front"], expected[0]["front"])
     assert ws.frame_maps_at(1) is None and ws.maps_at(1) is not None
+    # publishing keeps the live maps in the episode file, as `vlascope iss` stores its own
+    live = ws.recording
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    idle(qtbot, window)
+    with Episode(live.path) as ep:
+        assert ep.saliency_methods() == ["iss-toolkit-improved"]
+        made = ep.metadata["saliency.iss-toolkit-improved"]
+        assert made["budget"] == 4 and made["config"]["n_masks"] == 3
+        assert made["computed_steps"] == list(range(n))
+        np.testing.assert_allclose(ep.saliency("iss-toolkit-improved", "wrist", n // 2),
+                                   expected[n // 2]["wrist"], rtol=1e-4, atol=1e-6)
 
 
 def test_explain_shows_the_overlay_and_nmr(qtbot, window):

@@ -281,7 +281,9 @@ class Workspace:
     def put_live_maps(self, t: int, key: str, maps: dict[str, np.ndarray]) -> None:
         """A live step's own few-mask maps: pooled with the steps so far and shown."""
         if self._live is None or key != self._live_key:
-            self._live, self._live_key, self._live_seen = PooledMaps(), key, {}
+            noisy = self.saliency.method in ("iss", "token-iss")  # the others: exact maps
+            self._live, self._live_key, self._live_seen = (
+                PooledMaps(None if noisy else 0.0), key, {})
         self._live.add(t, maps)
         self._refine_live(t)
         self.saliency_changed.emit(t)
@@ -291,6 +293,22 @@ class Workspace:
         if self._live is None or self.saliency.live_key() != self._live_key:
             return []
         return self._live.steps
+
+    def live_episode_maps(self) -> tuple[str, dict[str, np.ndarray], dict[str, Any]] | None:
+        """The shown rollout's live maps, each pooled with every step, to store in its file
+        (name, camera -> (T, H, W), how they were made); None unless every step has one."""
+        steps = self.live_steps()
+        if not steps or steps != list(range(self.n_steps)):
+            return None
+        assert self._live is not None
+        pooled = self._live.pooled()
+        maps = {c: np.stack([pooled[t][c] for t in steps]) for c in pooled[steps[0]]}
+        s, h = self.saliency, self._live.bandwidth
+        made = {"config": s.for_live_step(0).iss_config().__dict__,
+                "seeds": "config seed + step", "budget": s.budget,
+                "bandwidth": h if np.isfinite(h) else "inf", "computed_steps": steps,
+                "made_by": "the inspector's live mode"}
+        return self._stored_name(), maps, made
 
     def live_bandwidth(self) -> float | None:
         """The pooling the live maps use now (steps), None without live maps."""
