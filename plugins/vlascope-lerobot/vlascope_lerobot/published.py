@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .compat import import_smolvla
-from .tiny import smolvlm_tokenizer, write_smolvlm_files
+from .tiny import smolvlm_tokenizer, write_smolvla_processors, write_smolvlm_files
 
 # HuggingFaceTB/SmolVLM2-500M-Video-Instruct config.json (the vision tower's layer count
 # and MLP width are SigLIP-base's, the config class defaults it relies on, written out)
@@ -91,17 +91,12 @@ def write_published_smolvla(folder: str | Path, seed: int = 0) -> Path:
     """A random-weight smolvla_base in ``folder``: bfloat16 ``model.safetensors``, the VLM
     files in ``folder/vlm``, processors with identity statistics."""
     import_smolvla()  # first: LeRobot's package is registered without its __init__
-    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
     out = Path(folder)
     vlm = write_smolvlm2_500m(out / "vlm")
     policy = build_smolvla(vlm, seed=seed).to(torch.bfloat16)
     policy.save_pretrained(out)
-    stats = {"observation.state": {"mean": torch.zeros(STATE_DIM), "std": torch.ones(STATE_DIM)},
-             "action": {"mean": torch.zeros(ACTION_DIM), "std": torch.ones(ACTION_DIM)}}
-    pre, post = make_smolvla_pre_post_processors(policy.config, dataset_stats=stats)
-    pre.save_pretrained(out)
-    post.save_pretrained(out)
+    write_smolvla_processors(policy.config, out, STATE_DIM, ACTION_DIM)
     return out
 
 

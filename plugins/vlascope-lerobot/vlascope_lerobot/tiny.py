@@ -95,7 +95,6 @@ def write_tiny_smolvla(folder: str | Path, cameras: Sequence[str] = ("front", "w
     first), image features named after the scene cameras, identity statistics."""
     lr = import_smolvla()
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
     out = Path(folder)
     write_tiny_smolvlm(out / "vlm", image_size)
@@ -114,12 +113,25 @@ def write_tiny_smolvla(folder: str | Path, cameras: Sequence[str] = ("front", "w
     torch.manual_seed(seed)
     policy = lr["SmolVLAPolicy"](config)
     policy.save_pretrained(out)
-    stats = {"observation.state": {"mean": torch.zeros(state_dim), "std": torch.ones(state_dim)},
-             "action": {"mean": torch.zeros(action_dim), "std": torch.ones(action_dim)}}
-    pre, post = make_smolvla_pre_post_processors(config, dataset_stats=stats)
+    write_smolvla_processors(config, out, state_dim, action_dim)
+    return out
+
+
+def identity_stats(state_dim: int, action_dim: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Mean 0, std 1 for state and action: random weights were trained on no data, so
+    their pipelines normalise nothing."""
+    return {"observation.state": {"mean": torch.zeros(state_dim), "std": torch.ones(state_dim)},
+            "action": {"mean": torch.zeros(action_dim), "std": torch.ones(action_dim)}}
+
+
+def write_smolvla_processors(config, out: Path, state_dim: int, action_dim: int) -> None:
+    """SmolVLA's own pre/post-processing pipelines, with identity statistics, into ``out``."""
+    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+
+    pre, post = make_smolvla_pre_post_processors(
+        config, dataset_stats=identity_stats(state_dim, action_dim))
     pre.save_pretrained(out)
     post.save_pretrained(out)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .compat import import_lerobot
+from .tiny import identity_stats
 
 CAMERAS = ("front", "wrist")  # vlascope/scenes/tabletop: cameras, 4-number state and action
 STATE_DIM = ACTION_DIM = 4
@@ -164,8 +165,7 @@ def write_xvla(out: Path, size: str = "tiny", seed: int = 0) -> Path:
     projection = policy.model.vlm.image_projection
     torch.nn.init.normal_(projection.data, std=projection.shape[0] ** -0.5)
     policy.save_pretrained(out)
-    stats = {"observation.state": {"mean": torch.zeros(STATE_DIM), "std": torch.ones(STATE_DIM)},
-             "action": {"mean": torch.zeros(ACTION_DIM), "std": torch.ones(ACTION_DIM)}}
+    stats = identity_stats(STATE_DIM, ACTION_DIM)
     named = config.tokenizer_name  # facebook/bart-large, as LeRobot's checkpoints name it
     config.tokenizer_name = str(out / "tokenizer")  # the step loads it when built
     pre, post = processor.make_xvla_pre_post_processors(config, dataset_stats=stats)
