@@ -16,7 +16,7 @@ from . import __version__  # noqa: E402
 from .app.screenshot import PANELS  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
 from .core.metrics import COUNTINGS, SCALINGS  # noqa: E402
-from .core.saliency import ESTIMATORS, METHODS  # noqa: E402
+from .core.saliency import ESTIMATORS, ISS_METHODS, METHODS  # noqa: E402
 
 DEFAULT_SCENE = "tabletop"
 DEFAULT_POLICY = "reference"
@@ -318,7 +318,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
     from .core.saliency.iss import ISSConfig
     from .core.saliency.temporal import episode_iss, pooled_episode_iss, store
 
-    keyframes = args.every is not None or args.method not in ("iss", "token-iss")
+    keyframes = args.every is not None or args.method not in ISS_METHODS
     every = args.every if args.every is not None else 1
     policy = _registry().create_policy(args.policy, **_policy_options(args))
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,

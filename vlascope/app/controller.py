@@ -239,7 +239,7 @@ class Controller(QObject):
         def done(result: dict[str, Any]) -> None:
             self._live_done = False
             self._stamps.clear()
-            self._store_live_maps(result["old"], self.ws.live_episode_maps())
+            self._store_live_maps(result["old"], self.ws.live_episode_saliency())
             self.ws.begin_live(result["metadata"], result["cameras"], result["path"],
                                result["preview"])
             self.ws.update_run(task=result["task"], variant=result["variant"])
@@ -316,20 +316,17 @@ class Controller(QObject):
             self.ws.live_published(path)
             if path:
                 self.status.emit(f"recorded {path}")
-            self._store_live_maps(path, self.ws.live_episode_maps())
+            self._store_live_maps(path, self.ws.live_episode_saliency())
 
         self.engine.submit("stop", lambda session, ctx: session.stop(), on_done=done,
                            on_error=self._fail("Could not save the recording"))
 
-    def _store_live_maps(self, path: str | None, live) -> None:
+    def _store_live_maps(self, path: str | None, result) -> None:
         """A published rollout whose every step has a live map keeps them in its file (the
         video export and a later scrub read them there), as `vlascope iss` stores its own."""
-        if not path or live is None:
+        if not path or result is None:
             return
-        from vlascope.core.saliency.temporal import EpisodeSaliency, store
-
-        name, maps, made = live
-        result = EpisodeSaliency(name, maps, made["computed_steps"], [], None, None, made)
+        from vlascope.core.saliency.temporal import store
 
         def job(session: Session, ctx: JobContext) -> str:
             store(path, result)

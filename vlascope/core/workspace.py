@@ -17,9 +17,10 @@ from .events import Event
 from .live import StepRecord
 from .metrics import nmr_at_k
 from .recording import FileRecording, LiveRecording, Recording
-from .saliency import METHODS
+from .saliency import ISS_METHODS, METHODS
 from .saliency.iss import ISSConfig
 from .saliency.pooled import PooledMaps
+from .saliency.temporal import EpisodeSaliency, pooled_result
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,14 @@ class SaliencySettings:
         return self._key(f"live{self.budget}")
 
     def _key(self, masks: str) -> str:
-        if self.method in ("iss", "token-iss"):
+        if self.method in ISS_METHODS:
             return (f"{self.method}-{self.estimator}:{masks}:p{self.p_keep:g}"
                     f":g{self.grid}:s{self.sigma:g}:seed{self.seed}")
         return self.method
 
     def for_live_step(self, t: int) -> SaliencySettings:
         """The per-frame settings of step ``t`` in live mode (temporal.step_config)."""
-        if self.method not in ("iss", "token-iss"):
+        if self.method not in ISS_METHODS:
             return self
         return replace(self, n_masks=self.budget - 1, seed=self.seed + t)
 
@@ -281,7 +282,7 @@ class Workspace:
     def put_live_maps(self, t: int, key: str, maps: dict[str, np.ndarray]) -> None:
         """A live step's own few-mask maps: pooled with the steps so far and shown."""
         if self._live is None or key != self._live_key:
-            noisy = self.saliency.method in ("iss", "token-iss")  # the others: exact maps
+            noisy = self.saliency.method in ISS_METHODS  # the others: exact maps
             self._live, self._live_key, self._live_seen = (
                 PooledMaps(None if noisy else 0.0), key, {})
         self._live.add(t, maps)
@@ -294,21 +295,15 @@ class Workspace:
             return []
         return self._live.steps
 
-    def live_episode_maps(self) -> tuple[str, dict[str, np.ndarray], dict[str, Any]] | None:
-        """The shown rollout's live maps, each pooled with every step, to store in its file
-        (name, camera -> (T, H, W), how they were made); None unless every step has one."""
+    def live_episode_saliency(self) -> EpisodeSaliency | None:
+        """The shown rollout's live maps, each pooled with every step, and how they were
+        made, to store in its file; None unless every step has one."""
         steps = self.live_steps()
         if not steps or steps != list(range(self.n_steps)):
             return None
         assert self._live is not None
-        pooled = self._live.pooled()
-        maps = {c: np.stack([pooled[t][c] for t in steps]) for c in pooled[steps[0]]}
-        s, h = self.saliency, self._live.bandwidth
-        made = {"config": s.for_live_step(0).iss_config().__dict__,
-                "seeds": "config seed + step", "budget": s.budget,
-                "bandwidth": h if np.isfinite(h) else "inf", "computed_steps": steps,
-                "made_by": "the inspector's live mode"}
-        return self._stored_name(), maps, made
+        s = self.saliency
+        return pooled_result(self._stored_name(), s.iss_config(), s.budget, self._live)
 
     def live_bandwidth(self) -> float | None:
         """The pooling the live maps use now (steps), None without live maps."""

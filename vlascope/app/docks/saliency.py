@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from vlascope.core.errors import VLAScopeError
-from vlascope.core.saliency import METHODS
+from vlascope.core.saliency import ISS_METHODS, METHODS
 from vlascope.core.saliency.iss import ESTIMATORS
 from vlascope.core.workspace import SaliencySettings, Workspace
 
@@ -132,7 +132,7 @@ class SaliencyDock(Panel):
         self.budget.setValue(s.budget)
         for w in widgets:
             w.blockSignals(False)
-        iss = s.method in ("iss", "token-iss")
+        iss = s.method in ISS_METHODS
         for w in (self.estimator, self.n_masks, self.p_keep, self.grid, self.budget):
             w.setEnabled(iss)
         self.sigma.setEnabled(s.method == "iss")

@@ -132,12 +132,12 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
         source.add(divergences[start:end])
         if progress is not None:
             progress(end, n)
-    weighted, dropped = source.sums()
-    norm = n * (1.0 - config.p_keep)
     mean_d = divergences.mean()
     if config.estimator == "toolkit-improved":
         maps = source.cell_means(float(mean_d))
     else:
+        weighted, dropped = source.sums()
+        norm = n * (1.0 - config.p_keep)
         maps = {}
         for c in cams:
             if config.estimator.endswith("improved"):  # the mean divergence as control variate

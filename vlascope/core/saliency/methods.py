@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import VLAScopeError
 from ..policy import Observation
-from . import METHODS
+from . import ISS_METHODS, METHODS
 from .baselines import attention_saliency, gradient_saliency, token_norm_saliency
 from .iss import ISSConfig, SaliencyMaps, pixel_iss, token_iss, visual_token_mean
 
@@ -40,7 +40,7 @@ def explainer(policy: Any, method: str, config: ISSConfig,
 
 def stored_name(method: str, config: ISSConfig) -> str:
     """The name maps are stored under: ISS names carry their estimator."""
-    if method in ("iss", "token-iss"):
+    if method in ISS_METHODS:
         return f"{'token-' if method == 'token-iss' else ''}iss-{config.estimator}"
     return method
 

@@ -79,6 +79,8 @@ class ToolkitPerturbation:
         self.cameras = list(cameras)
         self.height, self.width = common_size(images, self.cameras)
         self.cells = strip_cells(n, grid, len(self.cameras), p_keep, seed, stratified)
+        # the estimator's sums only: per cell when stratified (cell_means), per pixel else
+        self.per_cell = stratified
         self.cell_weighted = np.zeros(self.cells.shape[1:], np.float64)  # sum_k d_k (1 - cell)
         self.cell_dropped = np.zeros(self.cells.shape[1:], np.float64)
         self._batch_cells = self.cells[:0]
@@ -96,19 +98,24 @@ class ToolkitPerturbation:
         for v, c in enumerate(self.cameras):
             view = keep[:, :, v * self.width:(v + 1) * self.width]
             out[c] = blend(self.original[c], self.blurred[c], view)
-            self.drop[c] = (1.0 - view)[..., None]
+            if not self.per_cell:
+                self.drop[c] = (1.0 - view)[..., None]
         return out
 
     def add(self, divergences: np.ndarray) -> None:
+        if self.per_cell:
+            drop_cells = 1.0 - self._batch_cells.astype(np.float64)
+            self.cell_weighted += np.tensordot(np.asarray(divergences, np.float64),
+                                               drop_cells, 1)
+            self.cell_dropped += drop_cells.sum(0)
+            return
         d = np.asarray(divergences, np.float32)
         for c, drop in self.drop.items():
             self.weighted[c] += np.sum(d[:, None, None, None] * drop, axis=0).squeeze(-1)
             self.dropped[c] += np.sum(drop, axis=0).squeeze(-1)
-        drop_cells = 1.0 - self._batch_cells.astype(np.float64)
-        self.cell_weighted += np.tensordot(np.asarray(divergences, np.float64), drop_cells, 1)
-        self.cell_dropped += drop_cells.sum(0)
 
     def sums(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per camera, the toolkit's pixel sums (not kept for the stratified estimator)."""
         return self.weighted, self.dropped
 
     def cell_means(self, mean_divergence: float) -> dict[str, np.ndarray]:

@@ -20,11 +20,10 @@ import numpy as np
 from ..episode import Episode, episode_observation, update_episode
 from ..errors import CancelledError, EpisodeFormatError, VLAScopeError
 from ..policy import Policy
+from . import ISS_METHODS
 from .iss import ISSConfig, SaliencyMaps
 from .methods import Explainer, explainer, stored_name
 from .pooled import PooledMaps
-
-ISS_METHODS = ("iss", "token-iss")
 
 
 @dataclass
@@ -149,15 +148,23 @@ def pooled_episode_iss(policy: Policy, ep: Episode, config: ISSConfig | None = N
         pool.add(t, explain(obs, cams, step_config(config, budget, t)).maps)
         if progress is not None:
             progress(t + 1, ep.n_steps)
+    return pooled_result(stored_name(method, config), config, budget, pool)
+
+
+def pooled_result(name: str, config: ISSConfig, budget: int,
+                  pool: PooledMaps) -> EpisodeSaliency:
+    """Every step's pooled maps (each pooled with all steps) and how they were made, to
+    store: from ``pooled_episode_iss`` and from the inspector's live mode alike."""
     pooled = pool.pooled()
-    maps = {c: np.stack([pooled[t][c] for t in range(ep.n_steps)]) for c in cams}
-    steps = list(range(ep.n_steps))
-    return EpisodeSaliency(stored_name(method, config), maps, steps, [], None, None,
+    steps = pool.steps
+    maps = {c: np.stack([pooled[t][c] for t in steps]) for c in pooled[steps[0]]}
+    h = pool.bandwidth
+    return EpisodeSaliency(name, maps, steps, [], None, None,
                            {"config": replace(config, n_masks=budget - 1).__dict__,
                             "seeds": "config seed + step", "budget": budget,
                             # in steps; "inf" (JSON has no infinity): the whole episode
-                            "bandwidth": pool.bandwidth if np.isfinite(pool.bandwidth)
-                            else "inf", "computed_steps": steps})
+                            "bandwidth": h if np.isfinite(h) else "inf",
+                            "computed_steps": steps})
 
 
 def store(path: str, result: EpisodeSaliency) -> None:
