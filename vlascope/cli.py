@@ -14,6 +14,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a displ
 
 from . import __version__  # noqa: E402
 from .app.screenshot import PANELS  # noqa: E402
+from .cli_sweep import add_sweep_options  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
 from .core.metrics import COUNTINGS, SCALINGS  # noqa: E402
 from .core.saliency import ESTIMATORS, ISS_METHODS, METHODS  # noqa: E402
@@ -187,10 +188,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .core.processes import evaluate_in_processes
-    from .core.runner import evaluate
+    from .cli_sweep import run_cells
+    from .core.runner import eval_sweep_cells, merge_eval_cells
 
     if args.compare == args.policy:
         raise VLAScopeError(f"--compare names the evaluated policy '{args.policy}' itself; "
@@ -203,19 +202,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scene_options = _scene_options(reg, args)
     with reg.create_scene(args.scene, **scene_options) as scene:
         tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
-        jobs = max(1, min(args.jobs, len(tasks)))
-        total = len(runs) * len(tasks) * len(variants) * args.episodes
-        results = {}
-        with tqdm(total=total, desc="eval", unit="episode", disable=None) as bar:
-            for name, options in runs.items():
-                if jobs > 1:
-                    results[name] = evaluate_in_processes(
-                        args.scene, scene_options, name, options, tasks, variants,
-                        args.episodes, args.seed, jobs, on_episode=bar.update)
-                else:
-                    results[name] = evaluate(scene, reg.create_policy(name, **options), tasks,
-                                             variants, args.episodes, args.seed,
-                                             policy_name=name, on_episode=lambda r: bar.update())
+    cells = {name: eval_sweep_cells(args.scene, scene_options, name, options, tasks, variants,
+                                    args.episodes, args.seed, args.seeds_per_cell)
+             for name, options in runs.items()}
+    outcome = run_cells(args, [c for cs in cells.values() for c in cs], "eval")
+    by_key = {r.key: r.result if r.ok else None for r in outcome.records}
+    results = {name: merge_eval_cells([by_key[c.key] for c in cs])
+               for name, cs in cells.items()}
     reports = [_eval_report(args, name, cells) for name, cells in results.items()]
     if args.doc:
         _eval_doc(args, results)
@@ -223,8 +216,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = dict(reports[0])
         if args.compare:
             out["compare"] = reports[1]
+        out["cells"] = _cells_json(outcome)
         print(json.dumps(out, indent=2))
-        return 0
+        return 1 if outcome.failed else 0
     for report in reports:
         print(f"{report['policy']}:")
         print(f"{'task':<26} {'variant':<18} {'success':>8} {'rate':>6} {'steps':>6}")
@@ -233,7 +227,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{r['task']:<26} {r['variant']:<18} {r['successes']:>4}/{r['episodes']:<3} "
                   f"{r['success_rate']:>6.0%} {steps:>6}")
         print(f"mean success rate: {report['mean_success_rate']:.1%}")
-    return 0
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
+
+
+def _cells_json(outcome) -> dict[str, Any]:
+    """How many cells ran where, and the failed ones, for ``--json`` output."""
+    return {"total": len(outcome.records), "summary": outcome.summary(),
+            "failed": {r.key: r.error for r in outcome.failed}}
 
 
 def _eval_report(args: argparse.Namespace, name: str, cells) -> dict[str, Any]:
@@ -514,31 +515,39 @@ def cmd_toolkit_import(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from dataclasses import asdict
 
-    from .core.report import run_report, write_report
+    from .cli_sweep import run_cells
+    from .core.report import merge_report_cells, report_cell, write_report
     from .core.saliency.iss import ISSConfig
+    from .core.sweep import SweepCell, blocks
 
     reg = _registry()
     names = [p for p in args.policies.split(",") if p]
     opts = {"device": args.device} if args.device else {}
-    policies = {n: reg.create_policy(n, **opts) for n in names}
+    for name in names:
+        reg.get("policy", name)  # an unknown or broken plugin fails here, not in a worker
     ks = [float(k) for k in args.k.split(",")]
     iss = ISSConfig(n_masks=args.n, estimator=args.estimator)
+    iss.check()
     with reg.create_scene(args.scene) as scene:
         tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
-        with tqdm(total=len(names) * len(tasks) * len(variants) * args.episodes,
-                  desc="report", unit="episode", disable=None) as bar:
-            cells = run_report(scene, policies, tasks, variants, args.episodes, args.out, iss,
-                               every=args.every, ks=ks, seed=args.seed,
-                               on_episode=lambda _: bar.update())
+    out = str(Path(args.out).resolve())
+    cells = [SweepCell(f"{n}__{t}__{v}__seeds{b[0]}-{b[-1]}", report_cell,
+                       {"scene": args.scene, "policy": n, "policy_options": opts, "task": t,
+                        "variant": v, "seeds": b, "out_dir": out, "iss": asdict(iss),
+                        "every": args.every, "ks": ks}, f"{n} {t} {v} seeds {b[0]}..{b[-1]}")
+             for n in names for t in tasks for v in variants
+             for b in blocks(args.seed, args.episodes, args.seeds_per_cell)]
+    outcome = run_cells(args, cells, "report", Path(args.out) / "cells")
     settings = {"policies": names, "tasks": tasks, "variants": variants,
                 "episodes": args.episodes, "n_masks": args.n, "estimator": args.estimator,
                 "every": args.every, "seed": args.seed}
-    path = write_report(cells, ks, args.out, settings)
+    path = write_report(merge_report_cells(outcome.results()), ks, args.out, settings)
     print(path.read_text())
     print(f"report -> {path}, plot -> {Path(args.out) / 'nmr_vs_success.png'}")
-    return 0
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
 
 
 def cmd_language_check(args: argparse.Namespace) -> int:
@@ -863,9 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="POLICY",
                    help="also evaluate this policy plugin on the same seeds (e.g. the "
                         "scene's expert), side by side")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="worker processes, one task each (a rollout keeps about one core "
-                        "busy; same seeds, same results)")
+    add_sweep_options(p)
     p.add_argument("--doc", default=None, metavar="FILE.md",
                    help="write the table as a section of this Markdown file, replacing the "
                         "section an earlier run wrote and keeping the rest")
@@ -964,6 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="vlascope-report")
+    add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("language-check",

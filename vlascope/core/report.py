@@ -45,33 +45,75 @@ class Cell:
         return float(np.nanmean(vals)) if vals else float("nan")
 
 
+def report_episode(scene: Scene, policy: Any, name: str, task: str, variant: str, seed: int,
+                   out_dir: str | Path, iss: ISSConfig, every: int,
+                   ks: Sequence[float]) -> dict[str, Any]:
+    """One episode of the protocol: roll out and record it in the report's folder, ISS on
+    it (stored in the file), its mean NMR@k per k."""
+    path = Path(out_dir) / "episodes" / name / f"{task}__{variant}__seed{seed}.h5"
+    res = rollout(scene, policy, task, seed, variant, record_to=path, policy_name=name,
+                  overwrite=True)  # the report's own folder
+    with Episode(path) as ep:
+        sal = episode_iss(policy, ep, iss, every=every, check=0)
+    store(str(path), sal)
+    with Episode(path) as ep:
+        per_step = episode_nmr(ep, sal.method, ks)
+    return {"seed": seed, "success": bool(res.success),
+            "nmr": {kkey(k): float(np.nanmean(v)) for k, v in per_step.items()}}
+
+
+def add_episode(cell: Cell, row: dict[str, Any]) -> None:
+    cell.episodes += 1
+    cell.successes += int(row["success"])
+    for k, v in row["nmr"].items():
+        cell.nmr.setdefault(k, []).append(v)
+
+
 def run_report(scene: Scene, policies: dict[str, Any], tasks: Sequence[str],
                variants: Sequence[str], episodes: int, out_dir: str | Path,
                iss: ISSConfig, every: int = 20, ks: Sequence[float] = (1, 5, 10, 20, 50),
                seed: int = 0, on_episode: Callable[[str], None] | None = None) -> list[Cell]:
-    out = Path(out_dir)
+    """The protocol in this process, one episode after another (``report_cell`` is its
+    sweep cell)."""
     cells = []
     for name, policy in policies.items():
         for task in tasks:
             for variant in variants:
                 cell = Cell(name, task, variant)
                 for k in range(episodes):
-                    path = out / "episodes" / name / f"{task}__{variant}__seed{seed + k}.h5"
-                    res = rollout(scene, policy, task, seed + k, variant, record_to=path,
-                                  policy_name=name, overwrite=True)  # the report's own folder
-                    with Episode(path) as ep:
-                        sal = episode_iss(policy, ep, iss, every=every, check=0)
-                    store(str(path), sal)
-                    with Episode(path) as ep:
-                        per_step = episode_nmr(ep, sal.method, ks)
-                    cell.episodes += 1
-                    cell.successes += res.success
-                    for kk, v in per_step.items():
-                        cell.nmr.setdefault(kkey(kk), []).append(float(np.nanmean(v)))
+                    add_episode(cell, report_episode(scene, policy, name, task, variant,
+                                                     seed + k, out_dir, iss, every, ks))
                     if on_episode is not None:
                         on_episode(f"{name} {task} {variant} seed {seed + k}")
                 cells.append(cell)
     return cells
+
+
+def report_cell(scene: str, policy: str, policy_options: dict, task: str, variant: str,
+                seeds: Sequence[int], out_dir: str, iss: dict, every: int,
+                ks: Sequence[float]) -> dict[str, Any]:
+    """A sweep cell of the protocol (one policy x task x variant x block of seeds), with the
+    worker's scene and policy."""
+    from .sweep import worker
+
+    sc, pol = worker.scene(scene), worker.policy(policy, policy_options)
+    rows = [report_episode(sc, pol, policy, task, variant, s, out_dir, ISSConfig(**iss),
+                           every, ks) for s in seeds]
+    return {"policy": policy, "task": task, "variant": variant, "episodes": rows}
+
+
+def merge_report_cells(results: Sequence[dict[str, Any] | None]) -> list[Cell]:
+    """Blocks of seeds back into one ``Cell`` per policy x task x variant (failed blocks,
+    None, are left out)."""
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for r in results:
+        if r is None:
+            continue
+        cell = cells.setdefault((r["policy"], r["task"], r["variant"]),
+                                Cell(r["policy"], r["task"], r["variant"]))
+        for row in r["episodes"]:
+            add_episode(cell, row)
+    return list(cells.values())
 
 
 def correlations(cells: Sequence[Cell], ks: Sequence[float]) -> dict[str, dict[str, Any]]:

@@ -123,3 +123,47 @@ def evaluate(scene: Scene, policy: Policy, tasks: Sequence[str], variants: Seque
                     on_episode(res)
             cells.append(cell)
     return cells
+
+
+def eval_cell(scene: str, scene_options: dict, policy: str, policy_options: dict, task: str,
+              variant: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """One sweep cell of ``evaluate``: ``task`` x ``variant`` on ``seeds``, with the worker's
+    scene and policy (made once per worker)."""
+    from .sweep import worker
+
+    cell = EvalCell(task, variant)
+    sc, pol = worker.scene(scene, scene_options), worker.policy(policy, policy_options)
+    for s in seeds:
+        res = rollout(sc, pol, task, s, variant, policy_name=policy)
+        cell.episodes += 1
+        cell.successes += int(res.success)
+        cell.steps.append(res.steps)
+    return asdict(cell)
+
+
+def merge_eval_cells(results: Sequence[dict[str, Any] | None]) -> list[EvalCell]:
+    """Blocks of seeds back into one cell per task x variant, in order (failed blocks,
+    None, are left out: the cell then counts fewer episodes)."""
+    cells: dict[tuple[str, str], EvalCell] = {}
+    for r in results:
+        if r is None:
+            continue
+        cell = cells.setdefault((r["task"], r["variant"]), EvalCell(r["task"], r["variant"]))
+        cell.episodes += r["episodes"]
+        cell.successes += r["successes"]
+        cell.steps += r["steps"]
+    return list(cells.values())
+
+
+def eval_sweep_cells(scene: str, scene_options: dict, policy: str, policy_options: dict,
+                     tasks: Sequence[str], variants: Sequence[str], episodes: int, seed: int,
+                     seeds_per_cell: int) -> list[Any]:
+    """``evaluate``'s work as sweep cells (task x variant x block of seeds)."""
+    from .sweep import SweepCell, blocks
+
+    return [SweepCell(f"{policy}__{task}__{variant}__seeds{b[0]}-{b[-1]}", eval_cell,
+                      {"scene": scene, "scene_options": scene_options, "policy": policy,
+                       "policy_options": policy_options, "task": task, "variant": variant,
+                       "seeds": b}, f"{policy} {task} {variant} seeds {b[0]}..{b[-1]}")
+            for task in tasks for variant in variants
+            for b in blocks(seed, episodes, seeds_per_cell)]
