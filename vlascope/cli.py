@@ -17,7 +17,7 @@ from .app.screenshot import PANELS  # noqa: E402
 from .cli_sweep import add_sweep_options  # noqa: E402
 from .core.errors import VLAScopeError  # noqa: E402
 from .core.metrics import COUNTINGS, SCALINGS  # noqa: E402
-from .core.saliency import ESTIMATORS, ISS_METHODS, METHODS  # noqa: E402
+from .core.saliency import ESTIMATORS, METHODS  # noqa: E402
 
 DEFAULT_SCENE = "tabletop"
 DEFAULT_POLICY = "reference"
@@ -296,76 +296,83 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overlay_png(frame, sal, path: Path) -> None:
-    """Frame | saliency heat map blended over it, for a quick look."""
-    import numpy as np
-    from PIL import Image
-
-    from .core.atomic import save_image_atomic
-
-    s = (sal - sal.min()) / max(float(np.ptp(sal)), 1e-12)
-    heat = np.stack([s, 0.25 * np.ones_like(s), 1 - s], -1) * 255
-    if heat.shape[:2] != frame.shape[:2]:
-        heat = np.asarray(Image.fromarray(heat.astype(np.uint8)).resize(frame.shape[1::-1]))
-    blend = (0.5 * frame + 0.5 * heat).astype(np.uint8)
-    save_image_atomic(path, np.concatenate([frame, blend], axis=1))
-
-
 def cmd_iss(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from dataclasses import asdict
 
     from .core.episode import Episode
-    from .core.errors import PolicyConnectionLost
+    from .core.saliency.explain_episode import explain_episode
     from .core.saliency.iss import ISSConfig
-    from .core.saliency.temporal import episode_iss, pooled_episode_iss, store
+    from .core.sweep import SweepCell
 
-    keyframes = args.every is not None or args.method not in ISS_METHODS
-    every = args.every if args.every is not None else 1
-    policy = _registry().create_policy(args.policy, **_policy_options(args))
     cfg = ISSConfig(n_masks=args.n, grid=args.grid, p_keep=args.p_keep, sigma=args.sigma,
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()
-    with Episode(args.episode) as ep, tqdm(desc="iss", unit="step", disable=None) as bar:
+    _registry().get("policy", args.policy)  # an unknown or broken plugin fails here
+    for path in args.episodes:  # an unreadable file fails before any work
+        with Episode(path):
+            pass
+    several = len(args.episodes) > 1
+    kwargs = [{"episode": str(Path(p).resolve()) if several else p, "policy": args.policy,
+               "policy_options": _policy_options(args), "config": asdict(cfg),
+               "method": args.method, "budget": args.budget, "bandwidth": args.bandwidth,
+               "every": args.every, "check": args.check,
+               "png": (str(Path(args.png) / Path(p).stem) if several else args.png)
+               if args.png else None} for p in args.episodes]
+    if not several and args.executor == "local" and not args.resume:
+        summaries = [_iss_in_process(kwargs[0])]  # one long cell: a bar over its steps
+        failed = 0
+    else:
+        from .cli_sweep import run_cells
+
+        cells = [SweepCell(f"{i:04d}_{Path(p).stem}", explain_episode, kw, p)
+                 for i, (p, kw) in enumerate(zip(args.episodes, kwargs, strict=True))]
+        outcome = run_cells(args, cells, "iss")
+        summaries = [r for r in outcome.results() if r is not None]
+        failed = len(outcome.failed)
+    for summary in summaries:
+        if args.json:
+            continue
+        print(_iss_line(summary, args))
+    if args.json:
+        print(json.dumps(summaries[0] if not several and summaries else summaries, indent=2))
+    elif several:
+        print(outcome.summary())
+    return 1 if failed else 0
+
+
+def _iss_in_process(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from .core.saliency.explain_episode import explain_episode
+    from .core.sweep import worker
+
+    with tqdm(desc="iss", unit="step", disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         try:
-            if keyframes:
-                result = episode_iss(policy, ep, cfg, every=every, check=args.check,
-                                     progress=progress, method=args.method)
-            else:
-                result = pooled_episode_iss(policy, ep, cfg, budget=args.budget,
-                                            bandwidth=args.bandwidth, progress=progress,
-                                            method=args.method)
-        except PolicyConnectionLost as e:  # maps are stored only once all are computed
-            raise PolicyConnectionLost(f"{e}; nothing stored in {args.episode}") from e
-        frames = {c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
-    store(args.episode, result)
-    if args.png:
-        out = Path(args.png)
-        out.mkdir(parents=True, exist_ok=True)
-        for c in result.maps:
-            for t, frame in zip(result.computed_steps, frames[c], strict=True):
-                _overlay_png(frame, result.maps[c][t], out / f"{c}_{t:04d}.png")
-    summary = {"episode": args.episode, "method": result.method, **result.made}
-    summary.pop("config", None)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    elif keyframes:
-        err = (f"{result.interpolation_error:.3f} (corr {result.interpolation_corr:.3f}) on "
-               f"held-out steps {result.check_steps}" if result.check_steps else "not measured")
-        print(f"{args.episode}: {result.method} stored for {len(result.computed_steps)} "
-              f"computed steps, interpolated in between; interpolation error {err}")
-    else:
-        h = float(result.made["bandwidth"])
-        pooling = ("not pooled (per-frame maps)" if h == 0 else
-                   "pooled over the whole episode" if h == float("inf") else
-                   f"pooled over time with a Gaussian of {h:g} steps")
-        picked = ", picked by cross-validation" if args.bandwidth is None else ""
-        print(f"{args.episode}: {result.method} stored for all {len(result.computed_steps)} "
-              f"steps at {args.budget} forward passes per step; {pooling}{picked}")
-    return 0
+            return explain_episode(**kwargs, progress=progress)
+        finally:
+            worker.release()
+
+
+def _iss_line(summary: dict[str, Any], args: argparse.Namespace) -> str:
+    """One line per episode: what was stored and how."""
+    name, steps = summary["episode"], summary["computed_steps"]
+    if "every" in summary:
+        err = (f"{summary['interpolation_error']:.3f} (corr {summary['interpolation_corr']:.3f})"
+               f" on held-out steps {summary['check_steps']}" if summary["check_steps"]
+               else "not measured")
+        return (f"{name}: {summary['method']} stored for {len(steps)} computed steps, "
+                f"interpolated in between; interpolation error {err}")
+    h = float(summary["bandwidth"])
+    pooling = ("not pooled (per-frame maps)" if h == 0 else
+               "pooled over the whole episode" if h == float("inf") else
+               f"pooled over time with a Gaussian of {h:g} steps")
+    picked = ", picked by cross-validation" if args.bandwidth is None else ""
+    return (f"{name}: {summary['method']} stored for all {len(steps)} steps at "
+            f"{args.budget} forward passes per step; {pooling}{picked}")
 
 
 def cmd_nmr(args: argparse.Namespace) -> int:
@@ -551,24 +558,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_language_check(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .cli_sweep import run_cells
+    from .scenes.tabletop.evaluation import language_sweep_cells, merge_language_rows
 
-    from .scenes.tabletop.evaluation import PAIRS, language_check
-
-    scene, policy = _open(args)
-    with scene, tqdm(total=len(PAIRS) * 4 * args.episodes, desc="language", unit="episode",
-                     disable=None) as bar:
-        rows = language_check(scene, policy, args.episodes, args.seed, args.variant,
-                              on_episode=bar.update)
+    if args.scene != DEFAULT_SCENE:
+        raise VLAScopeError(f"language-check runs on the tabletop's paired tasks, not on "
+                            f"{args.scene}")
+    reg = _registry()
+    reg.get("policy", args.policy)  # an unknown or broken plugin fails here, not in a worker
+    with reg.create_scene(args.scene) as scene:
+        if args.variant:
+            scene.variant(args.variant)
+    cells = language_sweep_cells(args.policy, _policy_options(args), args.episodes, args.seed,
+                                 args.seeds_per_cell, args.variant,
+                                 scene_options=_scene_options(reg, args))
+    outcome = run_cells(args, cells, "language")
+    rows = merge_language_rows(outcome.results())
     out = [{**r.__dict__, "rate": r.rate} for r in rows]
     if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
+        print(json.dumps({"rows": out, "cells": _cells_json(outcome)}, indent=2))
+        return 1 if outcome.failed else 0
     print(f"{'task':<22} {'instruction of':<22} {'expected':<8} {'handled':>8} {'other':>6}")
     for r in rows:
         print(f"{r.task:<22} {r.prompt_task:<22} {r.expected:<8} "
               f"{r.handled_expected:>4}/{r.episodes:<3} {r.handled_other:>6}")
-    return 0
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
 
 
 def cmd_init_reference(args: argparse.Namespace) -> int:
@@ -625,38 +640,27 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from .cli_sweep import run_cells
     from .policies.reference.model_card import (
-        compare_models,
-        compare_models_in_processes,
+        comparison_cells,
         comparison_markdown,
+        merge_comparison,
         parse_variant_episodes,
     )
 
     reg = _registry()
     names = [n for n in args.policies.split(",") if n]
     options = {"device": args.device} if args.device else {}
-    jobs = min(len(names), args.jobs or os.cpu_count() or 1)
     for name in names:
         reg.get("policy", name)  # an unknown or broken plugin fails here, not in a worker
     with reg.create_scene(DEFAULT_SCENE) as scene:
         variants = parse_variant_episodes(args.variants, args.episodes)
         tasks, _ = _tasks_and_variants(scene, args.tasks, ",".join(v for v, _ in variants))
-    from .scenes.tabletop.evaluation import PAIRS
-
-    pairs = sum(1 for p in PAIRS if set(p) & set(tasks))
-    total = len(names) * (len(tasks) * sum(n for _, n in variants)
-                          + 4 * pairs * args.language_episodes)
-    with tqdm(total=total, desc="model card", unit="episode", disable=None) as bar:
-        if jobs > 1:
-            comp = compare_models_in_processes(names, options, tasks, variants,
-                                               args.language_episodes, args.seed, jobs,
-                                               on_episode=bar.update)
-        else:
-            policies = {n: reg.create_policy(n, **options) for n in names}
-            comp = compare_models(policies, tasks, variants, args.language_episodes,
-                                  args.seed, on_episode=bar.update)
+    cells = comparison_cells(names, options, tasks, variants, args.language_episodes,
+                             args.seed, args.seeds_per_cell)
+    outcome = run_cells(args, cells, "model card",
+                        Path(args.out).with_name(Path(args.out).stem + "-cells"))
+    comp = merge_comparison(names, cells, outcome.results(), args.seed)
     command = " ".join(["vlascope", "model-card", "--policies", args.policies, "--tasks",
                         args.tasks, "--variants", args.variants, "--episodes",
                         str(args.episodes), "--language-episodes", str(args.language_episodes),
@@ -668,13 +672,17 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     write_text_atomic(out, keep_sections(out, comparison_markdown(comp, command)))
     write_text_atomic(out.with_suffix(".json"), json.dumps(comp.as_dict(), indent=2))
     print(f"model card -> {out} (+ {out.with_suffix('.json').name})")
+    print(outcome.summary())
+    if outcome.failed:
+        return 1  # a shipped model's card is never rewritten from an incomplete sweep
     if args.update_cards:
         from .policies.reference.model_card import write_model_card
         from .policies.reference.policy import shipped_weights
 
-        for name, cells in comp.cells.items():
+        for name, model_cells in comp.cells.items():
             card = write_model_card(shipped_weights(name), [v for v, _ in variants],
-                                    max(n for _, n in variants), seed=args.seed, cells=cells,
+                                    max(n for _, n in variants), seed=args.seed,
+                                    cells=model_cells,
                                     eval_cmd=command)
             print(f"model card -> {card}")
     return 0
@@ -879,8 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("iss", help="ISS saliency maps of a recorded episode, stored in it")
-    p.add_argument("episode")
+    p = sub.add_parser("iss", help="ISS saliency maps of recorded episodes, stored in them")
+    p.add_argument("episodes", nargs="+", help="episode files (several: one cell each)")
     p.add_argument("--method", default="iss", choices=METHODS,
                    help="pixel ISS (default), token ISS, or a baseline to compare with")
     p.add_argument("--policy", default=DEFAULT_POLICY)
@@ -906,8 +914,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=int, default=2,
                    help="held-out steps on which the interpolation error is measured")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--png", default=None, help="folder for overlay PNGs of computed steps")
+    p.add_argument("--png", default=None, help="folder for overlay PNGs of computed steps "
+                   "(several episodes: a subfolder each)")
     p.add_argument("--json", action="store_true")
+    add_sweep_options(p, seeds=False)
     p.set_defaults(func=cmd_iss)
 
     p = sub.add_parser("nmr", help="NMR@k per step and per episode from stored saliency")
@@ -981,6 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    add_sweep_options(p)
     p.set_defaults(func=cmd_language_check)
 
     p = sub.add_parser("train-reference", help="train the reference VLA on expert demos")
@@ -1036,9 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes per prompt of the language check (0: skip)")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="docs/model_card.md")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="models evaluated side by side, one process each (default: one per "
-                        "core, at most one per model)")
+    add_sweep_options(p, jobs=0, cells_default="OUT's name + -cells, beside it")
     p.add_argument("--update-cards", action="store_true",
                    help="also rewrite each shipped model's own model_card.md from these runs")
     p.set_defaults(func=cmd_model_card)

@@ -157,9 +157,10 @@ def test_a_failed_report_write_leaves_the_old_report(tmp_path):
 
 def test_a_failed_iss_png_write_leaves_the_old_image(tmp_path):
     png = tmp_path / "iss_t0000_front.png"
-    code = ("import numpy as np\nfrom vlascope.cli import _overlay_png\n"
+    code = ("import numpy as np\n"
+            "from vlascope.core.saliency.explain_episode import overlay_png\n"
             "rng = np.random.default_rng(0)\n"
-            f"_overlay_png(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "
+            f"overlay_png(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "
             f"rng.random((64, 64)), __import__('pathlib').Path({str(png)!r}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,14 @@ from vlascope.core.errors import VLAScopeError
 from vlascope.core.jsonfile import read_json
 from vlascope.core.markdown import keep_sections
 from vlascope.core.policy import file_sha256
-from vlascope.core.processes import map_in_processes
-from vlascope.core.runner import EvalCell, evaluate
+from vlascope.core.runner import EvalCell, eval_sweep_cells, evaluate, merge_eval_cells
 from vlascope.scenes.tabletop import TabletopScene
-from vlascope.scenes.tabletop.evaluation import PAIRS, LanguageRow, language_check
+from vlascope.scenes.tabletop.evaluation import (
+    PAIRS,
+    LanguageRow,
+    language_sweep_cells,
+    merge_language_rows,
+)
 
 from .model import ReferenceConfig
 from .policy import ReferencePolicy
@@ -198,51 +201,35 @@ class Comparison:
                              for p, rows in self.language.items()}}
 
 
-def compare_models(policies: dict[str, object], tasks: list[str],
-                   variants: list[tuple[str, int]], language_episodes: int, seed: int = 1000,
-                   on_episode: Callable[[], None] | None = None) -> Comparison:
-    """Evaluate every policy on every (variant, episodes) and run the language check."""
-    cells: dict[str, list[EvalCell]] = {}
-    language: dict[str, list[LanguageRow]] = {}
-    tick = (lambda *_: on_episode()) if on_episode is not None else None
-    with TabletopScene() as scene:
-        for name, policy in policies.items():
-            cells[name] = [cell for variant, n in variants
-                           for cell in evaluate(scene, policy, tasks, [variant], n, seed,
-                                                policy_name=name, on_episode=tick)]
-            pairs = [p for p in PAIRS if set(p) & set(tasks)]  # the selected tasks' pairs
-            if language_episodes > 0 and pairs:
-                language[name] = language_check(scene, policy, language_episodes, seed,
-                                                pairs=pairs, on_episode=on_episode)
-    return Comparison(cells, language, seed)
+def comparison_cells(names: list[str], options: dict, tasks: list[str],
+                     variants: list[tuple[str, int]], language_episodes: int, seed: int,
+                     seeds_per_cell: int) -> list:
+    """The card's work as sweep cells: every model on every (variant, episodes), and the
+    language check of the selected tasks' pairs."""
+    pairs = [p for p in PAIRS if set(p) & set(tasks)]
+    cells = []
+    for name in names:
+        for variant, n in variants:
+            cells += eval_sweep_cells("tabletop", {}, name, options, tasks, [variant], n, seed,
+                                      seeds_per_cell)
+        if language_episodes > 0 and pairs:
+            cells += language_sweep_cells(name, options, language_episodes, seed,
+                                          seeds_per_cell, pairs=pairs)
+    return cells
 
 
-def _compare_in_worker(name: str, options: dict, tasks: list[str],
-                       variants: list[tuple[str, int]], language_episodes: int, seed: int,
-                       ticks, threads: int) -> Comparison:
-    import torch
-
-    from vlascope.core.plugins import PluginRegistry
-
-    # Never more threads than the user allowed (OMP_NUM_THREADS) in the parent.
-    torch.set_num_threads(min(threads, torch.get_num_threads()))
-    policy = PluginRegistry.discover().create_policy(name, **options)
-    return compare_models({name: policy}, tasks, variants, language_episodes, seed,
-                          on_episode=lambda *_: ticks.put(1))
-
-
-def compare_models_in_processes(names: list[str], options: dict, tasks: list[str],
-                                variants: list[tuple[str, int]], language_episodes: int,
-                                seed: int = 1000, jobs: int = 2,
-                                on_episode: Callable[[], None] | None = None) -> Comparison:
-    """``compare_models`` with one process per model: a rollout (MuJoCo rendering plus a small
-    model at batch 1) keeps about one core busy, so two models on two cores take about half
-    the time. Same seeds, same cells as the sequential run at the same torch thread count
-    (a different count changes float reduction order, so step counts may differ)."""
-    calls = [(name, options, tasks, variants, language_episodes, seed) for name in names]
-    parts = map_in_processes(_compare_in_worker, calls, jobs, on_episode)
-    return Comparison({n: c for p in parts for n, c in p.cells.items()},
-                      {n: rows for p in parts for n, rows in p.language.items()}, seed)
+def merge_comparison(names: list[str], cells: list, results: list[dict | None],
+                     seed: int) -> Comparison:
+    """The records of ``comparison_cells`` (same order) back into the card's tables."""
+    comp = Comparison({}, {}, seed)
+    for name in names:
+        mine = [r for c, r in zip(cells, results, strict=True)
+                if c.kwargs["policy"] == name]
+        comp.cells[name] = merge_eval_cells([r for r in mine if r is None or "steps" in r])
+        rows = merge_language_rows([r for r in mine if r is not None and "prompt_task" in r])
+        if rows:
+            comp.language[name] = rows
+    return comp
 
 
 def language_table(rows: list[LanguageRow]) -> str:

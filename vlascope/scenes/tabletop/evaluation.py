@@ -4,7 +4,8 @@ the policy move, with the true instruction and with the pair's instruction swapp
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from vlascope.core.experiments import run_episode
 from vlascope.core.interventions import Prompt
@@ -32,24 +33,73 @@ class LanguageRow:
         return self.handled_expected / self.episodes if self.episodes else 0.0
 
 
+def language_row(scene: TabletopScene, policy: Policy, task: str, prompt_task: str,
+                 seeds: Sequence[int], variant: str | None = None,
+                 on_episode: Callable[[], None] | None = None) -> LanguageRow:
+    """``task`` in the scene, ``prompt_task``'s instruction given, on ``seeds``."""
+    expected = {t.name: t.obj for t in TASKS}[prompt_task]
+    row = LanguageRow(task, prompt_task, expected, 0, 0, 0, 0)
+    for s in seeds:
+        swap = [] if prompt_task == task else [Prompt(text=scene.task(prompt_task).instruction)]
+        out = run_episode(scene, policy, task, s, variant, interventions=swap)
+        moved = out.handled  # the cube that moved most (None if neither did)
+        row.episodes += 1
+        row.handled_expected += moved == expected
+        row.handled_other += moved not in (None, expected)
+        row.successes += out.result.success
+        if on_episode is not None:
+            on_episode()
+    return row
+
+
+def prompt_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(task in the scene, whose instruction) for every pair: own and swapped, both ways."""
+    return [tp for a, b in pairs for tp in ((a, a), (a, b), (b, b), (b, a))]
+
+
 def language_check(scene: TabletopScene, policy: Policy, episodes: int, seed: int = 0,
                    variant: str | None = None, pairs: Sequence[tuple[str, str]] = PAIRS,
                    on_episode: Callable[[], None] | None = None) -> list[LanguageRow]:
-    objs = {t.name: t.obj for t in TASKS}
-    rows = []
-    for a, b in pairs:
-        for task, prompt in ((a, a), (a, b), (b, b), (b, a)):
-            expected = objs[prompt]
-            row = LanguageRow(task, prompt, expected, 0, 0, 0, 0)
-            for k in range(episodes):
-                swap = [] if prompt == task else [Prompt(text=scene.task(prompt).instruction)]
-                out = run_episode(scene, policy, task, seed + k, variant, interventions=swap)
-                moved = out.handled  # the cube that moved most (None if neither did)
-                row.episodes += 1
-                row.handled_expected += moved == expected
-                row.handled_other += moved not in (None, expected)
-                row.successes += out.result.success
-                if on_episode is not None:
-                    on_episode()
-            rows.append(row)
-    return rows
+    seeds = range(seed, seed + episodes)
+    return [language_row(scene, policy, task, prompt, seeds, variant, on_episode)
+            for task, prompt in prompt_pairs(pairs)]
+
+
+def language_cell(policy: str, policy_options: dict, task: str, prompt_task: str,
+                  seeds: Sequence[int], variant: str | None = None,
+                  scene_options: dict | None = None) -> dict:
+    """A sweep cell of the language check, with the worker's scene and policy."""
+    from vlascope.core.sweep import worker
+
+    return asdict(language_row(worker.scene("tabletop", scene_options),
+                               worker.policy(policy, policy_options),
+                               task, prompt_task, seeds, variant))
+
+
+def language_sweep_cells(policy: str, policy_options: dict, episodes: int, seed: int,
+                         seeds_per_cell: int, variant: str | None = None,
+                         pairs: Sequence[tuple[str, str]] = PAIRS,
+                         scene_options: dict | None = None) -> list[Any]:
+    from vlascope.core.sweep import SweepCell, blocks
+
+    return [SweepCell(f"{policy}__language__{task}__prompt_{prompt}__seeds{b[0]}-{b[-1]}",
+                      language_cell, {"policy": policy, "policy_options": policy_options,
+                                      "task": task, "prompt_task": prompt, "seeds": b,
+                                      "variant": variant, "scene_options": scene_options or {}},
+                      f"{policy} {task} with {prompt}'s instruction, seeds {b[0]}..{b[-1]}")
+            for task, prompt in prompt_pairs(pairs)
+            for b in blocks(seed, episodes, seeds_per_cell)]
+
+
+def merge_language_rows(results: Sequence[dict | None]) -> list[LanguageRow]:
+    """Blocks of seeds back into one row per (task, prompt); failed blocks (None) left out."""
+    rows: dict[tuple[str, str], LanguageRow] = {}
+    for r in results:
+        if r is None:
+            continue
+        row = rows.setdefault((r["task"], r["prompt_task"]),
+                              LanguageRow(r["task"], r["prompt_task"], r["expected"],
+                                          0, 0, 0, 0))
+        for f in ("episodes", "handled_expected", "handled_other", "successes"):
+            setattr(row, f, getattr(row, f) + int(r[f]))
+    return list(rows.values())
