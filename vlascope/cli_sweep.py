@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .core.errors import VLAScopeError
 from .core.sweep import Executor, RecordFolder, SweepCell, SweepOutcome, run_sweep
 
 
@@ -61,6 +62,12 @@ def run_cells(args: argparse.Namespace, cells: Sequence[SweepCell], desc: str,
     with tqdm(total=len(cells), desc=desc, unit="cell", disable=None) as bar:
         outcome = run_sweep(cells, ex, folder=folder, resume=args.resume,
                             on_record=lambda _r: bar.update())
+    failed = outcome.failed
+    if failed and len(failed) == len(outcome.records):
+        # nothing to tabulate: a policy or scene broken for every cell fails like one call
+        where = f"; records in {folder.folder}" if folder else ""
+        more = f" (and the other {len(failed) - 1} cells{where})" if len(failed) > 1 else ""
+        raise VLAScopeError(f"{failed[0].error.splitlines()[0]}{more}")
     for line in outcome.failure_lines():
         print(line, file=sys.stderr)
     return outcome

@@ -60,7 +60,7 @@ class SweepOutcome:
         resumed = sum(r.resumed for r in self.records)
         ran = Counter(r.node if r.host in ("", r.node) else f"node {r.node} ({r.host})"
                       for r in self.records if not r.resumed and r.node)
-        parts = [f"{n} cells on {self.executor.describe()}"]
+        parts = [f"{n} cells ({self.executor.describe()})"]
         if ran:
             parts.append("ran " + ", ".join(f"{v} on {k}" for k, v in ran.most_common()))
         if resumed:
