@@ -6,6 +6,7 @@ environment, as a user's would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -64,10 +65,8 @@ class RayCluster:
     def kill(proc: subprocess.Popen) -> None:
         """The node's every process at once (SIGKILL to its process group), like a lost
         machine."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
 
     def stop(self) -> None:

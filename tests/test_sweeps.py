@@ -211,3 +211,16 @@ def test_ray_missing_or_unreachable_is_one_clear_line(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith(
         "pip install 'vlascope[ray]' (or: bash scripts/setup.sh ray)")
+
+
+@pytest.mark.slow
+def test_a_served_policy_is_the_workers_policy_on_a_local_ray(local_eval, monkeypatch):
+    from served import served
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the server's threads, as the workers'
+    with served() as server:
+        out = ok(cli(*EVAL, "--policy", "remote", "--policy-option", f"url={server.url}",
+                     "--executor", "ray", "--seeds-per-cell", "4"))
+    got = json.loads(out.stdout)
+    assert got["results"] == local_eval["results"]
+    assert "a local Ray" in got["cells"]["summary"]

@@ -43,6 +43,13 @@ class SeededNoise:
         """Back to the seed's first draw (a new episode)."""
         self._stream = torch.Generator(device="cpu").manual_seed(self.seed)
 
+    def state(self) -> torch.Tensor:
+        """Where the episode's stream is (to hand it back with ``set_state``)."""
+        return self._stream.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self._stream.set_state(state)
+
     def common(self) -> AbstractContextManager[None]:
         """Inside this block, on this thread, every draw is the seed's first one and the
         episode's stream is left where it was (blocks nest)."""

@@ -69,9 +69,11 @@ def is_loopback(host: str) -> bool:
 
 @dataclass
 class Session:
-    """One client's state: the hook operations it defined (bound until released)."""
+    """One client's state: the hook operations it defined (bound until released), and its
+    episode's state in the policy (its noise stream), so clients do not share one."""
 
     ops: dict[int, HookOp | StepEdit] = field(default_factory=dict)
+    episode: Any = None
 
 
 class PolicyServer:
@@ -173,7 +175,7 @@ class PolicyServer:
             return self._attention(msg)
         if op == "reset":
             if callable(getattr(self.policy, "reset", None)):
-                self._run(self.policy.reset)
+                self._in_episode(session, self.policy.reset)
             return {"ok": True}
         if op == "describe":
             return {"description": self.metadata()["vlascope"]["policy"]}
@@ -234,10 +236,28 @@ class PolicyServer:
                     stack.enter_context(self.policy.hook(layer, op if t is None else At(op, t)))
                 return self._actions(observations)
 
-        actions = self._run(infer)
+        actions = self._in_episode(session, infer)
         captured = [{"key": key, "values": list(op.values)} for key, op in session.ops.items()
                     if isinstance(op, Capture) and any(o is op for _, o, _ in hooks)]
         return {"actions": actions, "captured": captured}
+
+    def _in_episode(self, session: Session, call: Callable[[], Any]) -> Any:
+        """``call()`` with this client's episode state in the policy, where the policy keeps
+        one (``episode_state``/``set_episode_state``, e.g. a flow head's noise stream):
+        clients served at once (a sweep's workers) then each replay their own episodes
+        exactly, as with a policy of their own. Calls run one at a time (``_run``)."""
+        keeps = callable(getattr(self.policy, "episode_state", None))
+
+        def run() -> Any:
+            if keeps and session.episode is not None:
+                self.policy.set_episode_state(session.episode)
+            try:
+                return call()
+            finally:
+                if keeps:
+                    session.episode = self.policy.episode_state()
+
+        return self._run(run)
 
     def _attention(self, msg: dict) -> dict[str, Any]:
         if not callable(getattr(self.policy, "attention_maps", None)):

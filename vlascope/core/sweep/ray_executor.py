@@ -33,7 +33,7 @@ def import_ray() -> Any:
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """One clear line for an address nothing answers at (Ray itself waits a long time)."""
-    if address in ("auto", "local") or address.startswith("ray://"):
+    if address == "auto" or address.startswith("ray://"):
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -80,7 +80,8 @@ def connect(address: str | None, cpus: int | None = None) -> bool:
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
                                 ) from e
         return False
-    ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+    # "local": a new Ray here even if this machine has run a cluster (Ray would join it)
+    ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
              _node_ip_address="127.0.0.1", **quiet)
     return True
 

@@ -106,6 +106,13 @@ class ReferencePolicy:
         """Restart the flow-matching noise stream, so an episode replays exactly."""
         self.noise.restart()
 
+    def episode_state(self) -> torch.Tensor:
+        """The episode's noise stream, so a server can keep one per client."""
+        return self.noise.state()
+
+    def set_episode_state(self, state: torch.Tensor) -> None:
+        self.noise.set_state(state)
+
     def batch_infer(self, observations: Sequence[Observation]) -> np.ndarray:
         with torch.inference_mode():
             chunks = self._act(observations)
