@@ -5,7 +5,8 @@
 #   bash scripts/setup.sh transformers   runtime + adapters for pi0 / VLM+head / OpenVLA-OFT
 #   bash scripts/setup.sh lerobot  runtime + the SmolVLA adapter (LeRobot 0.4.4)
 #   bash scripts/setup.sh metaworld   runtime + the MetaWorld scene plugin (MT1/MT10/MT50)
-#   bash scripts/setup.sh dev      runtime + test/lint tools + every first-party plugin
+#   bash scripts/setup.sh ray      runtime + Ray, for sweeps on a cluster (docs/scale.md)
+#   bash scripts/setup.sh dev      runtime + test/lint tools + Ray + every first-party plugin
 #                                  (CI tests them all)
 #   bash scripts/setup.sh env NAME a separate virtualenv for a policy family whose
 #                                  dependencies conflict with the app's (known: openpi,
@@ -71,7 +72,9 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 
 if [ "$extras" = dev ]; then
-  "${pip[@]}" -e ".[dev]"
+  "${pip[@]}" -e ".[dev,ray]"
+elif [ "$extras" = ray ]; then
+  "${pip[@]}" -e ".[ray]"
 else
   "${pip[@]}" -e .
 fi
