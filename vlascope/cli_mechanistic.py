@@ -1,6 +1,8 @@
 """Headless commands of the mechanistic toolkit: capture, sae train / stats, steer, ablate,
 inject, perturb, probe. Each prints a table, writes a JSON result, and, where it runs
-rollouts, episodes the inspector opens."""
+rollouts, episodes the inspector opens. The batch ones (capture, sae train, steer, inject,
+perturb, ablate) cut their work into sweep cells (``core/sweep``): the same seeds give the
+same table whatever ``--executor``, ``--jobs`` and block size."""
 
 from __future__ import annotations
 
@@ -58,10 +60,70 @@ def _floats(spec: str, what: str) -> list[float]:
     return values
 
 
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
+def _abs(path: str | Path) -> str:
+    """A path as every worker reads it, whatever its working folder (Ray)."""
+    return str(Path(path).absolute())
 
-    return tqdm(total=total, desc=desc, unit="episode", disable=None)
+
+def _sweep_source(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The scene and policy every cell makes in its worker (names and options, checked
+    here so an unknown plugin fails before any cell), and the registry."""
+    from .cli import _policy_options, _registry, _scene_options
+
+    reg = _registry()
+    reg.get("policy", args.policy)
+    return {"scene": args.scene, "scene_options": _scene_options(reg, args),
+            "policy": args.policy, "policy_options": _policy_options(args)}, reg
+
+
+def _tasks(reg: Any, args: argparse.Namespace, scene_options: dict,
+           pairs: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """``--tasks`` (and ``--variant``, and ``--pairs`` if given) checked against the scene,
+    which is closed again before the cells run."""
+    from .cli import _tasks_and_variants
+
+    with reg.create_scene(args.scene, **scene_options) as scene:
+        tasks, _ = _tasks_and_variants(scene, args.tasks, args.variant or "default")
+        found = _parse_pairs(scene, pairs, tasks) if pairs is not None else []
+    return tasks, list(dict.fromkeys(found))
+
+
+def _cell_positions(args: argparse.Namespace, spec: str, layer: str) -> list[int]:
+    """``--positions`` as the positions the cells steer or inject at; a token group needs
+    the policy (made here as the worker module's, so one in-process cell reuses it)."""
+    if spec in ("", "all"):
+        return []
+    try:
+        return [int(v) for v in spec.split(",")]
+    except ValueError:
+        pass
+    from .cli import _policy_options
+    from .core.sweep import worker
+
+    return list(_positions(worker.policy(args.policy, _policy_options(args)), spec, layer))
+
+
+def _block_cells(args: argparse.Namespace, fn: Callable, common: dict[str, Any],
+                 parts: Sequence[tuple[str, dict[str, Any]]]) -> list:
+    """One sweep cell per part (its key and own arguments) and block of seeds, in order."""
+    from .core.sweep import SweepCell, blocks
+
+    return [SweepCell(f"{key}__seeds{b[0]}-{b[-1]}", fn, {**common, **kw, "seeds": b},
+                      f"{key.replace('__', ' ')} seeds {b[0]}..{b[-1]}")
+            for key, kw in parts for b in blocks(args.seed, args.episodes, args.seeds_per_cell)]
+
+
+def _cells_json(outcome: Any) -> dict[str, Any]:
+    """How many cells ran where, and the failed ones, for the JSON result (as ``eval``)."""
+    from .cli import _cells_json as cells_json
+
+    return cells_json(outcome)
+
+
+def _done(outcome: Any) -> int:
+    """The closing line (how many cells ran where) and the exit status."""
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, Callable[[Any], str]]]) -> str:
@@ -110,30 +172,29 @@ def _parse_pairs(scene: Any, spec: str, tasks: Sequence[str]) -> list[tuple[str,
 
 # Commands --------------------------------------------------------------------------------
 def cmd_capture(args: argparse.Namespace) -> int:
-    from .cli import _open, _tasks_and_variants
-    from .core.experiments import capture_episodes
+    from .cli_sweep import run_cells
+    from .core.experiments import capture_cell
     from .core.interventions import Prompt, from_dict
 
-    scene, policy = _open(args)
     layers = [v for v in args.layers.split(",") if v]
     ivs = [from_dict(d) for d in _load_interventions(args.interventions)]
     if args.prompt is not None:
         ivs.insert(0, Prompt(text=args.prompt))
-    with scene:
-        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
-        with _bar(len(tasks) * args.episodes, "capture") as bar:
-            rows = capture_episodes(scene, policy, tasks, args.episodes, args.out, layers,
-                                    pooling=args.pooling, variant=args.variant, seed=args.seed,
-                                    interventions=ivs, policy_name=args.policy,
-                                    tick=bar.update)
+    src, reg = _sweep_source(args)
+    tasks, _ = _tasks(reg, args, src["scene_options"])
+    common = {**src, "out_dir": _abs(args.out), "layers": layers, "pooling": args.pooling,
+              "variant": args.variant, "interventions": [i.to_dict() for i in ivs]}
+    cells = _block_cells(args, capture_cell, common, [(t, {"task": t}) for t in tasks])
+    outcome = run_cells(args, cells, "capture", Path(args.out) / "cells")
+    rows = [row for r in outcome.results() if r is not None for row in r["rows"]]
     result = {"command": "capture", "policy": args.policy, "layers": layers,
               "pooling": args.pooling, "interventions": [i.to_dict() for i in ivs],
-              "episodes": rows}
+              "episodes": rows, "cells": _cells_json(outcome)}
     path = write_json_atomic(Path(args.out) / "capture.json", result)
     ok = sum(r["success"] for r in rows)
     print(f"captured {', '.join(layers)} ({args.pooling}) in {len(rows)} episodes "
           f"({ok} successes) -> {args.out}; summary {path}")
-    return 0
+    return _done(outcome)
 
 
 def _concepts(path: Path) -> dict:
@@ -157,37 +218,30 @@ def _load_interventions(path: str | None) -> list[dict]:
 
 
 def cmd_sae_train(args: argparse.Namespace) -> int:
-    from .core.capture import load_activations
-    from .core.sae import SAEConfig, save_sae, train_sae
+    from .cli_sweep import run_cells
+    from .core.experiments import sae_train_cell
+    from .core.sweep import SweepCell
 
-    paths = episode_paths(args.episodes)
+    paths = [_abs(p) for p in episode_paths(args.episodes)]
+    layers = list(dict.fromkeys(v for v in args.layers.split(",") if v))
+    common = {"episodes": paths, "out": _abs(args.out), "expansion": args.expansion,
+              "kind": args.kind, "k": args.k, "steps": args.steps,
+              "batch_size": args.batch_size, "lr": args.lr, "max_vectors": args.max_vectors,
+              "seed": args.seed, "device": args.device or "cpu"}
+    cells = [SweepCell(f"layer__{layer}", sae_train_cell, {**common, "layer": layer},
+                       f"sae {layer}") for layer in layers]
+    outcome = run_cells(args, cells, "sae train", Path(args.out) / "cells")
     results = {}
-    for layer in [v for v in args.layers.split(",") if v]:
-        acts = load_activations(paths, layer, max_vectors=args.max_vectors, seed=args.seed)
-        cfg = SAEConfig(d_in=acts.x.shape[1], expansion=args.expansion, kind=args.kind,
-                        k=args.k, layer=layer, pooling=acts.pooling)
-        from tqdm import tqdm
-
-        with tqdm(desc=f"sae {layer}", unit="step", disable=None) as bar:
-            def progress(step: int, total: int, metrics: dict, bar=bar) -> None:
-                bar.total = total
-                bar.update(step - bar.n)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items()
-                                 if isinstance(v, float)})
-
-            sae, res = train_sae(acts.x, cfg, steps=args.steps, batch_size=args.batch_size,
-                                 lr=args.lr, seed=args.seed, device=args.device or "cpu",
-                                 progress=progress)
-        folder = save_sae(sae, Path(args.out) / layer, extra={
-            "episodes": paths, "vectors": int(len(acts.x))})
-        results[layer] = {"folder": str(folder), "vectors": int(len(acts.x)),
-                          **res.report.as_dict(), "seconds": res.seconds,
-                          "samples_per_s": res.samples_per_s}
-        r = res.report
-        print(f"{layer}: {len(acts.x)} vectors, FVE {r.fve:.3f}, L0 {r.l0:.1f}, dead "
-              f"{r.dead_fraction:.1%} ({res.seconds:.0f} s) -> {folder}")
-    write_json_atomic(Path(args.out) / "sae_train.json", {"command": "sae train", "saes": results})
-    return 0
+    for r in outcome.results():
+        if r is None:
+            continue
+        layer, res = r["layer"], r["result"]
+        results[layer] = res
+        print(f"{layer}: {res['vectors']} vectors, FVE {res['fve']:.3f}, L0 {res['l0']:.1f}, "
+              f"dead {res['dead_fraction']:.1%} ({res['seconds']:.0f} s) -> {res['folder']}")
+    write_json_atomic(Path(args.out) / "sae_train.json", {
+        "command": "sae train", "saes": results, "cells": _cells_json(outcome)})
+    return _done(outcome)
 
 
 def _sample_info(acts: Any):
@@ -294,8 +348,8 @@ def _concept_feature(sae_dir: str, concept: str) -> int:
 
 
 def cmd_steer(args: argparse.Namespace) -> int:
-    from .cli import _open, _tasks_and_variants
-    from .core.experiments import steering_sweep
+    from .cli_sweep import run_cells
+    from .core.experiments import merge_cell_results, steer_cell
     from .core.sae import load_sae
 
     if (args.feature is None) == (args.concept is None):
@@ -303,20 +357,19 @@ def cmd_steer(args: argparse.Namespace) -> int:
     sae = load_sae(args.sae)
     feature = args.feature if args.feature is not None else _concept_feature(args.sae,
                                                                              args.concept)
-    alphas = _floats(args.alphas, "--alphas")
-    scene, policy = _open(args)
-    with scene:
-        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
-        with _bar(len(tasks) * len(alphas) * args.episodes, "steer") as bar:
-            rows = steering_sweep(scene, policy, tasks, alphas, sae=args.sae,
-                                  layer=sae.cfg.layer, feature=feature, episodes=args.episodes,
-                                  seed=args.seed, variant=args.variant,
-                                  positions=_positions(policy, args.positions, sae.cfg.layer),
-                                  out_dir=args.out, policy_name=args.policy,
-                                  tick=bar.update)
+    alphas = list(dict.fromkeys(_floats(args.alphas, "--alphas")))
+    src, reg = _sweep_source(args)
+    tasks, _ = _tasks(reg, args, src["scene_options"])
+    common = {**src, "sae": _abs(args.sae), "layer": sae.cfg.layer, "feature": feature,
+              "variant": args.variant, "out_dir": _abs(args.out),
+              "positions": _cell_positions(args, args.positions, sae.cfg.layer)}
+    cells = _block_cells(args, steer_cell, common, [
+        (f"{t}__alpha{a:g}", {"task": t, "alpha": a}) for t in tasks for a in alphas])
+    outcome = run_cells(args, cells, "steer", Path(args.out) / "cells")
+    rows = merge_cell_results(outcome.results())
     result = {"command": "steer", "policy": args.policy, "sae": args.sae,
               "layer": sae.cfg.layer, "feature": feature, "concept": args.concept,
-              "positions": args.positions, "rows": rows}
+              "positions": args.positions, "rows": rows, "cells": _cells_json(outcome)}
     print(f"feature {feature} of {sae.cfg.layer} ({args.concept or 'given'}), "
           f"{args.episodes} episodes per cell")
     print(_table(rows, [("task", "task", str), ("alpha", "extra", lambda e: f"{e['alpha']:g}"),
@@ -324,30 +377,36 @@ def cmd_steer(args: argparse.Namespace) -> int:
                         ("handled named", "handled_target_rate", _pct),
                         ("handled other", "handled_other_rate", _pct)]))
     write_json_atomic(Path(args.out) / "steer.json", result)
-    return 0
+    return _done(outcome)
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from .cli import _open, _tasks_and_variants
-    from .core.experiments import INJECTION_CONDITIONS, injection_table
+    from .cli_sweep import run_cells
+    from .core.experiments import (
+        INJECTION_CONDITIONS,
+        check_conditions,
+        inject_cell,
+        merge_cell_results,
+    )
 
-    scene, policy = _open(args)
     conditions = (list(INJECTION_CONDITIONS) if args.conditions == "all"
-                  else [c for c in args.conditions.split(",") if c])
+                  else list(dict.fromkeys(c for c in args.conditions.split(",") if c)))
     if "baseline" not in conditions:
         conditions.insert(0, "baseline")
-    with scene:
-        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
-        pairs = _parse_pairs(scene, args.pairs, tasks)
-        with _bar(len(pairs) * args.episodes * len(conditions), "inject") as bar:
-            rows = injection_table(scene, policy, pairs, layer=args.layer,
-                                   episodes=args.episodes, out_dir=args.out, seed=args.seed,
-                                   variant=args.variant,
-                                   positions=_positions(policy, args.positions, args.layer),
-                                   conditions=conditions, on_short=args.on_short,
-                                   policy_name=args.policy, tick=bar.update)
+    check_conditions(conditions)
+    src, reg = _sweep_source(args)
+    _, pairs = _tasks(reg, args, src["scene_options"], args.pairs)
+    common = {**src, "layer": args.layer, "out_dir": _abs(args.out), "variant": args.variant,
+              "positions": _cell_positions(args, args.positions, args.layer),
+              "conditions": conditions, "on_short": args.on_short}
+    # each cell runs its own source rollouts (the same file for pairs sharing a source)
+    cells = _block_cells(args, inject_cell, common, [
+        (f"{t}__from_{s}", {"target": t, "source": s}) for t, s in pairs])
+    outcome = run_cells(args, cells, "inject", Path(args.out) / "cells")
+    rows = merge_cell_results(outcome.results())
     result = {"command": "inject", "policy": args.policy, "layer": args.layer,
-              "positions": args.positions, "pairs": pairs, "rows": rows}
+              "positions": args.positions, "pairs": pairs, "rows": rows,
+              "cells": _cells_json(outcome)}
     write_json_atomic(Path(args.out) / "inject.json", result)
     print(_table(rows, [("task", "task", str), ("condition", "condition", str),
                         ("success", "success_rate", _pct),
@@ -355,58 +414,46 @@ def cmd_inject(args: argparse.Namespace) -> int:
                         ("handled other", "handled_other_rate", _pct),
                         ("displacement", "displacement", _num),
                         ("action cosine", "cosine", _num)]))
-    return 0
+    return _done(outcome)
 
 
 def cmd_perturb(args: argparse.Namespace) -> int:
-    from .cli import _open, _tasks_and_variants
-    from .core.experiments import perturbation_sweep
+    from .cli_sweep import run_cells
+    from .core.experiments import check_perturbations, merge_cell_results, perturb_cell
     from .core.perturbations import perturbation_kinds
 
-    kinds = perturbation_kinds() if args.kinds == "all" else args.kinds.split(",")
-    scene, policy = _open(args)
-    with scene:
-        tasks, _ = _tasks_and_variants(scene, args.tasks, "default")
-        with _bar(len(tasks) * (len(kinds) + 1) * args.episodes, "perturb") as bar:
-            rows = perturbation_sweep(scene, policy, tasks, kinds, severity=args.severity,
-                                      episodes=args.episodes, seed=args.seed,
-                                      variant=args.variant, out_dir=args.out,
-                                      policy_name=args.policy, tick=bar.update)
+    kinds = list(dict.fromkeys(perturbation_kinds() if args.kinds == "all"
+                               else [k for k in args.kinds.split(",") if k]))
+    check_perturbations(kinds, args.severity, args.seed)
+    src, reg = _sweep_source(args)
+    tasks, _ = _tasks(reg, args, src["scene_options"])
+    common = {**src, "severity": args.severity, "perturb_seed": args.seed,
+              "variant": args.variant, "out_dir": _abs(args.out)}
+    cells = _block_cells(args, perturb_cell, common, [
+        (f"{t}__{k}", {"task": t, "kind": k}) for t in tasks for k in ("none", *kinds)])
+    outcome = run_cells(args, cells, "perturb", Path(args.out) / "cells")
+    rows = merge_cell_results(outcome.results())
     write_json_atomic(Path(args.out) / "perturb.json", {
-        "command": "perturb", "policy": args.policy, "severity": args.severity, "rows": rows})
+        "command": "perturb", "policy": args.policy, "severity": args.severity, "rows": rows,
+        "cells": _cells_json(outcome)})
     print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct)]))
-    return 0
+    return _done(outcome)
 
 
-def _frames(paths: Sequence[str], policy: Any, n: int, seed: int) -> list:
-    """``n`` recorded observations spread over the episodes (seeded)."""
-    from itertools import groupby
-
-    import numpy as np
-
-    from .core.episode import Episode, episode_observation
-
-    index = []
-    for p in paths:
-        with Episode(p) as ep:
-            index += [(p, t) for t in range(ep.n_steps)]
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(index), min(n, len(index)), replace=False).tolist())
-    cams = getattr(policy, "cameras", None)
-    size = getattr(policy, "image_size", None)
-    obs = []
-    for p, items in groupby((index[i] for i in pick), key=lambda item: item[0]):
-        with Episode(p) as ep:  # picks are sorted: each episode is opened once
-            obs += [episode_observation(ep, t, cams or ep.cameras, size) for _, t in items]
-    return obs
+def _ablate_cells_folder(json_out: str) -> Path:
+    """The default record folder of ``ablate``: beside ``--json-out``."""
+    p = Path(json_out)
+    return p.with_name(f"{p.stem}-cells")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .cli import _registry
-    from .core.experiments import ablation_effects, zero_effect_summary
+    from .cli_sweep import run_cells
+    from .core.experiments import ablate_cell, merge_ablation, zero_effect_summary
     from .core.sae import load_sae
+    from .core.sweep import SweepCell
 
     sae = load_sae(args.sae)
     if args.features:
@@ -420,22 +467,32 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                            for f, _ in fs})
     if not features:
         raise VLAScopeError("no features to ablate")
-    policy = _registry().create_policy(args.policy,
-                                       **({"device": args.device} if args.device else {}))
-    obs = _frames(episode_paths(args.episodes), policy, args.frames, args.seed)
-    from tqdm import tqdm
-
-    with tqdm(total=len(features), desc="ablate", unit="feature", disable=None) as bar:
-        effects = ablation_effects(policy, obs, sae=args.sae, layer=sae.cfg.layer,
-                                   features=features, mode=args.mode, tick=bar.update)
-    summary = zero_effect_summary(effects, features)
+    if args.features_per_cell < 1:
+        raise VLAScopeError("--features-per-cell must be at least 1")
+    _registry().get("policy", args.policy)  # an unknown plugin fails here, not in a worker
+    common = {"policy": args.policy,
+              "policy_options": {"device": args.device} if args.device else {},
+              "episodes": [_abs(p) for p in episode_paths(args.episodes)],
+              "frames": args.frames, "seed": args.seed, "sae": _abs(args.sae),
+              "layer": sae.cfg.layer, "mode": args.mode}
+    size = args.features_per_cell
+    cells = [SweepCell(f"features{i:05d}-{i + len(b) - 1:05d}", ablate_cell,
+                       {**common, "features": b}, f"features {b[0]}..{b[-1]}")
+             for i in range(0, len(features), size) for b in [features[i:i + size]]]
+    outcome = run_cells(args, cells, "ablate", _ablate_cells_folder(args.json_out))
+    done, effects = merge_ablation(outcome.results())
+    if not done:
+        return _done(outcome)
+    frames = next(r["frames"] for r in outcome.results() if r is not None)
+    summary = zero_effect_summary(effects, done)
     result = {"command": "ablate", "policy": args.policy, "sae": args.sae,
-              "layer": sae.cfg.layer, "mode": args.mode, "frames": len(obs), **summary}
+              "layer": sae.cfg.layer, "mode": args.mode, "frames": frames, **summary,
+              "cells": _cells_json(outcome)}
     write_json_atomic(args.json_out, result)
     rates = ", ".join(f"{v:.0%} within {k}" for k, v in summary["zero_effect_rate"].items())
-    print(f"{len(features)} concept features of {sae.cfg.layer} ablated one at a time "
-          f"({args.mode}) on {len(obs)} frames: zero-effect rate {rates}")
-    return 0
+    print(f"{len(done)} concept features of {sae.cfg.layer} ablated one at a time "
+          f"({args.mode}) on {frames} frames: zero-effect rate {rates}")
+    return _done(outcome)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -480,6 +537,8 @@ def _add_rollout_options(p: argparse.ArgumentParser, *, tasks: str, episodes: in
 
 def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     """Add the mechanistic commands to the main parser."""
+    from .cli_sweep import add_sweep_options
+
     p = sub.add_parser("capture", help="roll out and record activations of hook points")
     add_common(p)
     p.add_argument("--layers", required=True, help="comma-separated hook points")
@@ -487,6 +546,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     _add_rollout_options(p, tasks="all", episodes=5, what="the episodes")
     p.add_argument("--prompt", default=None, help="counterfactual prompt for every episode")
     p.add_argument("--interventions", default=None, help="JSON file of interventions")
+    add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_capture)
 
     sae = sub.add_parser("sae", help="sparse autoencoders: train, stats").add_subparsers(
@@ -504,6 +564,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", required=True, help="folder; one SAE per layer inside")
+    add_sweep_options(p, seeds=False, cells_default="OUT/cells")  # a cell per layer
     p.set_defaults(func=cmd_sae_train)
 
     p = sae.add_parser("stats", help="feature statistics, concepts (Cohen's d), atlas")
@@ -533,6 +594,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--positions", default="all", help="all, a token group or a list")
     _add_rollout_options(p, tasks="pick_red,pick_blue", episodes=5,
                          what="the episodes and steer.json")
+    add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("inject", help="cross-task / null-language injection and "
@@ -547,6 +609,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--conditions", default="all")
     p.add_argument("--on-short", default="hold", choices=("hold", "stop"),
                    help="when the source episode is shorter than the target's")
+    add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_inject)
 
     p = sub.add_parser("perturb", help="success under visual corruptions")
@@ -555,6 +618,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--severity", type=int, default=3, choices=range(1, 6))
     _add_rollout_options(p, tasks="pick_red", episodes=3,
                          what="the episodes and perturb.json")
+    add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_perturb)
 
     p = sub.add_parser("ablate", help="zero-effect rate of concept-feature ablation")
@@ -567,6 +631,9 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--frames", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default="ablate.json")
+    p.add_argument("--features-per-cell", type=int, default=16,
+                   help="features per sweep cell (each cell picks the same frames)")
+    add_sweep_options(p, seeds=False, cells_default="JSON_OUT-cells beside --json-out")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("probe", help="linear probes per layer: task, object, phase")
