@@ -9,8 +9,9 @@ shutting down. Both executors give one torch thread per worker. The tables must 
     .venv/bin/python benchmarks/sweep.py [--tasks all] [--variants default,shortcut_test]
         [--episodes 6] [--seeds-per-cell 2] [--workers 2] [--repeats 2]
 
-Runs alternate (local, Ray, Ray, local, ...) and medians are reported. Prints the walls, Ray's overhead in all (ratio ray / local; target <= 1.15 on 2 cores) and
-per cell ((ray - local) / cells), and the cell time measured inside the workers.
+Runs alternate (local, Ray, Ray, local, ...) and medians are reported. Prints the walls,
+Ray's overhead in all (ratio ray / local; target <= 1.15 on 2 cores) and per cell
+((ray - local) / cells), and the cell time measured inside the workers.
 """
 
 from __future__ import annotations
