@@ -216,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = dict(reports[0])
         if args.compare:
             out["compare"] = reports[1]
-        out["cells"] = _cells_json(outcome)
+        out["cells"] = outcome.as_json()
         print(json.dumps(out, indent=2))
         return 1 if outcome.failed else 0
     for report in reports:
@@ -229,12 +229,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"mean success rate: {report['mean_success_rate']:.1%}")
     print(outcome.summary())
     return 1 if outcome.failed else 0
-
-
-def _cells_json(outcome) -> dict[str, Any]:
-    """How many cells ran where, and the failed ones, for ``--json`` output."""
-    return {"total": len(outcome.records), "summary": outcome.summary(),
-            "failed": {r.key: r.error for r in outcome.failed}}
 
 
 def _eval_report(args: argparse.Namespace, name: str, cells) -> dict[str, Any]:
@@ -308,10 +302,10 @@ def cmd_iss(args: argparse.Namespace) -> int:
                     estimator=args.estimator, batch_size=args.batch_size, seed=args.seed)
     cfg.check()
     _registry().get("policy", args.policy)  # an unknown or broken plugin fails here
-    for path in args.episodes:  # an unreadable file fails before any work
+    several = len(args.episodes) > 1
+    for path in args.episodes if several else ():  # an unreadable file fails before any work
         with Episode(path):
             pass
-    several = len(args.episodes) > 1
     kwargs = [{"episode": str(Path(p).resolve()) if several else p, "policy": args.policy,
                "policy_options": _policy_options(args), "config": asdict(cfg),
                "method": args.method, "budget": args.budget, "bandwidth": args.bandwidth,
@@ -576,7 +570,7 @@ def cmd_language_check(args: argparse.Namespace) -> int:
     rows = merge_language_rows(outcome.results())
     out = [{**r.__dict__, "rate": r.rate} for r in rows]
     if args.json:
-        print(json.dumps({"rows": out, "cells": _cells_json(outcome)}, indent=2))
+        print(json.dumps({"rows": out, "cells": outcome.as_json()}, indent=2))
         return 1 if outcome.failed else 0
     print(f"{'task':<22} {'instruction of':<22} {'expected':<8} {'handled':>8} {'other':>6}")
     for r in rows:
@@ -658,8 +652,7 @@ def cmd_model_card(args: argparse.Namespace) -> int:
         tasks, _ = _tasks_and_variants(scene, args.tasks, ",".join(v for v, _ in variants))
     cells = comparison_cells(names, options, tasks, variants, args.language_episodes,
                              args.seed, args.seeds_per_cell)
-    outcome = run_cells(args, cells, "model card",
-                        Path(args.out).with_name(Path(args.out).stem + "-cells"))
+    outcome = run_cells(args, cells, "model card")
     comp = merge_comparison(names, cells, outcome.results(), args.seed)
     command = " ".join(["vlascope", "model-card", "--policies", args.policies, "--tasks",
                         args.tasks, "--variants", args.variants, "--episodes",
@@ -1047,7 +1040,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes per prompt of the language check (0: skip)")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="docs/model_card.md")
-    add_sweep_options(p, jobs=0, cells_default="OUT's name + -cells, beside it")
+    add_sweep_options(p, jobs=0)
     p.add_argument("--update-cards", action="store_true",
                    help="also rewrite each shipped model's own model_card.md from these runs")
     p.set_defaults(func=cmd_model_card)

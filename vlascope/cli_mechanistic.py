@@ -113,13 +113,6 @@ def _block_cells(args: argparse.Namespace, fn: Callable, common: dict[str, Any],
             for key, kw in parts for b in blocks(args.seed, args.episodes, args.seeds_per_cell)]
 
 
-def _cells_json(outcome: Any) -> dict[str, Any]:
-    """How many cells ran where, and the failed ones, for the JSON result (as ``eval``)."""
-    from .cli import _cells_json as cells_json
-
-    return cells_json(outcome)
-
-
 def _done(outcome: Any) -> int:
     """The closing line (how many cells ran where) and the exit status."""
     print(outcome.summary())
@@ -189,7 +182,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     rows = [row for r in outcome.results() if r is not None for row in r["rows"]]
     result = {"command": "capture", "policy": args.policy, "layers": layers,
               "pooling": args.pooling, "interventions": [i.to_dict() for i in ivs],
-              "episodes": rows, "cells": _cells_json(outcome)}
+              "episodes": rows, "cells": outcome.as_json()}
     path = write_json_atomic(Path(args.out) / "capture.json", result)
     ok = sum(r["success"] for r in rows)
     print(f"captured {', '.join(layers)} ({args.pooling}) in {len(rows)} episodes "
@@ -240,7 +233,7 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
         print(f"{layer}: {res['vectors']} vectors, FVE {res['fve']:.3f}, L0 {res['l0']:.1f}, "
               f"dead {res['dead_fraction']:.1%} ({res['seconds']:.0f} s) -> {res['folder']}")
     write_json_atomic(Path(args.out) / "sae_train.json", {
-        "command": "sae train", "saes": results, "cells": _cells_json(outcome)})
+        "command": "sae train", "saes": results, "cells": outcome.as_json()})
     return _done(outcome)
 
 
@@ -369,7 +362,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     rows = merge_cell_results(outcome.results())
     result = {"command": "steer", "policy": args.policy, "sae": args.sae,
               "layer": sae.cfg.layer, "feature": feature, "concept": args.concept,
-              "positions": args.positions, "rows": rows, "cells": _cells_json(outcome)}
+              "positions": args.positions, "rows": rows, "cells": outcome.as_json()}
     print(f"feature {feature} of {sae.cfg.layer} ({args.concept or 'given'}), "
           f"{args.episodes} episodes per cell")
     print(_table(rows, [("task", "task", str), ("alpha", "extra", lambda e: f"{e['alpha']:g}"),
@@ -406,7 +399,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     rows = merge_cell_results(outcome.results())
     result = {"command": "inject", "policy": args.policy, "layer": args.layer,
               "positions": args.positions, "pairs": pairs, "rows": rows,
-              "cells": _cells_json(outcome)}
+              "cells": outcome.as_json()}
     write_json_atomic(Path(args.out) / "inject.json", result)
     print(_table(rows, [("task", "task", str), ("condition", "condition", str),
                         ("success", "success_rate", _pct),
@@ -435,7 +428,7 @@ def cmd_perturb(args: argparse.Namespace) -> int:
     rows = merge_cell_results(outcome.results())
     write_json_atomic(Path(args.out) / "perturb.json", {
         "command": "perturb", "policy": args.policy, "severity": args.severity, "rows": rows,
-        "cells": _cells_json(outcome)})
+        "cells": outcome.as_json()})
     print(_table(rows, [("task", "task", str), ("perturbation", "condition", str),
                         ("success", "success_rate", _pct),
                         ("handled named", "handled_target_rate", _pct)]))
@@ -487,7 +480,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     summary = zero_effect_summary(effects, done)
     result = {"command": "ablate", "policy": args.policy, "sae": args.sae,
               "layer": sae.cfg.layer, "mode": args.mode, "frames": frames, **summary,
-              "cells": _cells_json(outcome)}
+              "cells": outcome.as_json()}
     write_json_atomic(args.json_out, result)
     rates = ", ".join(f"{v:.0%} within {k}" for k, v in summary["zero_effect_rate"].items())
     print(f"{len(done)} concept features of {sae.cfg.layer} ablated one at a time "

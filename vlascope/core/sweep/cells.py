@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -68,16 +69,12 @@ def blocks(first: int, count: int, size: int) -> list[list[int]]:
 
 
 def where() -> tuple[str, str]:
-    """(node, host) of this process: the Ray node it runs on, else this machine."""
+    """(node, host) of this process: the Ray node it runs on, else this machine. Ray is
+    only looked at if this process already imported it (a Ray worker has)."""
     host = socket.gethostname()
-    try:
-        import ray  # only present when the sweep runs on Ray
-
-        if ray.is_initialized():
-            ctx = ray.get_runtime_context()
-            return ctx.get_node_id()[:12], ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - no Ray, or not inside a Ray worker
-        pass
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()[:12], ray.util.get_node_ip_address()
     return host, host
 
 

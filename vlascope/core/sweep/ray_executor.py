@@ -10,9 +10,11 @@ and a fresh random token that only this process and its workers know."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -58,8 +60,9 @@ def _refresh_ray_config() -> None:
 
 
 def connect(address: str | None, cpus: int | None = None) -> bool:
-    """Join the cluster at ``address``, or start a local Ray; True if it was started here
-    (and must be shut down here)."""
+    """Join the cluster at ``address``, or start a local Ray; True if this call did either
+    (and the caller disconnects with ``ray.shutdown()``, which stops only a Ray it started).
+    False: this process was already connected."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not address and os.environ.get("RAY_AUTH_MODE") != "token":
         # set before Ray reads its configuration (at import), refreshed in case it has
@@ -79,7 +82,7 @@ def connect(address: str | None, cpus: int | None = None) -> bool:
             raise VLAScopeError(f"could not join the Ray cluster at {address}: "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
                                 ) from e
-        return False
+        return True
     # "local": a new Ray here even if this machine has run a cluster (Ray would join it)
     ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
              _node_ip_address="127.0.0.1", **quiet)
@@ -88,9 +91,17 @@ def connect(address: str | None, cpus: int | None = None) -> bool:
 
 def run_ray(cells: Sequence[SweepCell], address: str | None, cpus_per_task: float,
             gpus_per_task: float, retries: int = 3) -> Iterator[CellRecord]:
-    """Records of ``cells`` as Ray finishes them."""
+    """Records of ``cells`` as Ray finishes them. Ray's own messages (a node marked dead,
+    a worker restarted) go to stderr while the sweep runs: stdout is the command's table
+    or JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield from _run_ray(cells, address, cpus_per_task, gpus_per_task, retries)
+
+
+def _run_ray(cells: Sequence[SweepCell], address: str | None, cpus_per_task: float,
+             gpus_per_task: float, retries: int) -> Iterator[CellRecord]:
     ray = import_ray()
-    started = connect(address)
+    connected = connect(address)
     threads = max(1, int(cpus_per_task))
     task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries,
                       retry_exceptions=False, max_calls=0)(execute)
@@ -111,5 +122,5 @@ def run_ray(cells: Sequence[SweepCell], address: str | None, cpus_per_task: floa
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        if started:
+        if connected:
             ray.shutdown()

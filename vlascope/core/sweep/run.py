@@ -34,10 +34,12 @@ class Executor:
             raise VLAScopeError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
 
     def describe(self) -> str:
+        """Where the cells run, to follow "N cells": "in this process", "on 2 local
+        workers", "on Ray at HOST:PORT (1 CPU per cell)"."""
         if self.kind == "local":
-            return "this process" if self.jobs <= 1 else f"{self.jobs} local workers"
+            return "in this process" if self.jobs <= 1 else f"on {self.jobs} local workers"
         gpus = f", {self.gpus_per_task:g} GPU" if self.gpus_per_task else ""
-        return (f"Ray at {self.address}" if self.address else "a local Ray") + \
+        return (f"on Ray at {self.address}" if self.address else "on a local Ray") + \
             f" ({self.cpus_per_task:g} CPU{gpus} per cell)"
 
 
@@ -60,7 +62,7 @@ class SweepOutcome:
         resumed = sum(r.resumed for r in self.records)
         ran = Counter(r.node if r.host in ("", r.node) else f"node {r.node} ({r.host})"
                       for r in self.records if not r.resumed and r.node)
-        parts = [f"{n} cells ({self.executor.describe()})"]
+        parts = [f"{n} cells {self.executor.describe()}"]
         if ran:
             parts.append("ran " + ", ".join(f"{v} on {k}" for k, v in ran.most_common()))
         if resumed:
@@ -69,6 +71,11 @@ class SweepOutcome:
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         return "; ".join(parts)
+
+    def as_json(self) -> dict:
+        """How many cells ran where, and the failed ones, for a command's JSON result."""
+        return {"total": len(self.records), "summary": self.summary(),
+                "failed": {r.key: r.error for r in self.failed}}
 
     def failure_lines(self) -> list[str]:
         return [f"cell {r.key} failed: {r.error}" for r in self.failed]
