@@ -262,6 +262,41 @@ def test_explain_shows_the_overlay_and_nmr(qtbot, window):
     assert not errors_shown(window)
 
 
+def test_faithfulness_curves_of_the_shown_map(qtbot, window, tmp_path):
+    """Issue 28, part 5: the dock's curves are the core's on the same frame and map."""
+    from vlascope.core.saliency.faithfulness import faithfulness_curves
+    from vlascope.policies.reference.policy import ReferencePolicy
+
+    ws = window.workspace
+    play_steps(qtbot, window, 3)
+    dock = window.saliency_dock
+    dock.raise_()
+    qtbot.mouseClick(dock.faithful, Qt.MouseButton.LeftButton)  # no map yet: says so
+    assert dock.curves.curves is None
+    qtbot.mouseClick(dock.compute, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ws.maps_at() is not None, timeout=WAIT_MS)
+    idle(qtbot, window)
+    with qtbot.waitSignal(window.controller.faithfulness_ready, timeout=WAIT_MS):
+        qtbot.mouseClick(dock.faithful, Qt.MouseButton.LeftButton)
+    shown = dock.curves.curves
+    expected = faithfulness_curves(ReferencePolicy(name="reference"),
+                                   ws.recording.observation(ws.step), ws.maps_at(),
+                                   sigma=ws.saliency.sigma, seed=ws.saliency.seed)
+    assert shown.ks == expected.ks
+    for name in ("deletion", "insertion", "random_deletion", "random_insertion"):
+        np.testing.assert_allclose(getattr(shown, name), getattr(expected, name), rtol=1e-3,
+                                   atol=1e-7)
+    assert "deletion area" in dock.faithful_text.text()
+    dock.grab().save(str(tmp_path / "faithfulness.png"))
+    image = dock.curves.grab().toImage()
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 2)
+               for y in range(0, image.height(), 2)}
+    assert {"#d62728", "#1f77b4"} <= colours  # both curves drawn
+    qtbot.keyClick(window, Qt.Key.Key_Home)  # another step: its curves are not these
+    assert dock.curves.curves is None and dock.faithful_text.text() == ""
+    assert not errors_shown(window)
+
+
 def test_cancel_saliency_leaves_the_app_usable(qtbot, window):
     ws = window.workspace
     play_steps(qtbot, window, 2)

@@ -309,7 +309,7 @@ def cmd_iss(args: argparse.Namespace) -> int:
     kwargs = [{"episode": str(Path(p).resolve()) if several else p, "policy": args.policy,
                "policy_options": _policy_options(args), "config": asdict(cfg),
                "method": args.method, "budget": args.budget, "bandwidth": args.bandwidth,
-               "every": args.every, "check": args.check,
+               "every": args.every, "check": args.check, "faithfulness": args.faithfulness,
                "png": (str(Path(args.png) / Path(p).stem) if several else args.png)
                if args.png else None} for p in args.episodes]
     if not several and args.executor == "local" and not args.resume:
@@ -352,7 +352,19 @@ def _iss_in_process(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _iss_line(summary: dict[str, Any], args: argparse.Namespace) -> str:
-    """One line per episode: what was stored and how."""
+    """One line per episode: what was stored and how (and how faithful, if measured)."""
+    line = _iss_made(summary, args)
+    f = summary.get("faithfulness")
+    if f:
+        a = f["mean_areas"]
+        line += (f"\n  faithfulness on steps {f['steps']}: deletion area {a['deletion']:.4f} "
+                 f"(random map {a['random_deletion']:.4f}; higher: the map finds what moves "
+                 f"the actions), insertion area {a['insertion']:.4f} (random "
+                 f"{a['random_insertion']:.4f}; lower is better)")
+    return line
+
+
+def _iss_made(summary: dict[str, Any], args: argparse.Namespace) -> str:
     name, steps = summary["episode"], summary["computed_steps"]
     if "every" in summary:
         err = (f"{summary['interpolation_error']:.3f} (corr {summary['interpolation_corr']:.3f})"
@@ -909,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--png", default=None, help="folder for overlay PNGs of computed steps "
                    "(several episodes: a subfolder each)")
+    p.add_argument("--faithfulness", type=int, default=0, metavar="N",
+                   help="deletion and insertion curves of the maps on N steps, against a "
+                   "random map's (stored with the maps; 4 x 11 forward passes per step)")
     p.add_argument("--json", action="store_true")
     add_sweep_options(p, seeds=False)
     p.set_defaults(func=cmd_iss)

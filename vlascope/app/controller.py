@@ -49,6 +49,7 @@ class Controller(QObject):
     error = Signal(str, str, str)  # title, message, details
     status = Signal(str)
     saliency_progress = Signal(int, int)  # done, total (0, 0 = idle)
+    faithfulness_ready = Signal(int, object)  # step, FaithfulnessCurves of its shown map
     fps_changed = Signal(float)
     policy_state = Signal(str)  # "loading", "ready", "failed"
     policy_hooks = Signal(list)  # HookPointInfo of the loaded policy
@@ -430,9 +431,46 @@ class Controller(QObject):
                            on_progress=lambda d, n: self.saliency_progress.emit(d, n),
                            on_cancel=cancelled)
 
+    def faithfulness(self, t: int | None = None) -> None:
+        """Deletion and insertion curves of step ``t``'s shown map (default: current), in
+        the worker, with progress on the Saliency dock's bar."""
+        from vlascope.core.saliency.faithfulness import faithfulness_curves
+
+        rec = self.ws.recording
+        t = self.ws.step if t is None else t
+        maps = self.ws.maps_at(t) if rec is not None and rec.n_steps else None
+        if maps is None:
+            self.status.emit("no map at this step: explain the frame first")
+            return
+        obs, weights, run = rec.observation(t), self.weights, self.ws.run
+        sigma, seed = self.ws.saliency.sigma, self.ws.saliency.seed
+
+        def job(session: Session, ctx: JobContext):
+            policy = session.load_policy(run.policy, run.device, weights)
+            return faithfulness_curves(policy, obs, maps, sigma=sigma, seed=seed,
+                                       progress=ctx.progress, should_cancel=ctx.cancelled)
+
+        def done(curves) -> None:
+            self.saliency_progress.emit(0, 0)
+            self.faithfulness_ready.emit(t, curves)
+
+        def failed(message: str, details: str) -> None:
+            self.saliency_progress.emit(0, 0)
+            self.error.emit("Faithfulness failed", message, details)
+
+        def cancelled(message: str) -> None:
+            self.saliency_progress.emit(0, 0)
+            self.status.emit(message)
+
+        self.saliency_progress.emit(0, 1)
+        self.engine.submit("faithfulness", job, on_done=done, on_error=failed,
+                           on_progress=lambda d, n: self.saliency_progress.emit(d, n),
+                           on_cancel=cancelled)
+
     def cancel_saliency(self) -> None:
         self.ws.update_saliency(live=False)
         self.engine.cancel("saliency")
+        self.engine.cancel("faithfulness")
 
     def shutdown(self) -> bool:
         """Stop workers; the running rollout's recording is published by the session."""

@@ -24,6 +24,7 @@ from vlascope.core.saliency.iss import ESTIMATORS
 from vlascope.core.workspace import SaliencySettings, Workspace
 
 from . import Panel, nmr_text
+from .curves_plot import CurvesPlot
 
 
 class SaliencyDock(Panel):
@@ -96,6 +97,22 @@ class SaliencyDock(Panel):
         font.setBold(True)
         self.nmr.setFont(font)
         col.addWidget(self.nmr)
+        self.faithful = QPushButton("Faithfulness")
+        self.faithful.setToolTip("Deletion and insertion curves of the shown map against a "
+                                 "random map's: does deleting its top pixels move the actions "
+                                 "first, does showing only them bring the actions back? "
+                                 "(44 forward passes)")
+        col.addWidget(self.faithful)
+        self.curves = CurvesPlot()
+        col.addWidget(self.curves)
+        self.faithful_text = QLabel("")
+        self.faithful_text.setObjectName("faithfulness-label")
+        self.faithful_text.setWordWrap(True)
+        self.faithful_text.setToolTip("A faithful map moves the actions early when its top "
+                                      "pixels are deleted (deletion area above the random "
+                                      "map's) and brings them back early when only they are "
+                                      "shown (insertion area below the random map's)")
+        col.addWidget(self.faithful_text)
         col.addStretch(1)
 
         self._load(workspace.saliency)
@@ -108,9 +125,12 @@ class SaliencyDock(Panel):
         self.live.toggled.connect(self._live_toggled)
         self.compute.clicked.connect(lambda: controller.explain())
         self.cancel.clicked.connect(controller.cancel_saliency)
+        self.faithful.clicked.connect(lambda: controller.faithfulness())
+        controller.faithfulness_ready.connect(self._show_curves)
         controller.saliency_progress.connect(self._progress)
         workspace.saliency_settings_changed.connect(self._settings_changed)
         workspace.step_changed.connect(lambda _t: self._show_nmr())
+        workspace.step_changed.connect(lambda _t: self._show_curves(None, None))
         workspace.saliency_changed.connect(lambda _t: self._show_nmr())
         workspace.recording_changed.connect(lambda _r: self._show_nmr())
         workspace.regions_changed.connect(lambda _f: self._show_nmr())
@@ -161,6 +181,19 @@ class SaliencyDock(Panel):
         self.cancel.setEnabled(busy)
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done if busy else 0)
+
+    def _show_curves(self, t: int | None, curves) -> None:
+        """The curves of step ``t`` (cleared when another step is shown)."""
+        if curves is not None and t != self.ws.step:
+            return
+        self.curves.set_curves(curves)
+        if curves is None:
+            self.faithful_text.setText("")
+            return
+        a = curves.areas()
+        self.faithful_text.setText(
+            f"step {t}: deletion area {a['deletion']:.3f} (random {a['random_deletion']:.3f})"
+            f", insertion {a['insertion']:.3f} (random {a['random_insertion']:.3f})")
 
     def _show_nmr(self) -> None:
         self.nmr.setText(nmr_text(self.ws))

@@ -13,6 +13,7 @@ import numpy as np
 from ..atomic import save_image_atomic
 from ..episode import Episode
 from ..errors import PolicyConnectionLost
+from .faithfulness import episode_faithfulness
 from .iss import ISSConfig
 from .temporal import episode_iss, pooled_episode_iss, store
 
@@ -31,11 +32,12 @@ def overlay_png(frame: np.ndarray, sal: np.ndarray, path: Path) -> None:
 
 def explain_episode(episode: str, policy: str, policy_options: dict, config: dict,
                     method: str, budget: int, bandwidth: float | None, every: int | None,
-                    check: int, png: str | None = None,
+                    check: int, png: str | None = None, faithfulness: int = 0,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Saliency of every step of ``episode`` stored in it: at ``budget`` passes per step,
     pooled in time, or (``every``, or a method other than ISS) the toolkit's keyframes
-    and interpolation. Returns what was made."""
+    and interpolation; with ``faithfulness`` N, deletion/insertion curves of the maps on N
+    steps, stored with them. Returns what was made."""
     from ..sweep import worker
     from . import ISS_METHODS
 
@@ -53,6 +55,9 @@ def explain_episode(episode: str, policy: str, policy_options: dict, config: dic
                                             progress=progress, method=method)
         except PolicyConnectionLost as e:  # maps are stored only once all are computed
             raise PolicyConnectionLost(f"{e}; nothing stored in {episode}") from e
+        if faithfulness > 0:
+            result.made["faithfulness"] = episode_faithfulness(
+                pol, ep, result.maps, faithfulness, cfg.sigma, cfg.seed)
         frames = ({c: [ep.frame(t, c) for t in result.computed_steps] for c in result.maps}
                   if png else {})
     store(episode, result)
