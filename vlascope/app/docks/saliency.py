@@ -113,6 +113,8 @@ class SaliencyDock(Panel):
                                       "map's) and brings them back early when only they are "
                                       "shown (insertion area below the random map's)")
         col.addWidget(self.faithful_text)
+        self.curves.hide()  # shown with curves: no height taken before (small screens)
+        self.faithful_text.hide()
         col.addStretch(1)
 
         self._load(workspace.saliency)
@@ -187,6 +189,8 @@ class SaliencyDock(Panel):
         if curves is not None and t != self.ws.step:
             return
         self.curves.set_curves(curves)
+        self.curves.setVisible(curves is not None)
+        self.faithful_text.setVisible(curves is not None)
         if curves is None:
             self.faithful_text.setText("")
             return
