@@ -14,6 +14,7 @@ from vlascope.core.episode import Episode
 from vlascope.core.errors import PluginError, VLAScopeError
 from vlascope.core.interventions import Prompt
 from vlascope.core.metrics import nmr_at_k
+from vlascope.core.metrics import top_k_mask as nmr_top_k
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.recording import FileRecording
 from vlascope.core.regions import ACTION_CRITICAL
@@ -234,6 +235,20 @@ def test_explain_shows_the_overlay_and_nmr(qtbot, window):
         assert view.overlay.opacity() == pytest.approx(ws.saliency.opacity)
         assert np.ptp(maps[cam]) > 0  # a real map, not a constant
     assert dock.nmr.text().startswith("NMR@10: 0.") or dock.nmr.text() == "NMR@10: 1.000"
+    # the Scene dock outlines the joint top k% of the map, as the Regions dock and NMR count it
+    from scipy import ndimage
+
+    top = nmr_top_k(maps, ws.saliency.k)
+    for cam, view in window.scene_dock.views.items():
+        edge = top[cam] & ~ndimage.binary_erosion(top[cam])
+        assert edge.any()
+        np.testing.assert_array_equal(view.outline.image, edge.astype(np.uint8))
+    outline = window.actions_by_name["outline"]
+    outline.trigger()  # View > Top-k outline off
+    assert not outline.isChecked()
+    assert all(v.outline.image is None for v in window.scene_dock.views.values())
+    outline.trigger()
+    assert window.scene_dock.views["front"].outline.image is not None
     # the opacity slider drives the overlay
     dock.opacity.setValue(20)
     assert window.scene_dock.views["front"].overlay.opacity() == pytest.approx(0.2)

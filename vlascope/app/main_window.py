@@ -101,6 +101,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.scene_dock, self.timeline_dock], [520, 240],
                          Qt.Orientation.Vertical)
         self.actions_by_name["record-video"].setCheckable(True)
+        self.actions_by_name["outline"].setCheckable(True)
+        self.actions_by_name["outline"].setChecked(True)
         self.video = LiveVideoRecorder(self.workspace, self.scene_dock.widget(),
                                        self.record_dir / "videos", parent=self)
         self._make_menus()
@@ -141,6 +143,9 @@ class MainWindow(QMainWindow):
             "record-video": ("Record video", "Ctrl+Shift+R", self.toggle_video),
             "export-video": ("&Export video...", "Ctrl+E", self.export_video_dialog),
             "reset-layout": ("Reset layout", "", self.reset_layout),
+            "outline": ("Top-k &outline in the Scene dock", "",
+                        lambda: self.scene_dock.set_outline(
+                            self.actions_by_name["outline"].isChecked())),
             "about": ("&About VLAScope", "", self.show_about),
         }
         actions = {}
@@ -175,6 +180,7 @@ class MainWindow(QMainWindow):
         for dock in self.docks:
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
+        view_menu.addAction(a["outline"])
         view_menu.addAction(a["reset-layout"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(a["about"])

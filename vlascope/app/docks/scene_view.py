@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
+from scipy import ndimage
 
 from vlascope.core.colormap import lookup_table, normalise
 from vlascope.core.episode import policy_instruction
+from vlascope.core.metrics import top_k_mask
 from vlascope.core.workspace import Workspace
 
 from . import Panel
@@ -37,8 +39,11 @@ class CameraView:
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(lookup_table())
         self.overlay.setLevels((0.0, 1.0))
+        self.outline = pg.ImageItem(axisOrder="row-major")  # the top-k% edge, as in Regions
+        self.outline.setLookupTable(np.array([[0, 0, 0, 0], [0, 255, 255, 255]], np.uint8))
         self.box.addItem(self.frame)
         self.box.addItem(self.overlay)
+        self.box.addItem(self.outline)
         self.shape: tuple[int, int] | None = None
 
     def show_frame(self, image: np.ndarray) -> None:
@@ -47,6 +52,14 @@ class CameraView:
             self.shape = image.shape[:2]
             self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
                               padding=0)
+
+    def show_outline(self, top: np.ndarray | None) -> None:
+        """The edge of the top-k% pixels (a bool mask), or none."""
+        if top is None:
+            self.outline.clear()
+            return
+        edge = top & ~ndimage.binary_erosion(top)
+        self.outline.setImage(edge.astype(np.uint8), autoLevels=False, levels=(0, 1))
 
     def show_overlay(self, saliency: np.ndarray | None, opacity: float) -> None:
         if saliency is None:
@@ -63,6 +76,7 @@ class SceneViewDock(Panel):
                  parent: QWidget | None = None):
         super().__init__("Scene", "dock-scene", parent)
         self.ws = workspace
+        self.outline_on = True
         col = self.body
 
         row = QHBoxLayout()
@@ -232,10 +246,19 @@ class SceneViewDock(Panel):
         if t == self.ws.step:
             self.refresh_overlays()
 
+    def set_outline(self, on: bool) -> None:
+        """Show the top-k% outline of the shown map over the cameras (View menu)."""
+        self.outline_on = on
+        self.refresh_overlays()
+
     def refresh_overlays(self) -> None:
         maps = self.ws.maps_at() or {}
+        shown = {c: m for c, m in maps.items() if c in self.views}
+        # the joint top k% over the cameras, as NMR@k counts it
+        top = top_k_mask(shown, self.ws.saliency.k) if shown and self.outline_on else {}
         for cam, view in self.views.items():
             view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
+            view.show_outline(top.get(cam))
 
     def refresh(self) -> None:
         """Draw the current step's frames and overlays."""
