@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
-from scipy import ndimage
 
 from vlascope.core.annotation import read_label_png, write_label_png
 from vlascope.core.errors import VLAScopeError
@@ -51,6 +50,7 @@ from vlascope.core.toolkit_io import read_masks, write_masks
 from vlascope.core.workspace import Workspace
 
 from . import Panel, nmr_text
+from .outline import outline_item, show_outline
 
 TOOLS = {"brush": ("Brush", Qt.Key.Key_B), "eraser": ("Eraser", Qt.Key.Key_E),
          "fill": ("Fill", Qt.Key.Key_F), "polygon": ("Polygon", Qt.Key.Key_P),
@@ -152,8 +152,7 @@ class RegionDock(Panel):
         self.box = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.frame_item = pg.ImageItem(axisOrder="row-major")
         self.label_item = pg.ImageItem(axisOrder="row-major")
-        self.outline_item = pg.ImageItem(axisOrder="row-major")
-        self.outline_item.setLookupTable(np.array([[0, 0, 0, 0], [0, 255, 255, 255]], np.uint8))
+        self.outline_item = outline_item()
         for item in (self.frame_item, self.label_item, self.outline_item):
             self.box.addItem(item)
         self.cursor = QGraphicsEllipseItem()
@@ -331,12 +330,9 @@ class RegionDock(Panel):
             self.box.setRange(xRange=(0, frame.shape[1]), yRange=(0, frame.shape[0]),
                               padding=0)
         maps = self.ws.maps_at(t)
-        if maps and self.outline.isChecked() and cam in maps:
-            top = top_k_mask(maps, self.ws.saliency.k)[cam]
-            edge = top & ~ndimage.binary_erosion(top)
-            self.outline_item.setImage(edge.astype(np.uint8), autoLevels=False, levels=(0, 1))
-        else:
-            self.outline_item.clear()
+        top = (top_k_mask(maps, self.ws.saliency.k)[cam]
+               if maps and self.outline.isChecked() and cam in maps else None)
+        show_outline(self.outline_item, top)
         self._show_nmr()
         store = ann.store
         self.saved.setText(f"autosaved to {store.folder.name}/" if store is not None

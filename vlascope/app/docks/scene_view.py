@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
-from scipy import ndimage
 
 from vlascope.core.colormap import lookup_table, normalise
 from vlascope.core.episode import policy_instruction
@@ -25,6 +24,7 @@ from vlascope.core.metrics import top_k_mask
 from vlascope.core.workspace import Workspace
 
 from . import Panel
+from .outline import outline_item, show_outline
 
 
 class CameraView:
@@ -39,8 +39,7 @@ class CameraView:
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(lookup_table())
         self.overlay.setLevels((0.0, 1.0))
-        self.outline = pg.ImageItem(axisOrder="row-major")  # the top-k% edge, as in Regions
-        self.outline.setLookupTable(np.array([[0, 0, 0, 0], [0, 255, 255, 255]], np.uint8))
+        self.outline = outline_item()  # the top-k% edge, as in Regions
         self.box.addItem(self.frame)
         self.box.addItem(self.overlay)
         self.box.addItem(self.outline)
@@ -52,14 +51,6 @@ class CameraView:
             self.shape = image.shape[:2]
             self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
                               padding=0)
-
-    def show_outline(self, top: np.ndarray | None) -> None:
-        """The edge of the top-k% pixels (a bool mask), or none."""
-        if top is None:
-            self.outline.clear()
-            return
-        edge = top & ~ndimage.binary_erosion(top)
-        self.outline.setImage(edge.astype(np.uint8), autoLevels=False, levels=(0, 1))
 
     def show_overlay(self, saliency: np.ndarray | None, opacity: float) -> None:
         if saliency is None:
@@ -258,7 +249,7 @@ class SceneViewDock(Panel):
         top = top_k_mask(shown, self.ws.saliency.k) if shown and self.outline_on else {}
         for cam, view in self.views.items():
             view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
-            view.show_outline(top.get(cam))
+            show_outline(view.outline, top.get(cam))
 
     def refresh(self) -> None:
         """Draw the current step's frames and overlays."""
