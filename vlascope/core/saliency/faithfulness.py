@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CancelledError, VLAScopeError
-from ..policy import Observation, Policy, check_action_chunks, common_noise
-from .iss import _divergence, check_frame
+from ..errors import VLAScopeError
+from ..policy import Observation, Policy, common_noise
+from .iss import batch_divergences, check_frame
 from .strip import toolkit_blur
 
 DEFAULT_KS = tuple(float(k) for k in range(0, 101, 10))
@@ -91,7 +91,11 @@ def faithfulness_curves(policy: Policy, obs: Observation, maps: Mapping[str, np.
                     shown = ~keep[c][i] if mode == "deletion" else keep[c][i]
                     images[c] = np.where(shown[..., None], obs.images[c], fills[c])
                 frames.append(replace(obs, images=images))
-    divergences = _divergences(policy, obs, frames, batch_size, progress, should_cancel)
+    with common_noise(policy):
+        divergences, _ = batch_divergences(policy, obs, len(frames),
+                                           lambda start, end: frames[start:end], batch_size,
+                                           None, progress, should_cancel, "faithfulness",
+                                           "frames")
     n = len(ks)
     parts = [divergences[i * n:(i + 1) * n].tolist() for i in range(4)]
     return FaithfulnessCurves(list(ks), parts[0], parts[1], parts[2], parts[3])
@@ -103,31 +107,6 @@ def _resized(sal: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(sal, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def _divergences(policy: Policy, obs: Observation, frames: list[Observation],
-                 batch_size: int, progress: Callable[[int, int], None] | None,
-                 should_cancel: Callable[[], bool] | None) -> np.ndarray:
-    out = np.empty(len(frames))
-    with common_noise(policy):
-        first = policy.batch_infer([obs, *frames[:batch_size]])
-        action_dim = np.asarray(first).shape[-1]
-        first = check_action_chunks(first, len(frames[:batch_size]) + 1, action_dim)
-        base = first[0]
-        out[:len(first) - 1] = _divergence(first[1:], base)
-        done = len(first) - 1
-        if progress is not None:
-            progress(done, len(frames))
-        while done < len(frames):
-            if should_cancel is not None and should_cancel():
-                raise CancelledError(f"faithfulness cancelled after {done} of {len(frames)}")
-            chunk = frames[done:done + batch_size]
-            acts = check_action_chunks(policy.batch_infer(chunk), len(chunk), action_dim)
-            out[done:done + len(chunk)] = _divergence(acts, base)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(frames))
-    return out
 
 
 def episode_faithfulness(policy: Policy, ep: Any, maps: Mapping[str, np.ndarray], n: int,

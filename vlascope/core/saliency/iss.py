@@ -93,6 +93,37 @@ def _divergence(actions: np.ndarray, base: np.ndarray) -> np.ndarray:
     return ((actions - base[None]) ** 2).mean(axis=(1, 2))
 
 
+def batch_divergences(policy: Policy, obs: Observation, n: int,
+                      batch_of: Callable[[int, int], list[Observation]], batch_size: int,
+                      on_batch: Callable[[int, int, np.ndarray], None] | None = None,
+                      progress: ProgressFn | None = None,
+                      should_cancel: CancelFn | None = None, what: str = "ISS",
+                      unit: str = "masks") -> tuple[np.ndarray, np.ndarray]:
+    """The divergence of each of ``n`` perturbed frames' actions (``batch_of(start, end)``
+    makes them) from the clean frame's, ``batch_size`` per policy call; the clean frame
+    rides with the first batch (one call less). Returns (divergences, clean actions)."""
+    divergences = np.empty(n)
+    base = action_dim = None
+    for start in range(0, n, batch_size):
+        if should_cancel is not None and should_cancel():
+            raise CancelledError(f"{what} cancelled after {start} of {n} {unit}")
+        end = min(n, start + batch_size)
+        batch = batch_of(start, end)
+        if base is None:
+            out = policy.batch_infer([obs, *batch])
+            action_dim = np.asarray(out).shape[-1]
+            out = check_action_chunks(out, end - start + 1, action_dim)
+            base, acts = out[0], out[1:]
+        else:
+            acts = check_action_chunks(policy.batch_infer(batch), end - start, action_dim)
+        divergences[start:end] = _divergence(acts, base)
+        if on_batch is not None:
+            on_batch(start, end, divergences[start:end])
+        if progress is not None:
+            progress(end, n)
+    return divergences, base
+
+
 def pixel_iss(policy: Policy, obs: Observation, config: ISSConfig = ISSConfig(),
               cameras: Sequence[str] | None = None, progress: ProgressFn | None = None,
               should_cancel: CancelFn | None = None) -> SaliencyMaps:
@@ -112,26 +143,15 @@ def _pixel_iss(policy: Policy, obs: Observation, config: ISSConfig,
     family = ToolkitPerturbation if config.estimator.startswith("toolkit") else RisePerturbation
     source = family(obs.images, cams, n, config.grid, config.p_keep, config.sigma,
                     config.seed, stratified=config.estimator.endswith("improved"))
-    divergences = np.empty(n)
-    base = action_dim = None
-    for start in range(0, n, config.batch_size):
-        if should_cancel is not None and should_cancel():
-            raise CancelledError(f"ISS cancelled after {start} of {n} masks")
-        end = min(n, start + config.batch_size)
+
+    def batch_of(start: int, end: int) -> list[Observation]:
         perturbed = source.batch(start, end)
-        batch = [replace(obs, images={**obs.images, **{c: perturbed[c][i] for c in cams}})
-                 for i in range(end - start)]
-        if base is None:  # the unperturbed frame rides with the first batch: one call less
-            out = policy.batch_infer([obs, *batch])
-            action_dim = np.asarray(out).shape[-1]
-            out = check_action_chunks(out, end - start + 1, action_dim)
-            base, acts = out[0], out[1:]
-        else:
-            acts = check_action_chunks(policy.batch_infer(batch), end - start, action_dim)
-        divergences[start:end] = _divergence(acts, base)
-        source.add(divergences[start:end])
-        if progress is not None:
-            progress(end, n)
+        return [replace(obs, images={**obs.images, **{c: perturbed[c][i] for c in cams}})
+                for i in range(end - start)]
+
+    divergences, base = batch_divergences(policy, obs, n, batch_of, config.batch_size,
+                                          lambda _s, _e, d: source.add(d), progress,
+                                          should_cancel, "ISS", "masks")
     mean_d = divergences.mean()
     if config.estimator == "toolkit-improved":
         maps = source.cell_means(float(mean_d))
