@@ -533,7 +533,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .cli_sweep import run_cells
     from .core.report import merge_report_cells, report_cell, write_report
     from .core.saliency.iss import ISSConfig
-    from .core.sweep import SweepCell, blocks
+    from .core.sweep import seed_block_cells
 
     reg = _registry()
     names = [p for p in args.policies.split(",") if p]
@@ -546,12 +546,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     with reg.create_scene(args.scene) as scene:
         tasks, variants = _tasks_and_variants(scene, args.tasks, args.variants)
     out = str(Path(args.out).resolve())
-    cells = [SweepCell(f"{n}__{t}__{v}__seeds{b[0]}-{b[-1]}", report_cell,
-                       {"scene": args.scene, "policy": n, "policy_options": opts, "task": t,
-                        "variant": v, "seeds": b, "out_dir": out, "iss": asdict(iss),
-                        "every": args.every, "ks": ks}, f"{n} {t} {v} seeds {b[0]}..{b[-1]}")
-             for n in names for t in tasks for v in variants
-             for b in blocks(args.seed, args.episodes, args.seeds_per_cell)]
+    common = {"scene": args.scene, "policy_options": opts, "out_dir": out,
+              "iss": asdict(iss), "every": args.every, "ks": ks}
+    cells = seed_block_cells(report_cell, common, [
+        (f"{n}__{t}__{v}", {"policy": n, "task": t, "variant": v})
+        for n in names for t in tasks for v in variants], args.seed, args.episodes,
+        args.seeds_per_cell)
     outcome = run_cells(args, cells, "report", Path(args.out) / "cells")
     settings = {"policies": names, "tasks": tasks, "variants": variants,
                 "episodes": args.episodes, "n_masks": args.n, "estimator": args.estimator,

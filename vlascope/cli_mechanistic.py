@@ -105,12 +105,10 @@ def _cell_positions(args: argparse.Namespace, spec: str, layer: str) -> list[int
 
 def _block_cells(args: argparse.Namespace, fn: Callable, common: dict[str, Any],
                  parts: Sequence[tuple[str, dict[str, Any]]]) -> list:
-    """One sweep cell per part (its key and own arguments) and block of seeds, in order."""
-    from .core.sweep import SweepCell, blocks
+    """One sweep cell per part and block of the command's seeds."""
+    from .core.sweep import seed_block_cells
 
-    return [SweepCell(f"{key}__seeds{b[0]}-{b[-1]}", fn, {**common, **kw, "seeds": b},
-                      f"{key.replace('__', ' ')} seeds {b[0]}..{b[-1]}")
-            for key, kw in parts for b in blocks(args.seed, args.episodes, args.seeds_per_cell)]
+    return seed_block_cells(fn, common, parts, args.seed, args.episodes, args.seeds_per_cell)
 
 
 def _done(outcome: Any) -> int:

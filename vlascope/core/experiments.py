@@ -42,6 +42,7 @@ from .measures import (
 from .policy import Policy, common_noise
 from .runner import RolloutResult, rollout
 from .scene import Scene
+from .sweep import worker
 
 Tick = Callable[[], None]
 CancelFn = Callable[[], bool]
@@ -171,12 +172,6 @@ def _seeds(seed: int, episodes: int) -> list[int]:
     return list(range(seed, seed + episodes))
 
 
-def _worker(scene: str, scene_options: dict, policy: str, policy_options: dict):
-    from .sweep import worker
-
-    return worker.scene(scene, scene_options), worker.policy(policy, policy_options)
-
-
 def _check(should_cancel: CancelFn | None) -> None:
     if should_cancel is not None and should_cancel():
         raise CancelledError("experiment cancelled")
@@ -223,7 +218,7 @@ def capture_cell(scene: str, scene_options: dict, policy: str, policy_options: d
     """Sweep cell of ``vlascope capture``: one task on a block of seeds."""
     from .interventions import from_dict
 
-    sc, pol = _worker(scene, scene_options, policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, scene_options, policy, policy_options)
     return {"rows": capture_block(sc, pol, task, seeds, out_dir, layers, pooling=pooling,
                                   variant=variant,
                                   interventions=[from_dict(d) for d in interventions],
@@ -279,7 +274,7 @@ def steer_cell(scene: str, scene_options: dict, policy: str, policy_options: dic
                variant: str | None, positions: Sequence[int],
                out_dir: str | None) -> dict[str, Any]:
     """Sweep cell of ``vlascope steer``: one task and alpha on a block of seeds."""
-    sc, pol = _worker(scene, scene_options, policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, scene_options, policy, policy_options)
     cell = steer_block(sc, pol, task, alpha, seeds, sae=sae, layer=layer, feature=feature,
                        variant=variant, positions=positions, out_dir=out_dir,
                        policy_name=policy)
@@ -390,7 +385,7 @@ def inject_cell(scene: str, scene_options: dict, policy: str, policy_options: di
                 on_short: str) -> dict[str, Any]:
     """Sweep cell of ``vlascope inject``: one (target, source) pair on a block of seeds,
     with its own source rollouts."""
-    sc, pol = _worker(scene, scene_options, policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, scene_options, policy, policy_options)
     cells = inject_block(sc, pol, target, source, seeds, layer=layer, out_dir=out_dir,
                          variant=variant, positions=positions, conditions=conditions,
                          on_short=on_short, policy_name=policy)
@@ -443,7 +438,7 @@ def perturb_cell(scene: str, scene_options: dict, policy: str, policy_options: d
                  kind: str, seeds: Sequence[int], severity: int, perturb_seed: int,
                  variant: str | None, out_dir: str | None) -> dict[str, Any]:
     """Sweep cell of ``vlascope perturb``: one task and corruption on a block of seeds."""
-    sc, pol = _worker(scene, scene_options, policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, scene_options, policy, policy_options)
     cell = perturb_block(sc, pol, task, kind, seeds, severity=severity,
                          perturb_seed=perturb_seed, variant=variant, out_dir=out_dir,
                          policy_name=policy)
@@ -506,8 +501,6 @@ def ablate_cell(policy: str, policy_options: dict, episodes: Sequence[str], fram
                 mode: str) -> dict[str, Any]:
     """Sweep cell of ``vlascope ablate``: a block of features, on the frames every cell
     picks alike (``pick_frames``)."""
-    from .sweep import worker
-
     pol = worker.policy(policy, policy_options)
     obs = pick_frames(episodes, pol, frames, seed)
     effects = ablation_effects(pol, obs, sae=sae, layer=layer, features=features, mode=mode)

@@ -96,7 +96,7 @@ def report_cell(scene: str, policy: str, policy_options: dict, task: str, varian
     worker's scene and policy."""
     from .sweep import worker
 
-    sc, pol = worker.scene(scene), worker.policy(policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, {}, policy, policy_options)
     rows = [report_episode(sc, pol, policy, task, variant, s, out_dir, ISSConfig(**iss),
                            every, ks) for s in seeds]
     return {"policy": policy, "task": task, "variant": variant, "episodes": rows}

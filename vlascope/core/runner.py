@@ -132,7 +132,7 @@ def eval_cell(scene: str, scene_options: dict, policy: str, policy_options: dict
     from .sweep import worker
 
     cell = EvalCell(task, variant)
-    sc, pol = worker.scene(scene, scene_options), worker.policy(policy, policy_options)
+    sc, pol = worker.scene_and_policy(scene, scene_options, policy, policy_options)
     for s in seeds:
         res = rollout(sc, pol, task, s, variant, policy_name=policy)
         cell.episodes += 1
@@ -159,11 +159,10 @@ def eval_sweep_cells(scene: str, scene_options: dict, policy: str, policy_option
                      tasks: Sequence[str], variants: Sequence[str], episodes: int, seed: int,
                      seeds_per_cell: int) -> list[Any]:
     """``evaluate``'s work as sweep cells (task x variant x block of seeds)."""
-    from .sweep import SweepCell, blocks
+    from .sweep import seed_block_cells
 
-    return [SweepCell(f"{policy}__{task}__{variant}__seeds{b[0]}-{b[-1]}", eval_cell,
-                      {"scene": scene, "scene_options": scene_options, "policy": policy,
-                       "policy_options": policy_options, "task": task, "variant": variant,
-                       "seeds": b}, f"{policy} {task} {variant} seeds {b[0]}..{b[-1]}")
-            for task in tasks for variant in variants
-            for b in blocks(seed, episodes, seeds_per_cell)]
+    common = {"scene": scene, "scene_options": scene_options, "policy": policy,
+              "policy_options": policy_options}
+    return seed_block_cells(eval_cell, common, [
+        (f"{policy}__{task}__{variant}", {"task": task, "variant": variant})
+        for task in tasks for variant in variants], seed, episodes, seeds_per_cell)

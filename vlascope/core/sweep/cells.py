@@ -68,6 +68,16 @@ def blocks(first: int, count: int, size: int) -> list[list[int]]:
     return [seeds[i:i + size] for i in range(0, len(seeds), size)]
 
 
+def seed_block_cells(fn: Callable[..., dict[str, Any]], common: dict[str, Any],
+                     parts: Sequence[tuple[str, dict[str, Any]]], first: int, count: int,
+                     size: int) -> list[SweepCell]:
+    """One cell per part (its key and own arguments) and block of seeds ``first ..
+    first + count - 1``, in order: keys ``KEY__seedsA-B``, ``seeds`` among the arguments."""
+    return [SweepCell(f"{key}__seeds{b[0]}-{b[-1]}", fn, {**common, **kw, "seeds": b},
+                      f"{key.replace('__', ' ')} seeds {b[0]}..{b[-1]}")
+            for key, kw in parts for b in blocks(first, count, size)]
+
+
 def where() -> tuple[str, str]:
     """(node, host) of this process: the Ray node it runs on, else this machine. Ray is
     only looked at if this process already imported it (a Ray worker has)."""

@@ -45,6 +45,12 @@ def scene(name: str, options: dict[str, Any] | None = None) -> Any:
     return _scenes[key]
 
 
+def scene_and_policy(scene_name: str, scene_options: dict[str, Any] | None, policy_name: str,
+                     policy_options: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The worker's scene and policy of a rollout cell."""
+    return scene(scene_name, scene_options), policy(policy_name, policy_options)
+
+
 def release() -> None:
     """Close the scenes and drop the policies (end of an in-process sweep, worker exit)."""
     while _scenes:

@@ -16,11 +16,18 @@ from vlascope.core.errors import VLAScopeError
 from vlascope.core.jsonfile import read_json
 from vlascope.core.markdown import keep_sections
 from vlascope.core.policy import file_sha256
-from vlascope.core.runner import EvalCell, eval_sweep_cells, evaluate, merge_eval_cells
+from vlascope.core.runner import (
+    EvalCell,
+    eval_cell,
+    eval_sweep_cells,
+    evaluate,
+    merge_eval_cells,
+)
 from vlascope.scenes.tabletop import TabletopScene
 from vlascope.scenes.tabletop.evaluation import (
     PAIRS,
     LanguageRow,
+    language_cell,
     language_sweep_cells,
     merge_language_rows,
 )
@@ -223,10 +230,10 @@ def merge_comparison(names: list[str], cells: list, results: list[dict | None],
     """The records of ``comparison_cells`` (same order) back into the card's tables."""
     comp = Comparison({}, {}, seed)
     for name in names:
-        mine = [r for c, r in zip(cells, results, strict=True)
+        mine = [(c.fn, r) for c, r in zip(cells, results, strict=True)
                 if c.kwargs["policy"] == name]
-        comp.cells[name] = merge_eval_cells([r for r in mine if r is None or "steps" in r])
-        rows = merge_language_rows([r for r in mine if r is not None and "prompt_task" in r])
+        comp.cells[name] = merge_eval_cells([r for fn, r in mine if fn is eval_cell])
+        rows = merge_language_rows([r for fn, r in mine if fn is language_cell])
         if rows:
             comp.language[name] = rows
     return comp

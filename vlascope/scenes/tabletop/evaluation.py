@@ -71,8 +71,8 @@ def language_cell(policy: str, policy_options: dict, task: str, prompt_task: str
     """A sweep cell of the language check, with the worker's scene and policy."""
     from vlascope.core.sweep import worker
 
-    return asdict(language_row(worker.scene("tabletop", scene_options),
-                               worker.policy(policy, policy_options),
+    sc, pol = worker.scene_and_policy("tabletop", scene_options, policy, policy_options)
+    return asdict(language_row(sc, pol,
                                task, prompt_task, seeds, variant))
 
 
@@ -80,15 +80,13 @@ def language_sweep_cells(policy: str, policy_options: dict, episodes: int, seed:
                          seeds_per_cell: int, variant: str | None = None,
                          pairs: Sequence[tuple[str, str]] = PAIRS,
                          scene_options: dict | None = None) -> list[Any]:
-    from vlascope.core.sweep import SweepCell, blocks
+    from vlascope.core.sweep import seed_block_cells
 
-    return [SweepCell(f"{policy}__language__{task}__prompt_{prompt}__seeds{b[0]}-{b[-1]}",
-                      language_cell, {"policy": policy, "policy_options": policy_options,
-                                      "task": task, "prompt_task": prompt, "seeds": b,
-                                      "variant": variant, "scene_options": scene_options or {}},
-                      f"{policy} {task} with {prompt}'s instruction, seeds {b[0]}..{b[-1]}")
-            for task, prompt in prompt_pairs(pairs)
-            for b in blocks(seed, episodes, seeds_per_cell)]
+    common = {"policy": policy, "policy_options": policy_options, "variant": variant,
+              "scene_options": scene_options or {}}
+    return seed_block_cells(language_cell, common, [
+        (f"{policy}__language__{task}__prompt_{prompt}", {"task": task, "prompt_task": prompt})
+        for task, prompt in prompt_pairs(pairs)], seed, episodes, seeds_per_cell)
 
 
 def merge_language_rows(results: Sequence[dict | None]) -> list[LanguageRow]:
