@@ -2,6 +2,7 @@
 scrub, explain a frame, open episodes, survive failing plugins and workers, keep the
 recording when closed mid-run, remember its layout."""
 
+import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from vlascope.app.launch import check_display
 from vlascope.app.main_window import MainWindow
 from vlascope.core.colormap import normalise
+from vlascope.core.display import upsample
 from vlascope.core.episode import Episode
 from vlascope.core.errors import PluginError, VLAScopeError
 from vlascope.core.interventions import Prompt
@@ -81,6 +83,11 @@ def window(qtbot, tmp_path, plugin_dir):
     w = make_window(qtbot, tmp_path, plugin_dir)
     yield w
     w.close()
+
+
+def shown_map(view, values):
+    """A map as the Scene dock shows it: normalised, upsampled onto the shown frame."""
+    return upsample(normalise(values), view.shown)
 
 
 def idle(qtbot, window):
@@ -197,7 +204,7 @@ def test_live_mode_explains_every_step_and_refines_them(qtbot, window, tmp_path)
                                        atol=1e-6)
     # the overlay shows the current step's live map, the dock says how it was pooled
     for cam, view in window.scene_dock.views.items():
-        np.testing.assert_allclose(view.overlay.image, normalise(ws.maps_at()[cam]))
+        np.testing.assert_allclose(view.overlay.image, shown_map(view, ws.maps_at()[cam]))
     assert f"live maps: {n} steps at 4 passes each" in dock.pooling.text()
     window.grab().save(str(tmp_path / "live.png"))
     # an explained frame at the full N takes over its step; the live maps stay for others
@@ -231,7 +238,10 @@ def test_explain_shows_the_overlay_and_nmr(qtbot, window):
     assert set(maps) == {"front", "wrist"}
     for cam, view in window.scene_dock.views.items():
         assert view.overlay.image is not None
-        np.testing.assert_allclose(view.overlay.image, normalise(maps[cam]))
+        # the Scene dock shows a display render larger than the policy's 96 px input, the
+        # overlay upsampled smoothly onto it
+        assert view.shown[0] > maps[cam].shape[0] and view.frame.image.shape[:2] == view.shown
+        np.testing.assert_allclose(view.overlay.image, shown_map(view, maps[cam]))
         assert view.overlay.opacity() == pytest.approx(ws.saliency.opacity)
         assert np.ptp(maps[cam]) > 0  # a real map, not a constant
     assert dock.nmr.text().startswith("NMR@10: 0.") or dock.nmr.text() == "NMR@10: 1.000"
@@ -240,9 +250,19 @@ def test_explain_shows_the_overlay_and_nmr(qtbot, window):
 
     top = nmr_top_k(maps, ws.saliency.k)
     for cam, view in window.scene_dock.views.items():
-        edge = top[cam] & ~ndimage.binary_erosion(top[cam])
+        big = cv2.resize(top[cam].astype(np.uint8), view.shown[::-1],
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+        edge = big & ~ndimage.binary_erosion(big)
         assert edge.any()
         np.testing.assert_array_equal(view.outline.image, edge.astype(np.uint8))
+    # View > Show what the policy sees: exactly the policy's frames and maps
+    window.actions_by_name["policy-view"].trigger()
+    for cam, view in window.scene_dock.views.items():
+        np.testing.assert_array_equal(view.frame.image, ws.recording.frame(ws.step, cam))
+        np.testing.assert_allclose(view.overlay.image, normalise(maps[cam]))
+    assert window.controller.display_size is None  # no display render asked for
+    window.actions_by_name["policy-view"].trigger()
+    assert window.controller.display_size is not None
     outline = window.actions_by_name["outline"]
     outline.trigger()  # View > Top-k outline off
     assert not outline.isChecked()
@@ -480,3 +500,45 @@ def test_screenshot_command_draws_scene_overlay_and_plot(tmp_path):
     assert img.shape[:2] == (760, 1200)
     assert img.std() > 30  # not a blank or black window
     assert len(list((tmp_path / "rec").glob("*.h5"))) == 1
+
+
+def test_display_renders_follow_the_view_and_are_recorded_when_asked(qtbot, window, tmp_path):
+    ws, dock = window.workspace, window.scene_dock
+    play_steps(qtbot, window, 2)
+    qtbot.wait(400)  # the views settle, their size is asked for after a resize pause
+    asked = window.controller.display_size
+    assert asked is not None and asked[0] > 96  # the view is larger than the policy image
+    play_steps(qtbot, window, ws.n_steps + 1)
+    live = ws.recording
+    assert live.display_frame(ws.step, "front").shape[:2] == asked
+    # episodes keep the policy's frames only, unless asked (Run > Record display frames)
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    idle(qtbot, window)
+    with Episode(live.path) as ep:
+        assert ep.display_cameras == [] and ep.frame(0, "front").shape[:2] == (96, 96)
+    window.actions_by_name["record-display"].trigger()
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    idle(qtbot, window)
+    play_steps(qtbot, window, 2)
+    window.resize(900, 640)  # a smaller view mid-rollout: recorded renders keep one size
+    qtbot.waitUntil(lambda: window.controller.display_size != asked, timeout=WAIT_MS)
+    play_steps(qtbot, window, ws.n_steps + 2)
+    live = ws.recording
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    idle(qtbot, window)
+    with Episode(live.path) as ep:
+        assert ep.display_cameras == ["front", "wrist"]
+        assert ep.display_frame(0, "front").shape[:2] == ep.display_frame(-1, "front").shape[:2]
+        assert ep.display_frame(0, "front").shape[0] > 96
+        assert ep.frame(0, "front").shape[:2] == (96, 96)
+        n = ep.n_steps
+    # an opened episode shows its recorded renders, scaled into the policy image's pixels
+    window.open_episode(str(live.path))
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    with Episode(live.path) as ep:
+        for cam, view in dock.views.items():
+            np.testing.assert_array_equal(view.frame.image, ep.display_frame(n - 1, cam))
+            assert view.shape == (96, 96)
+            rect = view.frame.mapRectToParent(view.frame.boundingRect())
+            assert (rect.width(), rect.height()) == pytest.approx((96, 96))
+    dock.grab().save(str(tmp_path / "scene-display.png"))

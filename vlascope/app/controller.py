@@ -85,6 +85,10 @@ class Controller(QObject):
         self.served: dict[str, str] | None = None  # url and served policy, when remote
         self.connection_state = ""  # "connected", "disconnected" or "" (in process)
         self.ws.file_damaged.connect(lambda m: self.error.emit("Damaged episode file", m, ""))
+        # The Scene dock's render size for a live rollout (None: show the policy's frames)
+        # and whether episodes also keep those renders (Run menu).
+        self.display_size: tuple[int, int] | None = None
+        self.record_display = False
 
     # helpers ----------------------------------------------------------------------------
     def _fail(self, title: str) -> Callable[[str, str], None]:
@@ -228,21 +232,24 @@ class Controller(QObject):
         self.ws.set_playing(False)
         self.engine.cancel("step")
         run, weights, steering = self.ws.run, self.weights, list(self.steering)
+        display, record_display = self.display_size, self.record_display
 
         def job(session: Session, ctx: JobContext) -> dict[str, Any]:
             old = session.stop()
-            live = session.start(run, weights, interventions=steering)
+            live = session.start(run, weights, interventions=steering,
+                                 display_size=display, record_display=record_display)
             return {"old": old, "metadata": live.metadata, "cameras": list(live.cameras),
                     "path": str(live.path) if live.path is not None else None,
                     "device": session.policy_device(), "task": live.task,
-                    "variant": live.variant, "preview": live.peek()}
+                    "variant": live.variant, "preview": live.peek(),
+                    "preview_display": live.render_display()}
 
         def done(result: dict[str, Any]) -> None:
             self._live_done = False
             self._stamps.clear()
             self._store_live_maps(result["old"], self.ws.live_episode_saliency())
             self.ws.begin_live(result["metadata"], result["cameras"], result["path"],
-                               result["preview"])
+                               result["preview"], result["preview_display"])
             self.ws.update_run(task=result["task"], variant=result["variant"])
             if not self.ws.policy_label:
                 self.ws.set_policy_loaded(run.policy, result["device"])
@@ -265,8 +272,10 @@ class Controller(QObject):
             return
         self._stepping = True
 
+        display = self.display_size
+
         def job(session: Session, ctx: JobContext) -> StepResult:
-            record = session.step()
+            record = session.step(display)
             return StepResult(record, session.live.done if session.live else True)
 
         self.engine.submit("step", job, on_done=self._stepped,

@@ -103,6 +103,11 @@ class MainWindow(QMainWindow):
         self.actions_by_name["record-video"].setCheckable(True)
         self.actions_by_name["outline"].setCheckable(True)
         self.actions_by_name["outline"].setChecked(True)
+        for name in ("policy-view", "record-display"):
+            self.actions_by_name[name].setCheckable(True)
+        self.actions_by_name["record-display"].setToolTip(
+            "also keep the display renders in recorded episodes (from the next reset; "
+            "larger files)")
         self.video = LiveVideoRecorder(self.workspace, self.scene_dock.widget(),
                                        self.record_dir / "videos", parent=self)
         self._make_menus()
@@ -122,6 +127,8 @@ class MainWindow(QMainWindow):
         self.workspace.playing_changed.connect(self._playing_changed)
         self.scene_dock.policy_change_requested = self._change_policy
         self.scene_dock.scene_change_requested = self._change_scene
+        self.scene_dock.display_requested = \
+            lambda size: setattr(self.controller, "display_size", size)
         self._restore_excepthook = install_excepthook(self)
         self._restore()
 
@@ -146,6 +153,13 @@ class MainWindow(QMainWindow):
             "outline": ("Top-k &outline in the Scene dock", "",
                         lambda: self.scene_dock.set_outline(
                             self.actions_by_name["outline"].isChecked())),
+            "policy-view": ("Show what the &policy sees", "Ctrl+Shift+P",
+                            lambda: self.scene_dock.set_policy_view(
+                                self.actions_by_name["policy-view"].isChecked())),
+            "record-display": ("Record display frames", "",
+                               lambda: setattr(self.controller, "record_display",
+                                               self.actions_by_name[
+                                                   "record-display"].isChecked())),
             "about": ("&About VLAScope", "", self.show_about),
         }
         actions = {}
@@ -169,7 +183,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a["quit"])
         run_menu = self.menuBar().addMenu("&Run")
         for name in ("reset", "play", "step", "back", "first", "last", "explain",
-                     "record-video"):
+                     "record-video", "record-display"):
             run_menu.addAction(a[name])
         policy_menu = self.menuBar().addMenu("&Policy")
         policy_menu.addAction(a["connect"])
@@ -181,6 +195,7 @@ class MainWindow(QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         view_menu.addAction(a["outline"])
+        view_menu.addAction(a["policy-view"])
         view_menu.addAction(a["reset-layout"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(a["about"])

@@ -10,6 +10,8 @@ Layout (schema 1)::
     /steps/chunk_index      (T,) int32          position of the action in its chunk
     /steps/success          (T,) bool           success after the action
     /frames/<camera>        (T, h, w, 3) uint8  one chunk per frame, gzip
+    /display/<camera>       (T, H, W, 3) uint8  optional display render (the viewer's
+                                                resolution), recorded only when asked
     /regions/<camera>       (T, h, w) uint8     labels, see regions.py
     /segments/<camera>      (T, h, w) int16     optional simulator object ids (0 = none);
                                                 names in metadata["segment_names"]
@@ -105,18 +107,19 @@ class EpisodeWriter:
                chunk_index: int, success: bool, images: dict[str, np.ndarray] | None = None,
                regions: dict[str, np.ndarray] | None = None,
                segments: dict[str, np.ndarray] | None = None,
-               activations: dict[str, np.ndarray] | None = None) -> None:
+               activations: dict[str, np.ndarray] | None = None,
+               display: dict[str, np.ndarray] | None = None) -> None:
         """Record one step: the observation that was acted on, and what happened. A write
         that fails (a full disk) drops the partial file and raises."""
         try:
             self._append_step(state, action, action_chunk, chunk_index, success, images,
-                              regions, segments, activations)
+                              regions, segments, activations, display)
         except Exception as e:
             self.discard()
             reraise(e, self.path)
 
     def _append_step(self, state, action, action_chunk, chunk_index, success, images,
-                     regions, segments, activations) -> None:
+                     regions, segments, activations, display) -> None:
         self._append("steps/state", state, np.float32)
         self._append("steps/action", action, np.float32)
         self._append("steps/action_chunk", action_chunk, np.float32)
@@ -130,6 +133,8 @@ class EpisodeWriter:
             self._append(f"segments/{cam}", seg, np.int16, compress=True)
         for name, act in (activations or {}).items():
             self._append(f"activations/{name}", act, np.float32, compress=True)
+        for cam, img in (display or {}).items():
+            self._append(f"display/{cam}", img, np.uint8, compress=True)
         self._n += 1
 
     def close(self, extra_metadata: dict[str, Any] | None = None) -> Path:
@@ -194,7 +199,8 @@ class EpisodeWriter:
 # (soft, external or user links; external or virtual storage) is refused, as is a layout
 # the rest of VLAScope could not read (wrong lengths, empty views, absurd sizes).
 
-_PER_STEP = ("steps", "frames", "regions", "segments", "activations", "saliency")
+_PER_STEP = ("steps", "frames", "display", "regions", "segments", "activations",
+             "saliency")
 _MAX_DEPTH = 3  # saliency/<method>/<camera>
 _MAX_OBJECTS = 10_000
 _MAX_STEP_BYTES = 256 * 2**20  # one step of one dataset; a frame of 8k x 8k RGB is 192 MiB
@@ -264,21 +270,24 @@ def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -
         if parts[0] not in _PER_STEP:
             continue
         shape, kind = ds.shape, ds.dtype.kind
-        expected = {"steps": 2, "frames": 2, "regions": 2, "segments": 2, "activations": 2,
-                    "saliency": 3}[parts[0]]
+        expected = {"steps": 2, "frames": 2, "display": 2, "regions": 2, "segments": 2,
+                    "activations": 2, "saliency": 3}[parts[0]]
         if len(parts) != expected:
             raise EpisodeFormatError(f"{path}: unexpected dataset '{name}'")
         if shape is None or len(shape) == 0 or shape[0] != n_steps:
             raise EpisodeFormatError(f"{path}: '{name}' has {shape[0] if shape else 'no'} "
                                      f"steps, the episode has {n_steps}")
-        allowed = {"frames": "u", "regions": "iu", "segments": "iu"}.get(parts[0], "biuf")
-        if kind not in allowed or (parts[0] == "frames" and ds.dtype.itemsize != 1):
+        pixels = parts[0] in ("frames", "display")
+        allowed = {"frames": "u", "display": "u", "regions": "iu",
+                   "segments": "iu"}.get(parts[0], "biuf")
+        if kind not in allowed or (pixels and ds.dtype.itemsize != 1):
             raise EpisodeFormatError(f"{path}: '{name}' holds {ds.dtype}, not the "
-                                     f"{'uint8 pixels' if parts[0] == 'frames' else 'numbers'}"
+                                     f"{'uint8 pixels' if pixels else 'numbers'}"
                                      " it should")
-        ndim = {"frames": 4, "regions": 3, "segments": 3, "saliency": 3}.get(parts[0])
+        ndim = {"frames": 4, "display": 4, "regions": 3, "segments": 3,
+                "saliency": 3}.get(parts[0])
         if ndim is not None:
-            if len(shape) != ndim or (parts[0] == "frames" and shape[3] != 3):
+            if len(shape) != ndim or (pixels and shape[3] != 3):
                 raise EpisodeFormatError(f"{path}: '{name}' has shape {shape}, a "
                                          f"{parts[0]} dataset is (T, H, W"
                                          f"{', 3' if ndim == 4 else ''})")
@@ -401,6 +410,14 @@ class Episode:
 
     def frame(self, t: int, camera: str) -> np.ndarray:
         return self._read(f"frames/{camera}", t)
+
+    @property
+    def display_cameras(self) -> list[str]:
+        """Cameras with a recorded display render (none unless the user asked for it)."""
+        return self._names("display")
+
+    def display_frame(self, t: int, camera: str) -> np.ndarray:
+        return self._read(f"display/{camera}", t)
 
     def regions(self, t: int, camera: str) -> np.ndarray:
         return self._read(f"regions/{camera}", t)

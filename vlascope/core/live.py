@@ -14,11 +14,14 @@ import numpy as np
 
 from .. import __version__
 from .capture import ActivationCapture
+from .display import display_size
 from .episode import SCHEMA, EpisodeWriter
 from .errors import ObservationError, PolicyConnectionLost, VLAScopeError
 from .interventions import Intervention, Prompt, bind, from_dict
 from .policy import Observation, Policy, check_action_chunks, policy_info
 from .scene import Scene
+
+DEFAULT_DISPLAY = 480  # side of a recorded display render when no viewer asked a size
 
 
 @dataclass
@@ -33,6 +36,7 @@ class StepRecord:
     chunk_index: int
     success: bool
     segments: dict[str, np.ndarray] | None = None  # object ids, from scenes that give them
+    display: dict[str, np.ndarray] | None = None  # the viewer's render, when one was asked for
 
 
 def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
@@ -71,7 +75,7 @@ class LiveRollout:
                  image_size: tuple[int, int] | None = None, instruction: str | None = None,
                  render_all: bool = False, interventions: Sequence[Intervention | dict] = (),
                  capture: Sequence[str] = (), pooling: str = "tokens",
-                 overwrite: bool = False):
+                 overwrite: bool = False, record_display: bool = False):
         self.scene, self.policy = scene, policy
         self.task, self.seed = task, int(seed)
         self.variant = scene.variant(variant).name
@@ -111,6 +115,11 @@ class LiveRollout:
             self.metadata["capture"] = self._capture.metadata()
         self._writer = (EpisodeWriter(record_to, self.metadata, overwrite=overwrite)
                         if record_to is not None else None)
+        # The viewer's render size, (H, W), set by whoever shows the rollout (None: none);
+        # recorded display frames keep the size of the first one (an episode's frames agree).
+        self.display_size: tuple[int, int] | None = None
+        self._record_display = record_display and self._writer is not None
+        self._recorded_display_size: tuple[int, int] | None = None
         self.t = 0
         self.success = False
         self.ended: str | None = None  # why the rollout ended before its end, when it did
@@ -130,11 +139,26 @@ class LiveRollout:
         """The cameras' images now, without acting (the first frame before play)."""
         return self.scene.observe(cameras=self.cameras, size=self.size).observation.images
 
+    def render_display(self) -> dict[str, np.ndarray] | None:
+        """The cameras now at the display size (None when no display render is wanted)."""
+        limit = int(getattr(self.scene, "display_limit", 640))
+        size = self._recorded_display_size or self.display_size
+        if size is None and self._record_display:  # recorded at every step: a default
+            size = display_size(self.size, (DEFAULT_DISPLAY, DEFAULT_DISPLAY), limit) \
+                or self.size
+        if size is None or not self.cameras:
+            return None
+        size = (min(int(size[0]), limit), min(int(size[1]), limit))
+        if self._record_display:
+            self._recorded_display_size = size
+        return self.scene.render_display(self.cameras, size)
+
     def step(self) -> StepRecord:
         """Observe, (re-)plan when the chunk is used up, act, record."""
         if self.done:
             raise VLAScopeError("the rollout is over; start a new one")
         frame = self.scene.observe(cameras=self.cameras, size=self.size, regions=self._regions)
+        display = self.render_display()  # the same state as the policy's frame
         obs = frame.observation
         obs = self._applied.observation(obs, self.t)  # what the policy sees is recorded
         policy_obs = obs
@@ -155,13 +179,14 @@ class LiveRollout:
         self.scene.step(action)
         self.success = bool(self.scene.success())
         record = StepRecord(self.t, obs, frame.regions, action, self._chunk, self._idx,
-                            self.success, frame.segments)
+                            self.success, frame.segments, display)
         if self._writer is not None:
             self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
                                 chunk_index=self._idx, success=self.success,
                                 images=obs.images, regions=frame.regions,
                                 segments=frame.segments,
-                                activations=self._activations or None)
+                                activations=self._activations or None,
+                                display=display if self._record_display else None)
         self._idx += 1
         self.t += 1
         return record

@@ -13,6 +13,8 @@ from .errors import VLAScopeError
 from .live import StepRecord
 from .policy import Observation
 
+DISPLAY_BUDGET = 1 << 30  # bytes of display renders a live recording keeps in memory
+
 
 class Recording:
     """Base: per-step frames, regions, actions and success of one rollout."""
@@ -30,6 +32,10 @@ class Recording:
 
     def regions(self, t: int) -> dict[str, np.ndarray] | None:
         raise NotImplementedError
+
+    def display_frame(self, t: int, camera: str) -> np.ndarray | None:
+        """The display render of step ``t`` (None where none was rendered or kept)."""
+        return None
 
     def segments(self, t: int) -> dict[str, np.ndarray] | None:
         """Simulator object ids per pixel, when the scene recorded them."""
@@ -78,6 +84,9 @@ class LiveRecording(Recording):
         self._actions: list[np.ndarray] = []
         # The scene after reset, shown until the first step arrives.
         self.preview: dict[str, np.ndarray] = {}
+        self.preview_display: dict[str, np.ndarray] = {}
+        self._display_bytes = 0
+        self._display_from = 0  # display renders of earlier steps were let go
 
     @property
     def n_steps(self) -> int:
@@ -88,6 +97,24 @@ class LiveRecording(Recording):
             raise VLAScopeError(f"step {record.t} arrived after step {len(self.steps) - 1}")
         self.steps.append(record)
         self._actions.append(np.asarray(record.action, np.float32))
+        self._keep_display(record)
+
+    def _keep_display(self, record: StepRecord) -> None:
+        """Display renders are large (a 480 px frame is 0.7 MB): past DISPLAY_BUDGET bytes
+        the oldest are let go, and scrubbing back to them shows the policy's frames."""
+        if not record.display:
+            return
+        self._display_bytes += sum(v.nbytes for v in record.display.values())
+        while self._display_bytes > DISPLAY_BUDGET and self._display_from < len(self.steps):
+            old = self.steps[self._display_from]
+            if old.display:
+                self._display_bytes -= sum(v.nbytes for v in old.display.values())
+                old.display = None
+            self._display_from += 1
+
+    def display_frame(self, t: int, camera: str) -> np.ndarray | None:
+        shown = self.steps[self.check_step(t)].display
+        return shown.get(camera) if shown else None
 
     def frame(self, t: int, camera: str) -> np.ndarray:
         return self.steps[self.check_step(t)].observation.images[camera]
@@ -125,6 +152,7 @@ class FileRecording(Recording):
         self._successes = self.episode.successes()
         self._has_regions = self.episode.has_regions()
         self._has_segments = self.episode.has_segments()
+        self._display_cameras = set(self.episode.display_cameras)
 
     @property
     def n_steps(self) -> int:
@@ -132,6 +160,11 @@ class FileRecording(Recording):
 
     def frame(self, t: int, camera: str) -> np.ndarray:
         return self.episode.frame(self.check_step(t), camera)
+
+    def display_frame(self, t: int, camera: str) -> np.ndarray | None:
+        if camera not in self._display_cameras:
+            return None
+        return self.episode.display_frame(self.check_step(t), camera)
 
     def regions(self, t: int) -> dict[str, np.ndarray] | None:
         if not self._has_regions:

@@ -96,6 +96,16 @@ class Scene(ABC):
         demonstration collectors drop such episodes). Scenes that cannot tell say False."""
         return False
 
+    # The largest display render (pixels on a side) the scene's offscreen buffer allows.
+    display_limit: int = 640
+
+    def render_display(self, cameras: Sequence[str], size: tuple[int, int]
+                       ) -> dict[str, np.ndarray]:
+        """The cameras rendered at the viewer's resolution for people to look at, beside the
+        policy's small input. By default the same render at another size; scenes with a
+        cheaper or nicer path override it."""
+        return self.observe(cameras=cameras, size=size).observation.images
+
     def task_groups(self) -> dict[str, list[str]]:
         """Named task lists (a benchmark's suites, e.g. MetaWorld's ``mt10``), accepted
         wherever a command takes a task list."""

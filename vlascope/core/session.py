@@ -97,9 +97,13 @@ class Session:
 
     # rollouts ---------------------------------------------------------------------------
     def start(self, run: RunSettings, weights: str | None = None,
-              record: bool = True, interventions: Sequence[dict] = ()) -> LiveRollout:
+              record: bool = True, interventions: Sequence[dict] = (),
+              display_size: tuple[int, int] | None = None,
+              record_display: bool = False) -> LiveRollout:
         """Reset scene and policy for a new rollout (the previous one is published first);
-        ``interventions`` (e.g. the steering sliders' settings) act from its first step."""
+        ``interventions`` (e.g. the steering sliders' settings) act from its first step;
+        ``display_size`` asks for a display render per step (``record_display``: also in
+        the episode file)."""
         self.stop()
         scene = self.load_scene(run.scene)
         policy = self.load_policy(run.policy, run.device, weights)
@@ -116,12 +120,16 @@ class Session:
         self.live = LiveRollout(scene, policy, task, run.seed, run.variant or None,
                                 record_to=path, policy_name=run.policy,
                                 instruction=run.instruction or None, render_all=True,
-                                interventions=list(interventions))
+                                interventions=list(interventions),
+                                record_display=record_display)
+        self.live.display_size = display_size
         return self.live
 
-    def step(self) -> StepRecord:
+    def step(self, display_size: tuple[int, int] | None = None) -> StepRecord:
+        """One step of the running rollout, with a display render at ``display_size``."""
         if self.live is None:
             raise VLAScopeError("no rollout is running; press play or reset first")
+        self.live.display_size = display_size
         return self.live.step()
 
     def set_interventions(self, interventions: Sequence[dict]) -> list[dict] | None:

@@ -178,9 +178,11 @@ class Workspace:
 
     def begin_live(self, metadata: dict[str, Any], cameras: list[str],
                    path: str | Path | None,
-                   preview: dict[str, np.ndarray] | None = None) -> LiveRecording:
+                   preview: dict[str, np.ndarray] | None = None,
+                   preview_display: dict[str, np.ndarray] | None = None) -> LiveRecording:
         rec = LiveRecording(metadata, cameras, path)
         rec.preview = dict(preview or {})
+        rec.preview_display = dict(preview_display or {})
         self._replace_recording(rec)
         return rec
 

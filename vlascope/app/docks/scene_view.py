@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from vlascope.core.colormap import lookup_table, normalise
+from vlascope.core.display import display_size, upsample
 from vlascope.core.episode import policy_instruction
 from vlascope.core.metrics import top_k_mask
 from vlascope.core.workspace import Workspace
@@ -26,9 +27,15 @@ from vlascope.core.workspace import Workspace
 from . import Panel
 from .outline import outline_item, show_outline
 
+FIRST_RUN_HINT = ("Pick a scene, policy and task above, then press <b>Play</b> (Space) "
+                  "to run the policy<br>and <b>Explain frame</b> for its saliency map; or "
+                  "open a recorded episode<br>(Ctrl+O, or drop an .h5 file on the window).")
+
 
 class CameraView:
-    """One camera: frame image and overlay image in a locked-aspect view box."""
+    """One camera: frame, overlay and outline images in a locked-aspect view box whose
+    coordinates are the policy image's pixels, whatever resolution is shown: a display
+    render, the smoothly upsampled overlay and anything drawn on top share them."""
 
     def __init__(self, layout: pg.GraphicsLayout, name: str, col: int):
         self.name = name
@@ -43,21 +50,41 @@ class CameraView:
         self.box.addItem(self.frame)
         self.box.addItem(self.overlay)
         self.box.addItem(self.outline)
-        self.shape: tuple[int, int] | None = None
+        self.shape: tuple[int, int] | None = None  # the policy image's (H, W)
+        self.shown: tuple[int, int] | None = None  # the (H, W) of the image on screen
 
-    def show_frame(self, image: np.ndarray) -> None:
+    def show_frame(self, image: np.ndarray, base: tuple[int, int] | None = None) -> None:
+        """``image`` stretched over the policy image's ``base`` (H, W) (default: its own)."""
+        base = tuple(base or image.shape[:2])
         self.frame.setImage(image, autoLevels=False, levels=(0, 255))
-        if self.shape != image.shape[:2]:
-            self.shape = image.shape[:2]
-            self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
-                              padding=0)
+        self.shown = image.shape[:2]
+        self.frame.setRect(QRectF(0, 0, base[1], base[0]))
+        if self.shape != base:
+            self.shape = base
+            self.box.setRange(xRange=(0, base[1]), yRange=(0, base[0]), padding=0)
 
     def show_overlay(self, saliency: np.ndarray | None, opacity: float) -> None:
-        if saliency is None:
+        if saliency is None or self.shape is None:
             self.overlay.clear()
             return
-        self.overlay.setImage(normalise(saliency), autoLevels=False, levels=(0.0, 1.0))
+        values = normalise(saliency)
+        if self.shown is not None and values.shape != self.shown:
+            values = upsample(values, self.shown)  # smooth over a display render
+        self.overlay.setImage(values, autoLevels=False, levels=(0.0, 1.0))
+        self.overlay.setRect(QRectF(0, 0, self.shape[1], self.shape[0]))
         self.overlay.setOpacity(opacity)
+
+    def show_top(self, top: np.ndarray | None) -> None:
+        """The top-k% outline, drawn at the shown image's resolution."""
+        show_outline(self.outline, top, self.shown)
+        if top is not None and self.shape is not None:
+            self.outline.setRect(QRectF(0, 0, self.shape[1], self.shape[0]))
+
+    def view_pixels(self) -> tuple[int, int]:
+        """The (H, W) device pixels the view box covers on screen."""
+        rect = self.box.sceneBoundingRect()
+        ratio = self.box.scene().views()[0].devicePixelRatioF() if self.box.scene() else 1.0
+        return int(rect.height() * ratio), int(rect.width() * ratio)
 
 
 class SceneViewDock(Panel):
@@ -116,7 +143,15 @@ class SceneViewDock(Panel):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("#202020")
         self.graphics.setMinimumSize(320, 200)
+        self.graphics.installEventFilter(self)
         col.addWidget(self.graphics, 1)
+        self.policy_view = False  # show the policy's own frames instead of display renders
+        self.display_requested = None  # set by the window: fn((H, W) | None)
+        self._display: tuple[int, int] | None = None
+        self._resized = QTimer(self)
+        self._resized.setSingleShot(True)
+        self._resized.setInterval(150)
+        self._resized.timeout.connect(self.request_display)
         self.caption = QLabel("Press play (Space) to run the policy, or open an episode.")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(self.caption)
@@ -223,6 +258,35 @@ class SceneViewDock(Panel):
         if device and device != self.ws.run.device and self.policy_change_requested:
             self.policy_change_requested(self.ws.run.policy, device)
 
+    # display resolution -----------------------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if watched is self.graphics and event.type() == QEvent.Type.Resize:
+            self._resized.start()  # ask for the new size once resizing settles
+        return super().eventFilter(watched, event)
+
+    def set_policy_view(self, on: bool) -> None:
+        """Show exactly the policy's input frames (View menu) instead of display renders."""
+        self.policy_view = on
+        self.request_display()
+        self.refresh()
+
+    def wanted_display(self) -> tuple[int, int] | None:
+        """The display render size that fills the camera views, None when the policy's
+        frames are shown (or are already as large as the views)."""
+        if self.policy_view:
+            return None
+        for view in self.views.values():
+            if view.shape is not None:
+                return display_size(view.shape, view.view_pixels())
+        return None
+
+    def request_display(self) -> None:
+        size = self.wanted_display()
+        if size != self._display:
+            self._display = size
+            if self.display_requested is not None:
+                self.display_requested(size)
+
     # drawing ----------------------------------------------------------------------------
     def _rebuild(self, _recording: object = None) -> None:
         self.graphics.clear()
@@ -231,7 +295,20 @@ class SceneViewDock(Panel):
         if rec is not None:
             for i, cam in enumerate(rec.cameras):
                 self.views[cam] = CameraView(self.graphics.ci, cam, i)
+        if not self.views:
+            self.graphics.ci.addLabel(FIRST_RUN_HINT, row=0, col=0, color="#d0d0d0",
+                                      size="11pt")
         self.refresh()
+        QTimer.singleShot(0, self.request_display)  # once the views are laid out
+
+    def _show(self, view: CameraView, policy: np.ndarray | None,
+              display: np.ndarray | None) -> None:
+        """A display render when there is one and the policy's view is not asked for."""
+        if display is not None and not self.policy_view:
+            base = policy.shape[:2] if policy is not None else view.shape
+            view.show_frame(display, base)
+        elif policy is not None:
+            view.show_frame(policy)
 
     def _saliency_arrived(self, t: int) -> None:
         if t == self.ws.step:
@@ -249,17 +326,18 @@ class SceneViewDock(Panel):
         top = top_k_mask(shown, self.ws.saliency.k) if shown and self.outline_on else {}
         for cam, view in self.views.items():
             view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
-            show_outline(view.outline, top.get(cam))
+            view.show_top(top.get(cam))
 
     def refresh(self) -> None:
         """Draw the current step's frames and overlays."""
         rec = self.ws.recording
         if rec is None or rec.n_steps == 0:
             preview = getattr(rec, "preview", None) or {}
+            crisp = getattr(rec, "preview_display", None) or {}
             for cam, v in self.views.items():
                 v.overlay.clear()
                 if cam in preview:
-                    v.show_frame(preview[cam])
+                    self._show(v, preview[cam], crisp.get(cam))
                 else:
                     v.frame.clear()
             if rec is not None:
@@ -268,7 +346,10 @@ class SceneViewDock(Panel):
             return
         t = self.ws.step
         for cam, view in self.views.items():
-            view.show_frame(rec.frame(t, cam))
+            display = None if self.policy_view else rec.display_frame(t, cam)
+            # the policy's frame only when shown, or to learn its size once
+            policy = rec.frame(t, cam) if display is None or view.shape is None else None
+            self._show(view, policy, display)
         self.refresh_overlays()
         words = policy_instruction(rec.metadata)
         self.caption.setText(f"{rec.title}  |  step {t + 1}/{rec.n_steps}  |  \"{words}\"")
