@@ -8,6 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 from test_app import WAIT_MS, actions_of, errors_shown, idle
 
+from vlascope.core.episode import Episode
 from vlascope.core.runner import rollout
 
 LAYER = "trunk.1.resid"
@@ -39,9 +40,13 @@ def test_prompt_and_injection_ab_runs_and_rerun(qtbot, window, scene, tmp_path):
     assert str(ws.recording.path) == str(result.intervened.path)
     np.testing.assert_allclose(ws.baseline, a)
     tl = window.timeline_dock
-    assert len(tl.baseline_curves) == a.shape[1]
+    assert len(tl.baseline_curves) == a.shape[1] + 1  # A's dimensions and |B - A|
     np.testing.assert_allclose(tl.baseline_curves[0].getData()[1], a[:, 0])
     n = min(len(a), len(b))
+    np.testing.assert_allclose(tl.gap_curve.getData()[1],
+                               np.linalg.norm(b[:n] - a[:n], axis=1), rtol=1e-6)
+    # ... and the Scene dock shows both runs side by side, A beside B
+    assert set(window.scene_dock.other_views) == set(window.scene_dock.views)
     # the files hold float32 actions, the comparison the rollouts' own: float32 rounding
     np.testing.assert_allclose(result.action_diff, np.linalg.norm(a[:n] - b[:n], axis=1),
                                rtol=1e-6)
@@ -80,3 +85,64 @@ def test_a_bad_setting_fails_with_a_dialog_and_keeps_the_app(qtbot, window):
     qtbot.waitUntil(lambda: bool(errors_shown(window)), timeout=WAIT_MS)
     idle(qtbot, window)
     assert dock.run.isEnabled() and dock.summary.text() == "A/B run failed"
+
+
+def test_two_episodes_side_by_side_in_sync(qtbot, window, scene, tmp_path):
+    """File > Compare: B shown with A beside it at the same step, A's last frame once A
+    has ended, the overlay of both computed by one Explain, the action gap on the timeline,
+    and a screenshot of the A|B view."""
+    from test_app import shown_map
+
+    from vlascope.core.saliency.iss import pixel_iss
+
+    policy = window.engine.session.policy
+    a_path, b_path = tmp_path / "a.h5", tmp_path / "b.h5"
+    rollout(scene, policy, "pick_red", 0, max_steps=12, record_to=a_path)
+    rollout(scene, policy, "pick_red", 0, max_steps=18, record_to=b_path,
+            instruction="pick up the blue cube")
+    assert window.compare_episodes(str(a_path), str(b_path))
+    ws, dock = window.workspace, window.scene_dock
+    assert str(ws.recording.path) == str(b_path) and ws.comparison is not None
+    a, _ = actions_of(a_path)
+    b, _ = actions_of(b_path)
+    assert set(dock.other_views) == set(dock.views) == {"front", "wrist"}
+    for _ in range(5):
+        qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert ws.step == 5
+    with Episode(a_path) as ea, Episode(b_path) as eb:
+        for cam in ("front", "wrist"):
+            np.testing.assert_array_equal(dock.views[cam].frame.image, eb.frame(5, cam))
+            np.testing.assert_array_equal(dock.other_views[cam].frame.image,
+                                          ea.frame(5, cam))
+        assert "A: " in dock.caption.text() and "B: " in dock.caption.text()
+        # one Explain computes the shown step's map for both runs, as the core does
+        window.saliency_dock.raise_()
+        qtbot.mouseClick(window.saliency_dock.compute, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: ws.comparison_maps_at() is not None, timeout=WAIT_MS)
+        idle(qtbot, window)
+        cfg = ws.saliency.iss_config()
+        want = pixel_iss(policy, ws.comparison.observation(5), cfg).maps
+        for cam, view in dock.other_views.items():
+            np.testing.assert_allclose(ws.comparison_maps_at()[cam], want[cam], rtol=1e-4,
+                                       atol=1e-6)
+            np.testing.assert_allclose(view.overlay.image, shown_map(view, want[cam]),
+                                       rtol=1e-4, atol=1e-6)
+        dock.grab().save(str(tmp_path / "ab-view.png"))
+        # past A's end, A stays at its last frame and the caption says so
+        qtbot.keyClick(window, Qt.Key.Key_End)
+        assert ws.step == 17 and ws.comparison_step() == 11
+        np.testing.assert_array_equal(dock.other_views["front"].frame.image,
+                                      ea.frame(11, "front"))
+        assert "A ended at step 12" in dock.caption.text()
+    n = min(len(a), len(b))
+    np.testing.assert_allclose(window.timeline_dock.gap_curve.getData()[1],
+                               np.linalg.norm(b[:n] - a[:n], axis=1), rtol=1e-6)
+    # File > Close the A|B comparison: back to one run
+    window.actions_by_name["end-compare"].trigger()
+    assert ws.comparison is None and dock.other_views == {}
+    assert window.timeline_dock.gap_curve is None
+    # a damaged A changes nothing and says why
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an episode")
+    assert not window.compare_episodes(str(bad), str(a_path))
+    assert str(ws.recording.path) == str(b_path) and errors_shown(window)

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from vlascope.core.errors import CheckpointCodeRequired, VLAScopeError
 from vlascope.core.live import StepRecord
-from vlascope.core.recording import LiveRecording
+from vlascope.core.recording import FileRecording, LiveRecording
 from vlascope.core.session import Session
 from vlascope.core.workspace import Workspace
 
@@ -378,6 +378,24 @@ class Controller(QObject):
         self.status.emit(f"opened {path}")
         return True
 
+    def compare_episodes(self, path_a: str, path_b: str) -> bool:
+        """Show episode B with episode A beside it, step by step (an A/B run's baseline is
+        A); a file that cannot be read gives a dialog and changes nothing."""
+        try:
+            FileRecording(path_a).close()  # checked before B replaces what is shown
+        except VLAScopeError as e:
+            self.error.emit("Could not open the episode", str(e), "")
+            return False
+        if not self.open_episode(path_b):
+            return False
+        try:
+            self.ws.set_comparison(path_a)
+        except VLAScopeError as e:
+            self.error.emit("Could not open the episode", str(e), "")
+            return False
+        self.status.emit(f"comparing A = {path_a} with B = {path_b}")
+        return True
+
     # saliency ---------------------------------------------------------------------------
     def explain(self, t: int | None = None) -> None:
         """Compute the overlay of step ``t`` (default: current) unless cached or queued."""
@@ -408,11 +426,22 @@ class Controller(QObject):
         run = self.ws.run
         computed = settings.for_live_step(t) if live else settings
         self._pending_saliency.add(key)
+        # comparing A|B: A's frame beside this step is explained with the same settings
+        s_other = None if live else self.ws.comparison_step(t)
+        other = (self.ws.comparison.observation(s_other)
+                 if s_other is not None and self.ws.comparison_maps_at(t) is None else None)
+        other_path = self.ws.baseline_path
 
         def job(session: Session, ctx: JobContext) -> dict[str, Any]:
             session.load_policy(run.policy, run.device, weights)
-            return session.explain(obs, computed, refs, progress=ctx.progress,
-                                   should_cancel=ctx.cancelled)
+            parts = 1 if other is None else 2
+            result = session.explain(obs, computed, refs, should_cancel=ctx.cancelled,
+                                     progress=lambda d, n: ctx.progress(d, n * parts))
+            if other is not None:
+                result["other"] = session.explain(
+                    other, computed, refs, should_cancel=ctx.cancelled,
+                    progress=lambda d, n: ctx.progress(n + d, 2 * n))["maps"]
+            return result
 
         def finish() -> None:
             self._pending_saliency.discard(key)
@@ -424,6 +453,8 @@ class Controller(QObject):
             if live:
                 self.ws.put_live_maps(t, key[0], result["maps"])
             else:
+                if "other" in result and self.ws.baseline_path == other_path:
+                    self.ws.put_comparison_maps(s_other, result["key"], result["other"])
                 self.ws.put_maps(t, result["key"], result["maps"])
 
         def failed(message: str, details: str) -> None:
@@ -681,8 +712,7 @@ class Controller(QObject):
 
         def done(result) -> None:
             self._live_done = True
-            if self.open_episode(str(result.intervened.path)):
-                self.ws.set_baseline(result.baseline.actions, str(result.baseline.path))
+            self.compare_episodes(str(result.baseline.path), str(result.intervened.path))
             self.ab_state.emit("done")
             self.ab_ready.emit(result)
 

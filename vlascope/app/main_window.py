@@ -137,6 +137,9 @@ class MainWindow(QMainWindow):
         c = self.controller
         specs = {
             "open": ("&Open episode...", QKeySequence.StandardKey.Open, self.open_dialog),
+            "compare": ("&Compare two episodes...", "", self.compare_dialog),
+            "end-compare": ("Close the A|B comparison", "",
+                            lambda: self.workspace.set_comparison(None)),
             "quit": ("&Quit", QKeySequence.StandardKey.Quit, self.close),
             "reset": ("Reset", "Ctrl+R", lambda: c.reset()),
             "play": ("Play", "Space", c.toggle_play),
@@ -178,6 +181,11 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(a["open"])
         self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addAction(a["compare"])
+        file_menu.addAction(a["end-compare"])
+        a["end-compare"].setEnabled(False)
+        self.workspace.baseline_changed.connect(
+            lambda actions: a["end-compare"].setEnabled(actions is not None))
         file_menu.addAction(a["export-video"])
         file_menu.addSeparator()
         file_menu.addAction(a["quit"])
@@ -335,6 +343,28 @@ class MainWindow(QMainWindow):
         ok = self.controller.open_episode(path)
         if ok:
             self._remember(path)
+        return ok
+
+    def compare_dialog(self) -> None:
+        """Pick two episodes: the first is shown as A, the second as B, side by side."""
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Compare two episodes (A, then B)", "",
+            "VLAScope episodes (*.h5 *.hdf5);;All files (*)")
+        if not paths:
+            return
+        if len(paths) != 2:
+            self.show_error("Pick two episodes", f"{len(paths)} files were picked; a "
+                            "comparison shows two episodes, A beside B.")
+            return
+        self.compare_episodes(paths[0], paths[1])
+
+    def compare_episodes(self, path_a: str, path_b: str) -> bool:
+        """Episode B shown with A beside it, in sync (same step, same overlay settings),
+        and the action difference on the timeline."""
+        ok = self.controller.compare_episodes(path_a, path_b)
+        if ok:
+            self._remember(path_b)
+            self.scene_dock.raise_()
         return ok
 
     def _remember(self, path: str) -> None:

@@ -104,9 +104,12 @@ class Workspace:
         self.step = 0
         self.playing = False
         self.interventions: list[dict[str, Any]] = []
-        # A/B: the unmodified run's executed actions, drawn under the shown episode's
+        # A/B: the other run (A), shown beside the shown episode (B) at the same step, and
+        # its executed actions, drawn under B's on the timeline
+        self.comparison: FileRecording | None = None
         self.baseline: np.ndarray | None = None
         self.baseline_path: str | None = None
+        self._comparison_maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         self.policy_label = ""
         self.device = ""
         self._maps: dict[tuple[str, int], dict[str, np.ndarray]] = {}
@@ -170,7 +173,7 @@ class Workspace:
         self._annotation = None
         self.step = 0
         self.interventions = list(rec.metadata.get("interventions", [])) if rec else []
-        self.baseline, self.baseline_path = None, None
+        self._drop_comparison()
         self.recording_changed.emit(rec)
         self.baseline_changed.emit(None)
         self.interventions_changed.emit(self.interventions)
@@ -374,12 +377,55 @@ class Workspace:
         self._nmr[memo] = value
         return value
 
-    def set_baseline(self, actions: np.ndarray | None, path: str | None = None) -> None:
-        """The A/B baseline's actions (and its episode file, for side-by-side export),
-        shown with the current (intervened) episode's."""
-        self.baseline = None if actions is None else np.asarray(actions)
-        self.baseline_path = path if actions is not None else None
+    # comparison (A|B) -------------------------------------------------------------------
+    def set_comparison(self, path: str | Path | None) -> FileRecording | None:
+        """Show episode ``path`` as run A beside the shown episode (B): frames and overlays
+        at the same step, its actions under B's on the timeline; None ends the comparison.
+        A file that cannot be read raises and changes nothing."""
+        other = FileRecording(path) if path is not None else None
+        self._drop_comparison()
+        if other is not None:
+            self.comparison = other
+            self.baseline = other.actions()
+            self.baseline_path = str(other.path)
         self.baseline_changed.emit(self.baseline)
+        return other
+
+    def _drop_comparison(self) -> None:
+        if self.comparison is not None:
+            self.comparison.close()
+        self.comparison, self.baseline, self.baseline_path = None, None, None
+        self._comparison_maps.clear()
+
+    def comparison_step(self, t: int | None = None) -> int | None:
+        """Run A's step shown beside B's step ``t``: the same, or A's last when A ended
+        sooner (None without a comparison)."""
+        if self.comparison is None or self.comparison.n_steps == 0:
+            return None
+        return min(self.step if t is None else t, self.comparison.n_steps - 1)
+
+    def comparison_maps_at(self, t: int | None = None) -> dict[str, np.ndarray] | None:
+        """Run A's maps beside B's step ``t`` for the current settings: computed here, or
+        stored in A's file."""
+        s = self.comparison_step(t)
+        if s is None:
+            return None
+        key = (self.saliency.key(), s)
+        if key not in self._comparison_maps:
+            try:
+                stored = self.comparison.stored_saliency(self._stored_name(), s)
+            except VLAScopeError:
+                stored = None
+            if not stored:
+                return None
+            self._comparison_maps[key] = stored
+        return self._comparison_maps[key]
+
+    def put_comparison_maps(self, t: int, key: str, maps: dict[str, np.ndarray]) -> None:
+        """Maps of run A's step ``t`` (computed when B's step was explained)."""
+        self._comparison_maps[(key, t)] = {c: np.asarray(m, np.float32)
+                                           for c, m in maps.items()}
+        self.saliency_changed.emit(self.step)
 
     # interventions ----------------------------------------------------------------------
     def add_intervention(self, intervention: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QSizePolicy,
     QSpinBox,
     QStyle,
     QToolButton,
@@ -37,11 +38,12 @@ class CameraView:
     coordinates are the policy image's pixels, whatever resolution is shown: a display
     render, the smoothly upsampled overlay and anything drawn on top share them."""
 
-    def __init__(self, layout: pg.GraphicsLayout, name: str, col: int):
+    def __init__(self, layout: pg.GraphicsLayout, name: str, col: int, row: int = 0,
+                 title: str | None = None):
         self.name = name
-        self.box = layout.addViewBox(row=1, col=col, lockAspect=True, invertY=True,
-                                     enableMouse=False)
-        self.title = layout.addLabel(name, row=0, col=col)
+        self.box = layout.addViewBox(row=2 * row + 1, col=col, lockAspect=True,
+                                     invertY=True, enableMouse=False)
+        self.title = layout.addLabel(title or name, row=2 * row, col=col)
         self.frame = pg.ImageItem(axisOrder="row-major")
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.setLookupTable(lookup_table())
@@ -154,8 +156,11 @@ class SceneViewDock(Panel):
         self._resized.timeout.connect(self.request_display)
         self.caption = QLabel("Press play (Space) to run the policy, or open an episode.")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # a long caption (A|B titles) is clipped, never widens the dock past the screen
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         col.addWidget(self.caption)
-        self.views: dict[str, CameraView] = {}
+        self.views: dict[str, CameraView] = {}  # the shown episode's (B when comparing)
+        self.other_views: dict[str, CameraView] = {}  # run A's, beside them, when comparing
 
         self.task_box.currentTextChanged.connect(self._task_picked)
         self.variant_box.currentTextChanged.connect(
@@ -168,6 +173,7 @@ class SceneViewDock(Panel):
             lambda: self.ws.update_run(instruction=self.instruction.text().strip() or None))
         workspace.run_changed.connect(self.show_run)
         workspace.recording_changed.connect(self._rebuild)
+        workspace.baseline_changed.connect(self._rebuild)
         workspace.step_changed.connect(lambda _t: self.refresh())
         workspace.saliency_changed.connect(self._saliency_arrived)
         workspace.saliency_settings_changed.connect(lambda _s: self.refresh_overlays())
@@ -290,9 +296,15 @@ class SceneViewDock(Panel):
     # drawing ----------------------------------------------------------------------------
     def _rebuild(self, _recording: object = None) -> None:
         self.graphics.clear()
-        self.views = {}
-        rec = self.ws.recording
-        if rec is not None:
+        self.views, self.other_views = {}, {}
+        rec, other = self.ws.recording, self.ws.comparison
+        if rec is not None and other is not None:  # A | B: a column per run, camera rows
+            for i, cam in enumerate(rec.cameras):
+                if cam in other.cameras:
+                    self.other_views[cam] = CameraView(self.graphics.ci, cam, 0, i,
+                                                       f"A: {cam}")
+                self.views[cam] = CameraView(self.graphics.ci, cam, 1, i, f"B: {cam}")
+        elif rec is not None:
             for i, cam in enumerate(rec.cameras):
                 self.views[cam] = CameraView(self.graphics.ci, cam, i)
         if not self.views:
@@ -320,11 +332,15 @@ class SceneViewDock(Panel):
         self.refresh_overlays()
 
     def refresh_overlays(self) -> None:
-        maps = self.ws.maps_at() or {}
-        shown = {c: m for c, m in maps.items() if c in self.views}
+        self._overlays(self.views, self.ws.maps_at() or {})
+        if self.other_views:
+            self._overlays(self.other_views, self.ws.comparison_maps_at() or {})
+
+    def _overlays(self, views: dict[str, CameraView], maps: dict[str, np.ndarray]) -> None:
+        shown = {c: m for c, m in maps.items() if c in views}
         # the joint top k% over the cameras, as NMR@k counts it
         top = top_k_mask(shown, self.ws.saliency.k) if shown and self.outline_on else {}
-        for cam, view in self.views.items():
+        for cam, view in views.items():
             view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
             view.show_top(top.get(cam))
 
@@ -345,11 +361,20 @@ class SceneViewDock(Panel):
                                      "  |  ready: press play (Space)")
             return
         t = self.ws.step
-        for cam, view in self.views.items():
+        self._frames(self.views, rec, t)
+        caption = f"{rec.title}  |  step {t + 1}/{rec.n_steps}"
+        other, s = self.ws.comparison, self.ws.comparison_step()
+        if other is not None and s is not None:
+            self._frames(self.other_views, other, s)
+            ended = "" if s == t else f" (A ended at step {other.n_steps})"
+            caption = f"A: {other.title}  |  B: {caption}{ended}"
+        self.refresh_overlays()
+        words = policy_instruction(rec.metadata)
+        self.caption.setText(f"{caption}  |  \"{words}\"")
+
+    def _frames(self, views: dict[str, CameraView], rec, t: int) -> None:
+        for cam, view in views.items():
             display = None if self.policy_view else rec.display_frame(t, cam)
             # the policy's frame only when shown, or to learn its size once
             policy = rec.frame(t, cam) if display is None or view.shape is None else None
             self._show(view, policy, display)
-        self.refresh_overlays()
-        words = policy_instruction(rec.metadata)
-        self.caption.setText(f"{rec.title}  |  step {t + 1}/{rec.n_steps}  |  \"{words}\"")

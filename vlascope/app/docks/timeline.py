@@ -16,6 +16,15 @@ from . import Panel
 _PENS = ["#e63946", "#2a9d8f", "#457b9d", "#f4a261", "#8d99ae", "#b5838d", "#6a994e"]
 
 
+def action_gap(b: np.ndarray | None, a: np.ndarray) -> np.ndarray:
+    """Per step of both runs, the Euclidean distance between B's and A's actions."""
+    if b is None or not len(b) or b.shape[1:] != a.shape[1:]:
+        return np.zeros(0, np.float32)
+    n = min(len(a), len(b))
+    return np.linalg.norm(np.asarray(b[:n], np.float32) - np.asarray(a[:n], np.float32),
+                          axis=1)
+
+
 class TimelineDock(Panel):
     def __init__(self, workspace: Workspace, parent: QWidget | None = None):
         super().__init__("Timeline", "dock-timeline", parent)
@@ -49,6 +58,7 @@ class TimelineDock(Panel):
         self.plot.addItem(self.nmr_points)
         self.markers: list[pg.InfiniteLine] = []
         self.baseline_curves: list[pg.PlotDataItem] = []
+        self.gap_curve: pg.PlotDataItem | None = None  # |B - A| per step, when comparing
         self._span = 0
 
         self.slider.valueChanged.connect(self.ws.set_step)
@@ -96,10 +106,11 @@ class TimelineDock(Panel):
         self._follow(self.ws.step)
 
     def _draw_baseline(self, actions) -> None:
-        """A/B: the unmodified run's actions, dashed, in the same colours."""
+        """A/B: run A's actions, dashed, in the same colours, and how far B's action is
+        from A's at each step (the norm of the difference, filled)."""
         for c in self.baseline_curves:
             self.plot.removeItem(c)
-        self.baseline_curves = []
+        self.baseline_curves, self.gap_curve = [], None
         if actions is None:
             return
         steps = np.arange(len(actions))
@@ -108,6 +119,14 @@ class TimelineDock(Panel):
             curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
             self.plot.addItem(curve)
             self.baseline_curves.append(curve)
+        gap = action_gap(self.ws.recording.actions() if self.ws.recording else None, actions)
+        if len(gap):
+            curve = pg.PlotDataItem(np.arange(len(gap)), gap, name="|B-A|",
+                                    pen=pg.mkPen("#f8f9fa", width=2), fillLevel=0.0,
+                                    brush=pg.mkBrush(248, 249, 250, 50))
+            self.plot.addItem(curve)
+            self.baseline_curves.append(curve)
+            self.gap_curve = curve
 
     def _draw_markers(self) -> None:
         for m in self.markers:
