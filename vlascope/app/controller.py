@@ -264,6 +264,28 @@ class Controller(QObject):
 
         self.engine.submit("reset", job, on_done=done, on_error=failed)
 
+    def set_display_size(self, size: tuple[int, int] | None) -> None:
+        """The Scene dock's render size from the next step on; the scene as reset is
+        rendered again at once, so the first frame is crisp too."""
+        self.display_size = size
+        rec = self.ws.recording
+        if size is None or not self.live or rec is None or rec.n_steps:
+            return
+
+        def job(session: Session, ctx: JobContext) -> dict[str, Any] | None:
+            if session.live is None or session.live.t:
+                return None
+            session.live.display_size = size
+            return session.live.render_display()
+
+        def done(images: dict[str, Any] | None) -> None:
+            if images and self.ws.recording is rec and rec.n_steps == 0:
+                rec.preview_display = images
+                self.ws.step_changed.emit(self.ws.step)  # the views redraw
+
+        self.engine.submit("preview", job, on_done=done,
+                           on_error=lambda m, d: self.status.emit(f"no display render: {m}"))
+
     def step_once(self) -> None:
         """Simulate one step (starting a rollout when none is running)."""
         if not self.live:

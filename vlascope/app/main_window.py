@@ -8,8 +8,15 @@ import json
 from pathlib import Path
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
-from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QRect, QSettings, Qt
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -95,11 +102,7 @@ class MainWindow(QMainWindow):
         self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
                       self.regions_dock, self.features_dock, self.atlas_dock,
                       self.interventions_dock, self.plugins_dock]
-        self.resize(1280, 800)
-        self.resizeDocks([self.scene_dock, self.saliency_dock], [880, 360],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.scene_dock, self.timeline_dock], [520, 240],
-                         Qt.Orientation.Vertical)
+        self.fit_to_screen()
         self.actions_by_name["record-video"].setCheckable(True)
         self.actions_by_name["outline"].setCheckable(True)
         self.actions_by_name["outline"].setChecked(True)
@@ -127,8 +130,7 @@ class MainWindow(QMainWindow):
         self.workspace.playing_changed.connect(self._playing_changed)
         self.scene_dock.policy_change_requested = self._change_policy
         self.scene_dock.scene_change_requested = self._change_scene
-        self.scene_dock.display_requested = \
-            lambda size: setattr(self.controller, "display_size", size)
+        self.scene_dock.display_requested = self.controller.set_display_size
         self._restore_excepthook = install_excepthook(self)
         self._restore()
 
@@ -451,6 +453,24 @@ class MainWindow(QMainWindow):
         self.actions_by_name["play"].setText("Pause" if playing else "Play")
 
     # persistence ------------------------------------------------------------------------
+    def fit_to_screen(self) -> None:
+        """The first-run window: the screen it opens on, less the task bar, with the docks
+        in proportion (the scene ~60% of the width, the timeline ~30% of the height)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        area = screen.availableGeometry() if screen is not None else QRect(0, 0, 1280, 800)
+        self.setGeometry(area)
+        self.size_docks(area.width(), area.height())
+        self.setWindowState(Qt.WindowState.WindowMaximized)  # frame included, as WMs do
+
+    def size_docks(self, width: int, height: int) -> None:
+        """Split ``width`` x ``height`` between the docks as the first run does."""
+        side = max(420, int(width * 0.38))
+        self.resizeDocks([self.scene_dock, self.saliency_dock], [width - side, side],
+                         Qt.Orientation.Horizontal)
+        low = max(200, int(height * 0.28))
+        self.resizeDocks([self.scene_dock, self.timeline_dock], [height - low, low],
+                         Qt.Orientation.Vertical)
+
     def _restore(self) -> None:
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray | bytes):

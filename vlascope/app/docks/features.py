@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -128,7 +129,7 @@ class FeaturesDock(Panel):
             sizes.addWidget(box)
         form.addRow("SAE", sizes)
         col.addLayout(form)
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()
         self.train = QPushButton("Train SAE")
         self.train.setToolTip("Capture the layer over the shown episode and train an SAE")
         self.cancel = QPushButton("Cancel")
@@ -140,8 +141,9 @@ class FeaturesDock(Panel):
         self.effects.setToolTip(f"ablate each of the {N_EFFECTS} densest features alone over "
                                 "the episode's frames: the largest action change")
         self.effects.setEnabled(False)
-        for b in (self.train, self.cancel, self.load, self.save, self.effects):
-            buttons.addWidget(b)
+        # two rows, so the dock fits beside the scene on a 1366 px screen
+        for i, b in enumerate((self.train, self.cancel, self.effects, self.load, self.save)):
+            buttons.addWidget(b, i // 3, i % 3)
         col.addLayout(buttons)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -168,7 +170,9 @@ class FeaturesDock(Panel):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # columns share the dock's width instead of scrolling sideways
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setMinimumHeight(120)
         col.addWidget(self.table, 2)
 
@@ -180,6 +184,7 @@ class FeaturesDock(Panel):
         detail_col = QVBoxLayout(feature_page)
         detail_col.setContentsMargins(2, 2, 2, 2)
         self.detail = QLabel("select a feature")
+        self.detail.setWordWrap(True)
         detail_col.addWidget(self.detail)
         self.step_plot = pg.PlotWidget()
         self.step_plot.setBackground("#202020")
@@ -197,7 +202,7 @@ class FeaturesDock(Panel):
             b.setFlat(True)
             b.setFixedSize(THUMB + 8, THUMB + 8)
             b.clicked.connect(lambda _c=False, i=i: self._jump_to_top(i))
-            tops.addWidget(b, 0, i)
+            tops.addWidget(b, i // 3, i % 3)  # 3 a row: fits a narrow dock
             self.thumbs.append(b)
         detail_col.addLayout(tops)
         self._top: list[tuple[int, int, float]] = []
@@ -212,8 +217,10 @@ class FeaturesDock(Panel):
         detail_col.addWidget(self.store)
 
         steer_col = QVBoxLayout(steer_page)
-        steer_col.addWidget(QLabel("Pinned features act on the live rollout from the next "
-                                   "step (and on every rollout started after)."))
+        steer_note = QLabel("Pinned features act on the live rollout from the next step "
+                            "(and on every rollout started after).")
+        steer_note.setWordWrap(True)
+        steer_col.addWidget(steer_note)
         self.ablate_layer = QCheckBox("ablate the whole layer (zeros)")
         steer_col.addWidget(self.ablate_layer)
         self.steer_rows_layout = QGridLayout()

@@ -128,6 +128,14 @@ class SceneViewDock(Panel):
             row.addWidget(self.connect_button)
         for w in (self.device_box, self.task_box, self.variant_box, self.seed_box):
             row.addWidget(w)
+        # short names are shown whole; task names (LIBERO's run to 80 characters) are cut
+        # to 18 characters with the whole name in the tooltip
+        for box in (self.scene_box, self.policy_box, self.device_box, self.variant_box):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.task_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.task_box.setMinimumContentsLength(18)
+        row.addStretch(1)
         col.addLayout(row)
 
         row = QHBoxLayout()
@@ -154,7 +162,7 @@ class SceneViewDock(Panel):
         self._resized.setSingleShot(True)
         self._resized.setInterval(150)
         self._resized.timeout.connect(self.request_display)
-        self.caption = QLabel("Press play (Space) to run the policy, or open an episode.")
+        self.caption = QLabel("")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         # a long caption (A|B titles) is clipped, never widens the dock past the screen
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -177,6 +185,7 @@ class SceneViewDock(Panel):
         workspace.step_changed.connect(lambda _t: self.refresh())
         workspace.saliency_changed.connect(self._saliency_arrived)
         workspace.saliency_settings_changed.connect(lambda _s: self.refresh_overlays())
+        self._rebuild()  # the first-run hint until there is something to show
         self.policy_change_requested = None  # set by the window: fn(name, device)
         self.scene_change_requested = None  # set by the window: fn(name)
 
@@ -247,6 +256,7 @@ class SceneViewDock(Panel):
             self.seed_box.blockSignals(False)
 
     def _task_picked(self, name: str) -> None:
+        self.task_box.setToolTip(f"task: {name}" if name else "task")
         if name:
             self.ws.update_run(task=name)
             self._show_task_instruction()
