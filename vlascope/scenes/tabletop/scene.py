@@ -14,6 +14,7 @@ import numpy as np
 
 from vlascope.core.errors import ObservationError, VLAScopeError
 from vlascope.core.policy import Observation
+from vlascope.core.projection import mujoco_camera_matrix
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
 
@@ -127,8 +128,7 @@ class TabletopScene(Scene):
             raise VLAScopeError("step() before reset()")
         a = self.check_action(action)
         target = self.hand_position() + a[:3] * MAX_DELTA
-        lo = np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]])
-        hi = np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]])
+        lo, hi = self._hand_bounds()
         finger = 0.0 if a[3] > 0 else M.FINGER_OPEN
         self.data.ctrl[:] = [*np.clip(target, lo, hi), finger, finger]
         mujoco.mj_step(self.model, self.data, nstep=N_SUBSTEPS)
@@ -200,6 +200,32 @@ class TabletopScene(Scene):
         q = self.data.qpos
         return np.array([q[self._qadr["slide_x"]], q[self._qadr["slide_y"]],
                          q[self._qadr["slide_z"]]])
+
+    def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:
+        return np.asarray(state, np.float64)[:3].copy()
+
+    def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+        """Where the hand target goes: each action moves it ``MAX_DELTA`` per unit from the
+        hand, inside the gantry's range, as ``step`` does (the hand itself lags the target
+        by a few millimetres while it accelerates)."""
+        lo, hi = self._hand_bounds()
+        pos = np.asarray(state, np.float64)[:3].copy()
+        out = [pos.copy()]
+        for a in np.asarray(chunk, np.float64).reshape(-1, self.action_dim):
+            pos = np.clip(pos + np.clip(a[:3], -1.0, 1.0) * MAX_DELTA, lo, hi)
+            out.append(pos.copy())
+        return np.array(out)
+
+    def camera_projection(self, size: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        return {cam: mujoco_camera_matrix(
+            self.model, self.data,
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, cam), size)
+            for cam in self.cameras}
+
+    @staticmethod
+    def _hand_bounds() -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]]),
+                np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]]))
 
     def finger_gap(self) -> float:
         q = self.data.qpos
