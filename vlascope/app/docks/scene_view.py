@@ -25,6 +25,7 @@ from vlascope.core.workspace import Workspace
 
 from . import Panel
 from .outline import outline_item, show_outline
+from .path_overlay import PathOverlay, show_paths
 
 
 class CameraView:
@@ -43,6 +44,7 @@ class CameraView:
         self.box.addItem(self.frame)
         self.box.addItem(self.overlay)
         self.box.addItem(self.outline)
+        self.path = PathOverlay(self.box)  # planned vs executed hand path
         self.shape: tuple[int, int] | None = None
 
     def show_frame(self, image: np.ndarray) -> None:
@@ -68,6 +70,7 @@ class SceneViewDock(Panel):
         super().__init__("Scene", "dock-scene", parent)
         self.ws = workspace
         self.outline_on = True
+        self.paths_on = True  # View > Planned vs executed path
         col = self.body
 
         row = QHBoxLayout()
@@ -242,6 +245,11 @@ class SceneViewDock(Panel):
         self.outline_on = on
         self.refresh_overlays()
 
+    def set_paths(self, on: bool) -> None:
+        """Show the planned vs executed hand path over the cameras (View menu)."""
+        self.paths_on = on
+        self.refresh_overlays()
+
     def refresh_overlays(self) -> None:
         maps = self.ws.maps_at() or {}
         shown = {c: m for c, m in maps.items() if c in self.views}
@@ -250,6 +258,8 @@ class SceneViewDock(Panel):
         for cam, view in self.views.items():
             view.show_overlay(maps.get(cam), self.ws.saliency.opacity)
             show_outline(view.outline, top.get(cam))
+        show_paths({c: v.path for c, v in self.views.items()}, self.ws.recording, self.ws.step,
+                   {c: v.shape for c, v in self.views.items()}, self.paths_on)
 
     def refresh(self) -> None:
         """Draw the current step's frames and overlays."""
