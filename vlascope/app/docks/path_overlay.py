@@ -26,6 +26,7 @@ class PolylineItem(pg.GraphicsObject):
         self.pad = pad  # in view units: the bounding box's margin for the pen
         self.points = np.zeros((0, 2))
         self._rect = QRectF()
+        self._strokes: list[tuple[QPen, list]] = []
         self.setZValue(10)
 
     def setData(self, points: np.ndarray | None) -> None:  # noqa: N802 - pyqtgraph's name
@@ -38,36 +39,48 @@ class PolylineItem(pg.GraphicsObject):
             self._rect = QRectF(x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad)
         else:
             self._rect = QRectF()
+        self._strokes = self._build(self.points)
         self.update()
+
+    def _pen(self, alpha: float, width: float) -> QPen:
+        pen = QPen(QColor(*self.colour, int(255 * alpha)))
+        pen.setCosmetic(True)  # screen pixels, whatever the zoom
+        pen.setWidthF(width)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        return pen
+
+    def _build(self, pts: np.ndarray) -> list[tuple[QPen, list]]:
+        """Pens and shapes once per step; ``paint`` (every repaint) only draws them."""
+        n = len(pts)
+        if n == 0:
+            return []
+        alphas = np.linspace(1.0, self.fade_to, max(1, n - 1))
+        ok = np.isfinite(pts).all(axis=1)
+        strokes: list[tuple[QPen, list]] = []
+        for i in range(n - 1):
+            if ok[i] and ok[i + 1]:
+                strokes.append((self._pen(alphas[i], self.width),
+                                [QLineF(*pts[i], *pts[i + 1])]))
+        if self.dots:
+            for i in np.nonzero(ok)[0]:
+                strokes.append((self._pen(alphas[min(i, len(alphas) - 1)], self.width * 2.5),
+                                [QPointF(*pts[i])]))
+        return strokes
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
         return self._rect
 
     def paint(self, painter: QPainter, *_args) -> None:
-        pts = self.points
-        n = len(pts)
-        if n == 0:
+        if not self._strokes:
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        alphas = np.linspace(1.0, self.fade_to, max(1, n - 1))
-        pen = QPen()
-        pen.setCosmetic(True)  # screen pixels, whatever the zoom
-        pen.setWidthF(self.width)
-        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-        for i in range(n - 1):
-            (x0, y0), (x1, y1) = pts[i], pts[i + 1]
-            if not np.isfinite((x0, y0, x1, y1)).all():
-                continue
-            pen.setColor(QColor(*self.colour, int(255 * alphas[i])))
+        for pen, shapes in self._strokes:
             painter.setPen(pen)
-            painter.drawLine(QLineF(x0, y0, x1, y1))
-        if self.dots:
-            pen.setWidthF(self.width * 2.5)
-            for i, (x, y) in enumerate(pts):
-                if np.isfinite((x, y)).all():
-                    pen.setColor(QColor(*self.colour, int(255 * alphas[min(i, len(alphas) - 1)])))
-                    painter.setPen(pen)
-                    painter.drawPoint(QPointF(x, y))
+            shape = shapes[0]
+            if isinstance(shape, QLineF):
+                painter.drawLine(shape)
+            else:
+                painter.drawPoint(shape)
 
 
 class PathOverlay:
@@ -118,7 +131,7 @@ class ChunkFan:
             colour = QColor(self.pens[len(self.lines) % len(self.pens)])
             line = PolylineItem((colour.red(), colour.green(), colour.blue()), width=1.5,
                                 fade_to=FADE_TO, dots=True, pad=0.05)
-            self.plot.addItem(line)
+            self.plot.addItem(line, ignoreBounds=True)  # no re-ranging per step
             self.lines.append(line)
         if chunk is not None:
             origin = t - recording.chunk_index(t)
