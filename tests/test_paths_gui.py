@@ -91,3 +91,24 @@ def test_scrubbing_draws_the_stored_paths_and_the_view_menu_hides_them(qtbot, wi
     assert not any(v.path.planned.isVisible() for v in window.scene_dock.views.values())
     action.trigger()
     check_step(window, episode, target - 1)
+
+
+def test_the_live_rollout_draws_its_paths_as_it_runs(qtbot, window):
+    from test_app import play_steps
+
+    play_steps(qtbot, window, 4)
+    ws = window.workspace
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert ws.step == 1
+    steps = ws.recording.steps
+    for cam, view in window.scene_dock.views.items():
+        record = steps[1]
+        size = record.observation.images[cam].shape[:2]
+        m = scale_matrix(record.camera_matrices[cam], size, view.shape)
+        hands = [s.hand for s in steps[1:1 + len(record.planned_hand)]]
+        assert view.path.planned.isVisible()
+        np.testing.assert_allclose(view.path.planned.points, project(m, record.planned_hand))
+        np.testing.assert_allclose(view.path.executed.points, project(m, np.array(hands)))
+    np.testing.assert_allclose(window.timeline_dock.fan.lines[0].points[:, 1],
+                               steps[1].action_chunk[:, 0])

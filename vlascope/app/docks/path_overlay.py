@@ -27,6 +27,7 @@ class PolylineItem(pg.GraphicsObject):
         self.points = np.zeros((0, 2))
         self._rect = QRectF()
         self._strokes: list[tuple[QPen, list]] = []
+        self.clip: QRectF | None = None  # the image's rectangle: nothing drawn outside it
         self.setZValue(10)
 
     def setData(self, points: np.ndarray | None) -> None:  # noqa: N802 - pyqtgraph's name
@@ -74,6 +75,8 @@ class PolylineItem(pg.GraphicsObject):
         if not self._strokes:
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self.clip is not None:
+            painter.setClipRect(self.clip)
         for pen, shapes in self._strokes:
             painter.setPen(pen)
             shape = shapes[0]
@@ -93,9 +96,14 @@ class PathOverlay:
             box.addItem(item)
             item.setVisible(False)
 
-    def show(self, paths: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """``paths``: (planned, executed) pixel coordinates; None hides both."""
+    def show(self, paths: tuple[np.ndarray, np.ndarray] | None,
+             shape: tuple[int, int] | None = None) -> None:
+        """``paths``: (planned, executed) pixel coordinates in an image of ``shape``
+        (H, W), drawn only inside it (a point near a wrist camera projects far outside);
+        None hides both."""
         on = paths is not None
+        clip = QRectF(0, 0, shape[1], shape[0]) if shape else None
+        self.planned.clip = self.executed.clip = clip
         self.planned.setData(paths[0] if on else None)
         self.executed.setData(paths[1] if on else None)
         self.planned.setVisible(on)
@@ -110,7 +118,7 @@ def show_paths(overlays: dict, recording, t: int, shapes: dict, on: bool) -> Non
     if on and recording is not None and recording.n_steps and 0 <= t < recording.n_steps:
         paths = recording.planned_path(t, {c: s for c, s in shapes.items() if s})
     for cam, overlay in overlays.items():
-        overlay.show((paths or {}).get(cam))
+        overlay.show((paths or {}).get(cam), shapes.get(cam))
 
 
 class ChunkFan:
