@@ -197,3 +197,13 @@ def segment_distance(points, poly):
     ab = b - a
     t = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9), 0, 1)
     return np.nanmin(np.linalg.norm(p - (a + t[..., None] * ab), axis=-1), axis=1)
+
+
+def test_the_video_command_has_the_path_unless_told_not_to(episode, tmp_path):
+    from vlascope.cli import main
+
+    for name, flags in (("on", []), ("off", ["--no-paths"])):
+        assert main(["video", str(episode), "--overlay", "none", "--steps", "3:4",
+                     "--out", str(tmp_path / name), *flags]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / n / "frame_00000.png")) for n in ("on", "off"))
+    assert (a != b).any(axis=2).sum() > 30

@@ -112,3 +112,32 @@ def test_the_live_rollout_draws_its_paths_as_it_runs(qtbot, window):
         np.testing.assert_allclose(view.path.executed.points, project(m, np.array(hands)))
     np.testing.assert_allclose(window.timeline_dock.fan.lines[0].points[:, 1],
                                steps[1].action_chunk[:, 0])
+
+
+def test_the_export_dialog_draws_the_path_unless_unticked(qtbot, window, episode, tmp_path):
+    from PIL import Image
+
+    from vlascope.core.video import Composer, open_tracks
+
+    assert window.open_episode(str(episode))
+    frames = {}
+    for name, tick in (("on", True), ("off", False)):
+        dialog = window.export_video_dialog()
+        assert dialog.paths.isChecked()  # on by default
+        if not tick:
+            qtbot.mouseClick(dialog.paths, Qt.MouseButton.LeftButton)
+        assert dialog.paths.isChecked() == tick and dialog.layout_settings().paths == tick
+        dialog.overlay.setCurrentText("none")
+        dialog.first.setValue(6)
+        dialog.last.setValue(7)
+        dialog.out.setText(str(tmp_path / name))
+        with qtbot.waitSignal(dialog.accepted, timeout=120_000):
+            qtbot.mouseClick(dialog.export, Qt.MouseButton.LeftButton)
+        frames[name] = np.asarray(Image.open(tmp_path / name / "frame_00000.png"))
+        tracks = open_tracks([episode])
+        try:  # what was written is the composer's frame with that setting
+            np.testing.assert_array_equal(frames[name],
+                                          Composer(tracks, dialog.layout_settings()).frame(6))
+        finally:
+            tracks[0].episode.close()
+    assert (frames["on"] != frames["off"]).any(axis=2).sum() > 30
