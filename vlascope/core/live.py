@@ -153,7 +153,8 @@ class LiveRollout:
                 self.ended = f"the policy's connection was lost at step {self.t}: {e}"
                 raise
             self._chunk = check_action_chunks(acts, 1, self.scene.action_dim, self.policy)[0]
-            self._planned = self.scene.hand_path(frame.observation.state, self._chunk)
+            if self._regions:  # recorded or shown: an evaluation does without
+                self._planned = self.scene.hand_path(frame.observation.state, self._chunk)
             self._idx = 0
             if self._capture is not None:  # steps that reuse a chunk repeat these
                 self._activations = dict(self._capture.last)

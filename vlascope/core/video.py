@@ -349,7 +349,7 @@ def draw_hand_paths(image: np.ndarray, planned: np.ndarray, executed: np.ndarray
                 draw.line([tuple(seg[0]), tuple(seg[1])], fill=(*rgb, int(255 * alphas[i])),
                           width=width)
         if dots:
-            r = width + 0.5
+            r = 0.75 * width + 0.25
             for i, (x, y) in enumerate(pts):
                 if np.isfinite((x, y)).all():
                     a = int(255 * alphas[min(i, len(alphas) - 1)])
