@@ -38,7 +38,7 @@ def episodes(scene, expert, tmp_path_factory):
 def test_the_composed_frame_holds_the_core_overlay(episodes):
     tracks = open_tracks(episodes[:1])
     try:
-        layout = VideoLayout(height=224, top_k=10.0)
+        layout = VideoLayout(height=224, top_k=10.0, paths=False)  # the path: test_paths.py
         comp = Composer(tracks, layout)
         t = 5
         img = comp.frame(t)

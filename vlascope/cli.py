@@ -707,7 +707,7 @@ def _video_layout(args: argparse.Namespace):
     cams = tuple(c for c in (args.cameras or "").split(",") if c)
     return VideoLayout(cameras=cams, overlay=args.overlay, method=args.method or "",
                        top_k=args.top_k, opacity=args.opacity, caption=not args.no_caption,
-                       plot=args.plot, height=args.height)
+                       plot=args.plot, height=args.height, paths=not args.no_paths)
 
 
 def _step_range(text: str | None) -> tuple[int, int] | None:
@@ -784,6 +784,9 @@ def _add_video_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opacity", type=float, default=0.6)
     p.add_argument("--plot", choices=PLOTS, default="actions")
     p.add_argument("--no-caption", action="store_true")
+    p.add_argument("--no-paths", action="store_true",
+                   help="leave out the planned vs executed hand path (drawn where the "
+                   "episode recorded it)")
     p.add_argument("--height", type=int, default=224, help="pixels per camera view")
     p.add_argument("--cameras", default=None, help="comma list (default: all)")
     p.add_argument("--fps", type=float, default=10.0)

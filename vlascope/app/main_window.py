@@ -111,6 +111,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name["record-display"].setToolTip(
             "also keep the display renders in recorded episodes (from the next reset; "
             "larger files)")
+        self.actions_by_name["paths"].setCheckable(True)
+        self.actions_by_name["paths"].setChecked(True)
         self.video = LiveVideoRecorder(self.workspace, self.scene_dock.widget(),
                                        self.record_dir / "videos", parent=self)
         self._make_menus()
@@ -165,6 +167,7 @@ class MainWindow(QMainWindow):
                                lambda: setattr(self.controller, "record_display",
                                                self.actions_by_name[
                                                    "record-display"].isChecked())),
+            "paths": ("&Planned vs executed path", "", self._show_paths),
             "about": ("&About VLAScope", "", self.show_about),
         }
         actions = {}
@@ -206,6 +209,7 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(a["outline"])
         view_menu.addAction(a["policy-view"])
+        view_menu.addAction(a["paths"])
         view_menu.addAction(a["reset-layout"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(a["about"])
@@ -414,6 +418,13 @@ class MainWindow(QMainWindow):
             if entry.kind == "scene" and credit:
                 lines.append(f"<b>{entry.name}</b> scene: {credit}")
         return "<br><br>".join(lines)
+
+    def _show_paths(self) -> None:
+        """The planned-vs-executed hand path in the cameras and the chunk fan in the
+        timeline, on or off together."""
+        on = self.actions_by_name["paths"].isChecked()
+        self.scene_dock.set_paths(on)
+        self.timeline_dock.set_fan(on)
 
     def show_about(self) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, "About VLAScope", self.about_text(),

@@ -134,6 +134,10 @@ class ExportDialog(QDialog):
         self.plot.addItems(list(PLOTS))
         self.caption = QCheckBox("caption strip")
         self.caption.setChecked(True)
+        self.paths = QCheckBox("planned vs executed path")
+        self.paths.setChecked(True)
+        self.paths.setToolTip("the hand path each step's chunk plans and the one it took, "
+                              "where the episode recorded them")
         self.height_px = QSpinBox()
         self.height_px.setRange(16, 2160)
         self.height_px.setValue(224)
@@ -150,7 +154,7 @@ class ExportDialog(QDialog):
         for label, w in (("compare with", self.compare), ("steps [first, last)", steps),
                          ("overlay", self.overlay), ("maps", self.method),
                          ("outline top-k", self.top_k),
-                         ("plot", self.plot), ("", self.caption),
+                         ("plot", self.plot), ("", self.caption), ("", self.paths),
                          ("view height (px)", self.height_px), ("frames/s", self.fps),
                          ("output (.mp4, .gif, folder)", out_row)):
             form.addRow(label, w)
@@ -174,7 +178,7 @@ class ExportDialog(QDialog):
         return VideoLayout(overlay=self.overlay.currentText(), method=self.method.currentText(),
                            top_k=self.top_k.value(),
                            plot=self.plot.currentText(), caption=self.caption.isChecked(),
-                           height=self.height_px.value())
+                           height=self.height_px.value(), paths=self.paths.isChecked())
 
     def start(self) -> None:
         """Export, after the same output check as the CLI's: an existing video or frame

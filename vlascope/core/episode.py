@@ -9,6 +9,11 @@ Layout (schema 1)::
     /steps/action_chunk     (T, H, A) float32   chunk the action came from
     /steps/chunk_index      (T,) int32          position of the action in its chunk
     /steps/success          (T,) bool           success after the action
+    /steps/hand             (T, 3) float32      optional hand position (world m) when observed
+    /steps/planned_hand     (T, H+1, 3) float32 optional hand path the step's chunk plans,
+                                                from the step that predicted it (start first)
+    /camera_matrix/<camera> (T, 3, 4) float32   optional world -> pixel projection of the
+                                                camera at its frames' size (projection.py)
     /frames/<camera>        (T, h, w, 3) uint8  one chunk per frame, gzip
     /display/<camera>       (T, H, W, 3) uint8  optional display render (the viewer's
                                                 resolution), recorded only when asked
@@ -108,12 +113,18 @@ class EpisodeWriter:
                regions: dict[str, np.ndarray] | None = None,
                segments: dict[str, np.ndarray] | None = None,
                activations: dict[str, np.ndarray] | None = None,
-               display: dict[str, np.ndarray] | None = None) -> None:
-        """Record one step: the observation that was acted on, and what happened. A write
-        that fails (a full disk) drops the partial file and raises."""
+               display: dict[str, np.ndarray] | None = None,
+               hand: np.ndarray | None = None, planned_hand: np.ndarray | None = None,
+               camera_matrices: dict[str, np.ndarray] | None = None) -> None:
+        """Record one step: the observation that was acted on, and what happened (with the
+        hand's position, its planned path and the cameras' projections where the scene can
+        say: the planned-vs-executed overlay). A write that fails (a full disk) drops the
+        partial file and raises."""
         try:
             self._append_step(state, action, action_chunk, chunk_index, success, images,
                               regions, segments, activations, display)
+            self._append_path(hand, planned_hand, camera_matrices)
+            self._n += 1
         except Exception as e:
             self.discard()
             reraise(e, self.path)
@@ -135,7 +146,19 @@ class EpisodeWriter:
             self._append(f"activations/{name}", act, np.float32, compress=True)
         for cam, img in (display or {}).items():
             self._append(f"display/{cam}", img, np.uint8, compress=True)
-        self._n += 1
+
+    def _append_path(self, hand, planned_hand, camera_matrices) -> None:
+        """Every step has the path data, or none does (a scene without the capability)."""
+        given = [v is not None for v in (hand, planned_hand, camera_matrices)]
+        before = "steps/hand" in self._datasets
+        if any(given) != all(given) or (self._n and any(given) != before):
+            raise VLAScopeError(f"step {self._n}: hand, planned hand path and camera matrices "
+                                "are recorded together at every step or never")
+        if all(given):
+            self._append("steps/hand", np.reshape(hand, 3), np.float32)
+            self._append("steps/planned_hand", planned_hand, np.float32)
+            for cam, matrix in camera_matrices.items():
+                self._append(f"camera_matrix/{cam}", matrix, np.float32)
 
     def close(self, extra_metadata: dict[str, Any] | None = None) -> Path:
         """Finish the file and move it into place (on failure nothing is left behind)."""
@@ -200,7 +223,7 @@ class EpisodeWriter:
 # the rest of VLAScope could not read (wrong lengths, empty views, absurd sizes).
 
 _PER_STEP = ("steps", "frames", "display", "regions", "segments", "activations",
-             "saliency")
+             "saliency", "camera_matrix")
 _MAX_DEPTH = 3  # saliency/<method>/<camera>
 _MAX_OBJECTS = 10_000
 _MAX_STEP_BYTES = 256 * 2**20  # one step of one dataset; a frame of 8k x 8k RGB is 192 MiB
@@ -271,7 +294,7 @@ def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -
             continue
         shape, kind = ds.shape, ds.dtype.kind
         expected = {"steps": 2, "frames": 2, "display": 2, "regions": 2, "segments": 2,
-                    "activations": 2, "saliency": 3}[parts[0]]
+                    "activations": 2, "saliency": 3, "camera_matrix": 2}[parts[0]]
         if len(parts) != expected:
             raise EpisodeFormatError(f"{path}: unexpected dataset '{name}'")
         if shape is None or len(shape) == 0 or shape[0] != n_steps:
@@ -296,11 +319,31 @@ def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -
         if int(np.prod(shape[1:], dtype=np.float64)) * ds.dtype.itemsize > _MAX_STEP_BYTES:
             raise EpisodeFormatError(f"{path}: '{name}' claims {shape[1:]} per step, larger "
                                      "than VLAScope reads")
+        _check_path_shape(name, shape, datasets, path)
         if parts[0] in ("regions", "segments"):
             frames = datasets.get(f"frames/{parts[1]}")
             if frames is not None and frames.shape[1:3] != shape[1:3]:
                 raise EpisodeFormatError(f"{path}: '{name}' is {shape[1:3]}, its camera's "
                                          f"frames are {frames.shape[1:3]}")
+
+
+def _check_path_shape(name: str, shape: tuple, datasets: dict[str, h5py.Dataset],
+                      path: Path) -> None:
+    """The planned-vs-executed datasets have the shapes the overlay reads."""
+    chunk = datasets.get("steps/action_chunk")
+    horizon = chunk.shape[1] if chunk is not None and len(chunk.shape) == 3 else None
+    expected = None
+    if name == "steps/hand":
+        expected, ok = "(T, 3)", shape[1:] == (3,)
+    elif name == "steps/planned_hand":
+        expected = "(T, H + 1, 3)" + (f" with H = {horizon}" if horizon else "")
+        ok = len(shape) == 3 and shape[2] == 3 and shape[1] >= 1 and (
+            horizon is None or shape[1] == horizon + 1)
+    elif name.startswith("camera_matrix/"):
+        expected, ok = "(T, 3, 4)", shape[1:] == (3, 4)
+    if expected is not None and not ok:
+        raise EpisodeFormatError(f"{path}: '{name}' has shape {shape}, it should be "
+                                 f"{expected}")
 
 
 def _step_list(value: Any, n_steps: int) -> bool:
@@ -472,6 +515,26 @@ class Episode:
     def successes(self) -> np.ndarray:
         return self._read("steps/success")
 
+    def has_paths(self) -> bool:
+        """Whether the planned-vs-executed hand path was recorded (newer episodes of scenes
+        that can project; older files have none and open as before)."""
+        return "steps/hand" in self._datasets and "steps/planned_hand" in self._datasets
+
+    def hand_positions(self) -> np.ndarray:
+        """(T, 3) hand position at each observed step."""
+        return self._read("steps/hand")
+
+    def planned_hands(self) -> np.ndarray:
+        """(T, H + 1, 3) the hand path each step's chunk plans."""
+        return self._read("steps/planned_hand")
+
+    def matrix_cameras(self) -> list[str]:
+        return self._names("camera_matrix")
+
+    def camera_matrices(self, camera: str) -> np.ndarray:
+        """(T, 3, 4) the camera's projection at its frames' size, per step."""
+        return self._read(f"camera_matrix/{camera}")
+
     @property
     def success(self) -> bool:
         return bool(self.metadata.get("success", False))
@@ -547,7 +610,7 @@ def _update_locked(path: Path, arrays: dict[str, np.ndarray],
         if np.shape(value)[:1] != (n_steps,):
             raise VLAScopeError(f"'{name}' has {np.shape(value)[:1] or 'no'} steps, "
                                 f"the episode has {n_steps}")
-        if name.split("/")[0] in ("steps", "frames", "regions", "segments"):
+        if name.split("/")[0] in ("steps", "frames", "regions", "segments", "camera_matrix"):
             raise VLAScopeError(f"'{name}': recorded data cannot be overwritten")
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)

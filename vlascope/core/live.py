@@ -37,6 +37,10 @@ class StepRecord:
     success: bool
     segments: dict[str, np.ndarray] | None = None  # object ids, from scenes that give them
     display: dict[str, np.ndarray] | None = None  # the viewer's render, when one was asked for
+    # The planned-vs-executed path, from scenes that can say (see Scene.hand_path):
+    hand: np.ndarray | None = None  # (3,) hand position when observed
+    planned_hand: np.ndarray | None = None  # (H + 1, 3) the executed chunk's planned path
+    camera_matrices: dict[str, np.ndarray] | None = None  # camera -> (3, 4) at image size
 
 
 def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
@@ -124,6 +128,7 @@ class LiveRollout:
         self.success = False
         self.ended: str | None = None  # why the rollout ended before its end, when it did
         self._chunk: np.ndarray | None = None
+        self._planned: np.ndarray | None = None
         self._idx = 0
 
     @property
@@ -172,24 +177,47 @@ class LiveRollout:
                 self.ended = f"the policy's connection was lost at step {self.t}: {e}"
                 raise
             self._chunk = check_action_chunks(acts, 1, self.scene.action_dim, self.policy)[0]
+            if self._regions:  # recorded or shown: an evaluation does without
+                self._planned = self.scene.hand_path(frame.observation.state, self._chunk)
             self._idx = 0
             if self._capture is not None:  # steps that reuse a chunk repeat these
                 self._activations = dict(self._capture.last)
+        hand, planned, matrices = self._path_data(frame.observation.state)
         action = self._chunk[self._idx]
         self.scene.step(action)
         self.success = bool(self.scene.success())
         record = StepRecord(self.t, obs, frame.regions, action, self._chunk, self._idx,
-                            self.success, frame.segments, display)
+                            self.success, frame.segments, display, hand, planned, matrices)
         if self._writer is not None:
             self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
                                 chunk_index=self._idx, success=self.success,
                                 images=obs.images, regions=frame.regions,
                                 segments=frame.segments,
                                 activations=self._activations or None,
-                                display=display if self._record_display else None)
+                                display=display if self._record_display else None,
+                                hand=hand, planned_hand=planned, camera_matrices=matrices)
         self._idx += 1
         self.t += 1
         return record
+
+    def _path_data(self, state: np.ndarray) -> tuple:
+        """The hand, the chunk's planned path and the cameras' projections now (before the
+        action), or three Nones from a scene that cannot say."""
+        if self._planned is None or not self.cameras:
+            return None, None, None
+        hand = self.scene.hand_position_of(state)
+        matrices = self.scene.camera_projection(self.size)
+        if hand is None or matrices is None:
+            return None, None, None
+        planned = np.asarray(self._planned, np.float32)
+        if planned.shape != (len(self._chunk) + 1, 3) or np.shape(hand) != (3,):
+            raise VLAScopeError(
+                f"scene '{self.scene.name}': hand_path gave shape {planned.shape} for a chunk "
+                f"of {len(self._chunk)} (expected ({len(self._chunk) + 1}, 3)) and "
+                f"hand_position_of {np.shape(hand)} (expected (3,))")
+        return (np.asarray(hand, np.float32), planned,
+                {c: np.asarray(matrices[c], np.float32) for c in self.cameras
+                 if c in matrices})
 
     def set_interventions(self, wanted: Sequence[Intervention | dict]) -> None:
         """From the next step on, exactly ``wanted`` act (their own windows ignored), besides

@@ -11,6 +11,7 @@ import numpy as np
 from .episode import Episode, episode_observation
 from .errors import VLAScopeError
 from .live import StepRecord
+from .paths import HandPath, hand_path_at, path_pixels
 from .policy import Observation
 
 DISPLAY_BUDGET = 1 << 30  # bytes of display renders a live recording keeps in memory
@@ -57,6 +58,39 @@ class Recording:
 
     def stored_saliency(self, name: str, t: int) -> dict[str, np.ndarray] | None:
         return None
+
+    def action_chunk(self, t: int) -> np.ndarray:
+        """(H, action_dim) the chunk step ``t``'s action came from."""
+        raise NotImplementedError
+
+    def chunk_index(self, t: int) -> int:
+        """The position of step ``t``'s action in its chunk (0: predicted at ``t``)."""
+        raise NotImplementedError
+
+    # The planned-vs-executed path; None where it was not recorded.
+    def hand_path(self, t: int) -> HandPath | None:
+        return None
+
+    def camera_matrix(self, t: int, camera: str) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The camera's (3, 4) projection at step ``t`` and the image size it is for."""
+        return None
+
+    def planned_path(self, t: int, sizes: dict[str, tuple[int, int]] | None = None,
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Per camera (planned (H + 1, 2), executed (M, 2)) pixel coordinates of the hand
+        path of the chunk step ``t`` executes, in the camera's image at step ``t`` (scaled
+        to ``sizes[camera]`` = (H, W) where the shown image has another size); None when
+        the recording has no path (an older episode, a scene without the capability)."""
+        path = self.hand_path(self.check_step(t))
+        if path is None:
+            return None
+        out = {}
+        for cam in self.cameras:
+            found = self.camera_matrix(t, cam)
+            if found is not None:
+                matrix, size = found
+                out[cam] = path_pixels(path, matrix, size, (sizes or {}).get(cam))
+        return out or None
 
     @property
     def title(self) -> str:
@@ -136,6 +170,32 @@ class LiveRecording(Recording):
     def observation(self, t: int) -> Observation:
         return self.steps[self.check_step(t)].observation
 
+    def action_chunk(self, t: int) -> np.ndarray:
+        return np.asarray(self.steps[self.check_step(t)].action_chunk)
+
+    def chunk_index(self, t: int) -> int:
+        return int(self.steps[self.check_step(t)].chunk_index)
+
+    def hand_path(self, t: int) -> HandPath | None:
+        step = self.steps[self.check_step(t)]
+        if step.planned_hand is None:
+            return None
+        origin = max(0, t - step.chunk_index)
+        stop = min(len(self.steps), origin + len(step.planned_hand))
+        hands = [s.hand for s in self.steps[origin:stop]]
+        if any(h is None for h in hands):
+            return None
+        return HandPath(origin, np.asarray(step.planned_hand, np.float64),
+                        np.asarray(hands, np.float64).reshape(-1, 3))
+
+    def camera_matrix(self, t: int, camera: str) -> tuple[np.ndarray, tuple[int, int]] | None:
+        step = self.steps[self.check_step(t)]
+        matrix = (step.camera_matrices or {}).get(camera)
+        image = step.observation.images.get(camera)
+        if matrix is None or image is None:
+            return None
+        return matrix, image.shape[:2]
+
 
 class FileRecording(Recording):
     """An episode file opened for scrubbing; arrays read once, frames on demand."""
@@ -153,6 +213,16 @@ class FileRecording(Recording):
         self._has_regions = self.episode.has_regions()
         self._has_segments = self.episode.has_segments()
         self._display_cameras = set(self.episode.display_cameras)
+        self._chunks = self.episode.action_chunks()
+        self._chunk_index = self.episode.chunk_indices()
+        self._hands = self._planned = None
+        self._matrices: dict[str, np.ndarray] = {}
+        if self.episode.has_paths():
+            self._hands = self.episode.hand_positions()
+            self._planned = self.episode.planned_hands()
+            self._matrices = {c: self.episode.camera_matrices(c)
+                              for c in self.episode.matrix_cameras() if c in self.cameras}
+        self._frame_size = {c: self.episode.frame(0, c).shape[:2] for c in self.cameras}
 
     @property
     def n_steps(self) -> int:
@@ -184,6 +254,23 @@ class FileRecording(Recording):
 
     def observation(self, t: int) -> Observation:
         return episode_observation(self.episode, self.check_step(t), self.cameras, None)
+
+    def action_chunk(self, t: int) -> np.ndarray:
+        return self._chunks[self.check_step(t)]
+
+    def chunk_index(self, t: int) -> int:
+        return int(self._chunk_index[self.check_step(t)])
+
+    def hand_path(self, t: int) -> HandPath | None:
+        if self._planned is None:
+            return None
+        t = self.check_step(t)
+        return hand_path_at(t, self.chunk_index(t), self._planned[t], self._hands)
+
+    def camera_matrix(self, t: int, camera: str) -> tuple[np.ndarray, tuple[int, int]] | None:
+        if camera not in self._matrices:
+            return None
+        return self._matrices[camera][self.check_step(t)], self._frame_size[camera]
 
     def stored_saliency(self, name: str, t: int) -> dict[str, np.ndarray] | None:
         cams = self.episode.saliency_cameras(name)

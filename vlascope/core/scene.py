@@ -140,6 +140,23 @@ class Scene(ABC):
         """Names of the object ids in ``SceneFrame.segments`` (empty: no segments)."""
         return {}
 
+    # The planned-vs-executed path (optional: a scene that cannot say returns None, and the
+    # inspector hides the overlay). Positions are world metres, as the projection reads them.
+    def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:
+        """The hand (end-effector) position (3,) in a recorded state: the executed path."""
+        return None
+
+    def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+        """The positions (H + 1, 3) the hand would visit executing ``chunk`` (H, action_dim)
+        open loop from ``state`` (its start included): the planned path."""
+        return None
+
+    def camera_projection(self, size: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """Per camera the (3, 4) matrix taking homogeneous world points to homogeneous
+        pixels (u right, v down) of the image ``observe`` renders now at ``size`` = (H, W)
+        (a moving camera's changes every step); see ``core/projection.py``."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most scenes hold nothing
         """Release renderers and simulator resources."""
 

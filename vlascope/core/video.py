@@ -45,6 +45,7 @@ from .colormap import blend, outline
 from .episode import Episode
 from .errors import CancelledError, OutputExistsError, VLAScopeError
 from .metrics import nmr_at_k, top_k_mask
+from .paths import HandPath, hand_path_at, path_pixels
 from .regions import colorize
 
 OVERLAYS = ("saliency", "regions", "none")
@@ -73,6 +74,7 @@ class VideoLayout:
     caption: bool = True
     plot: str = "actions"
     height: int = 224  # pixels per camera view
+    paths: bool = True  # the planned vs executed hand path, where the episode has it
 
     def check(self) -> None:
         if self.overlay not in OVERLAYS:
@@ -98,6 +100,18 @@ class Track:
         self.actions = self.episode.actions()
         self.hand = self.episode.states()[:, :3]
         self.successes = self.episode.successes()
+        ep = self.episode
+        self._paths = None  # (hands, planned, chunk index, camera -> matrices), if recorded
+        if ep.has_paths():
+            self._paths = (ep.hand_positions(), ep.planned_hands(), ep.chunk_indices(),
+                           {c: ep.camera_matrices(c) for c in ep.matrix_cameras()})
+
+    def hand_path(self, t: int, cam: str) -> tuple[HandPath, np.ndarray] | None:
+        """Step ``t``'s planned-vs-executed hand path and the camera's matrix then."""
+        if self._paths is None or cam not in self._paths[3]:
+            return None
+        hands, planned, index, matrices = self._paths
+        return hand_path_at(t, int(index[t]), planned[t], hands), matrices[cam][t]
 
     @property
     def n_steps(self) -> int:
@@ -227,6 +241,11 @@ class Composer:
         if shown.shape[:2] != (lay.height, w):
             shown = np.asarray(Image.fromarray(shown).resize((w, lay.height),
                                                              Image.Resampling.BILINEAR))
+        found = tr.hand_path(t, cam) if lay.paths else None
+        if found is not None:
+            planned, executed = path_pixels(found[0], found[1], frame.shape[:2],
+                                            (lay.height, w))
+            shown = draw_hand_paths(shown, planned, executed)
         return shown
 
     def maps(self, tr: Track, t: int) -> dict[str, np.ndarray]:
@@ -307,6 +326,35 @@ class Composer:
         draw.text((32, 2), f"{label}  [{lo:.2g}, {hi:.2g}]", fill=(200, 200, 200),
                   font=self.small)
         return img
+
+
+PLANNED_RGB, EXECUTED_RGB = (0, 229, 255), (255, 209, 102)  # as the inspector draws them
+
+
+def draw_hand_paths(image: np.ndarray, planned: np.ndarray, executed: np.ndarray,
+                    fade_to: float = 0.2) -> np.ndarray:
+    """The executed hand path (amber) and the planned one (cyan, fading towards its end,
+    dots at each planned step) over an (H, W, 3) image, as the Scene dock draws them; NaN
+    points (behind the camera) break a line."""
+    base = Image.fromarray(image).convert("RGBA")
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    width = max(2, round(image.shape[0] / 112))
+    for pts, rgb, fade, dots in ((executed, EXECUTED_RGB, 1.0, False),
+                                 (planned, PLANNED_RGB, fade_to, True)):
+        alphas = np.linspace(1.0, fade, max(1, len(pts) - 1))
+        for i in range(len(pts) - 1):
+            seg = pts[i:i + 2]
+            if np.isfinite(seg).all():
+                draw.line([tuple(seg[0]), tuple(seg[1])], fill=(*rgb, int(255 * alphas[i])),
+                          width=width)
+        if dots:
+            r = 0.75 * width + 0.25
+            for i, (x, y) in enumerate(pts):
+                if np.isfinite((x, y)).all():
+                    a = int(255 * alphas[min(i, len(alphas) - 1)])
+                    draw.ellipse([x - r, y - r, x + r, y + r], fill=(*rgb, a))
+    return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))
 
 
 def _even(n: int) -> int:

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
+from vlascope.core.projection import mujoco_camera_matrix
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
 from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
@@ -44,6 +45,7 @@ DEFAULT_MAX_STEPS = 400
 SETTLE_STEPS = 10  # no-op steps after an init state, as LIBERO's evaluation does
 ROBOT_PREFIXES = ("robot0_", "gripper0_", "mount0_")
 CAMERAS = ("agentview", "robot0_eye_in_hand")
+MAX_EEF_STEP = 0.05  # metres of OSC_POSE goal per unit action (its output_max)
 _GEOM = int(mujoco.mjtObj.mjOBJ_GEOM)
 
 
@@ -207,6 +209,30 @@ class LiberoScene(Scene):
 
     def segment_names(self) -> dict[int, str]:
         return {i: n for i, n in enumerate(self._object_names) if i}
+
+    # Planned vs executed ----------------------------------------------------------------
+    def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:
+        return np.asarray(state, np.float64)[:3].copy()  # robot0_eef_pos, the grip site
+
+    def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+        """The controller's goals: each action asks OSC_POSE to move the end effector by
+        ``MAX_EEF_STEP`` per unit, from where it is. This is where the policy asked the hand
+        to go, not where it gets: at LIBERO's gains (kp 150, 20 Hz) the arm covers about a
+        fifth of each step's goal once moving, so the executed path runs shorter in the same
+        direction. Simulating the chunk instead would cost robosuite's step (~60 ms) per
+        action, and its controller state cannot be copied apart from the live one."""
+        actions = np.clip(np.nan_to_num(np.asarray(chunk, np.float64).reshape(-1, 7)), -1, 1)
+        start = np.asarray(state, np.float64)[:3]
+        return np.vstack([start, start + np.cumsum(actions[:, :3] * MAX_EEF_STEP, 0)])
+
+    def camera_projection(self, size: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """As rendered here: MuJoCo's renderer, upright (robosuite's raw buffers are not)."""
+        if self._env is None:
+            return None
+        sim = self._env.env.sim
+        m, d = sim.model._model, sim.data._data
+        return {cam: mujoco_camera_matrix(m, d, mujoco.mj_name2id(
+            m, mujoco.mjtObj.mjOBJ_CAMERA, cam), size) for cam in self.cameras}
 
     def close(self) -> None:
         if self._renderer is not None:

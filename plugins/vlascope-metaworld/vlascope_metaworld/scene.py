@@ -23,6 +23,7 @@ reflections and multisampling are off: ~5x faster on a CPU renderer at no loss o
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
+from vlascope.core.projection import mujoco_camera_matrix, rotate_half_turn
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
 from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
@@ -190,6 +192,46 @@ class MetaWorldScene(Scene):
 
     def segment_names(self) -> dict[int, str]:
         return {i: n for i, n in enumerate(self._object_names) if i}
+
+    # Planned vs executed ----------------------------------------------------------------
+    def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:
+        return np.asarray(state, np.float64)[:3].copy()  # the hand body (get_endeff_pos)
+
+    def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+        """From the current state: the chunk executed as ``step`` does it (the mocap moves
+        ``action_scale`` per unit, the fingers squeeze) on a copy of MuJoCo's data, where
+        the hand then is (it trails the mocap and stops at what it pushes).
+        From another state: the mocap's moves alone, added to the hand."""
+        actions = np.clip(np.nan_to_num(np.asarray(chunk, np.float64).reshape(-1, 4)), -1, 1)
+        start = np.asarray(state, np.float64)[:3]
+        env = self._env
+        if env is None:
+            return None
+        if not np.allclose(start, self._obs[:3], atol=1e-5):
+            return np.vstack([start, start + np.cumsum(actions[:, :3] * env.action_scale, 0)])
+        data = copy.copy(env.data)
+        out = [self._obs[:3].copy()]
+        for a in actions:
+            data.mocap_pos[0] = np.clip(data.mocap_pos[0] + a[:3] * env.action_scale,
+                                        env.mocap_low, env.mocap_high)
+            data.mocap_quat[0] = (1, 0, 1, 0)
+            data.ctrl[:] = (a[3], -a[3])
+            mujoco.mj_step(env.model, data, nstep=env.frame_skip)
+            mujoco.mj_forward(env.model, data)  # as step's site update does: poses now
+            out.append(data.body("hand").xpos.copy())
+        return np.array(out)
+
+    def camera_projection(self, size: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """As rendered, corner cameras turned upright (see ``_upright``)."""
+        if self._env is None:
+            return None
+        m, d = self._env.model, self._env.data
+        out = {}
+        for cam in self.cameras:
+            cid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cam)
+            matrix = mujoco_camera_matrix(m, d, cid, size)
+            out[cam] = rotate_half_turn(matrix, size) if cam in UPSIDE_DOWN else matrix
+        return out
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -27,6 +27,7 @@ from vlascope.core.workspace import Workspace
 
 from . import Panel
 from .outline import outline_item, show_outline
+from .path_overlay import PathOverlay, show_paths
 
 FIRST_RUN_HINT = ("Pick a scene, policy and task above, then press <b>Play</b> (Space) "
                   "to run the policy<br>and <b>Explain frame</b> for its saliency map; or "
@@ -52,6 +53,7 @@ class CameraView:
         self.box.addItem(self.frame)
         self.box.addItem(self.overlay)
         self.box.addItem(self.outline)
+        self.path = PathOverlay(self.box)  # planned vs executed hand path
         self.shape: tuple[int, int] | None = None  # the policy image's (H, W)
         self.shown: tuple[int, int] | None = None  # the (H, W) of the image on screen
 
@@ -97,6 +99,7 @@ class SceneViewDock(Panel):
         super().__init__("Scene", "dock-scene", parent)
         self.ws = workspace
         self.outline_on = True
+        self.paths_on = True  # View > Planned vs executed path
         col = self.body
 
         row = QHBoxLayout()
@@ -341,10 +344,22 @@ class SceneViewDock(Panel):
         self.outline_on = on
         self.refresh_overlays()
 
+    def set_paths(self, on: bool) -> None:
+        """Show the planned vs executed hand path over the cameras (View menu)."""
+        self.paths_on = on
+        self.refresh_overlays()
+
     def refresh_overlays(self) -> None:
         self._overlays(self.views, self.ws.maps_at() or {})
+        self._paths(self.views, self.ws.recording, self.ws.step)
         if self.other_views:
             self._overlays(self.other_views, self.ws.comparison_maps_at() or {})
+            self._paths(self.other_views, self.ws.comparison, self.ws.comparison_step() or 0)
+
+    def _paths(self, views: dict[str, CameraView], rec, t: int) -> None:
+        """Planned vs executed hand path, in the policy image's pixels (the views' own)."""
+        show_paths({c: v.path for c, v in views.items()}, rec, t,
+                   {c: v.shape for c, v in views.items()}, self.paths_on)
 
     def _overlays(self, views: dict[str, CameraView], maps: dict[str, np.ndarray]) -> None:
         shown = {c: m for c, m in maps.items() if c in views}

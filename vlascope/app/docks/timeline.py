@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
 from vlascope.core.workspace import Workspace
 
 from . import Panel
+from .path_overlay import ChunkFan
 
 _PENS = ["#e63946", "#2a9d8f", "#457b9d", "#f4a261", "#8d99ae", "#b5838d", "#6a994e"]
 
@@ -59,6 +60,7 @@ class TimelineDock(Panel):
         self.markers: list[pg.InfiniteLine] = []
         self.baseline_curves: list[pg.PlotDataItem] = []
         self.gap_curve: pg.PlotDataItem | None = None  # |B - A| per step, when comparing
+        self.fan = ChunkFan(self.plot, _PENS)  # the shown step's chunk, planned vs executed
         self._span = 0
 
         self.slider.valueChanged.connect(self.ws.set_step)
@@ -159,6 +161,12 @@ class TimelineDock(Panel):
         self.cursor.setValue(t)
         self.cursor.blockSignals(False)
         self.label.setText(f"step {t + 1} / {n}" if n else "no rollout")
+        self.fan.show(self.ws.recording, t)
+
+    def set_fan(self, on: bool) -> None:
+        """Show the chunk predicted at the shown step (View > Planned vs executed path)."""
+        self.fan.on = on
+        self.fan.show(self.ws.recording, self.ws.step)
 
     def _cursor_dragged(self) -> None:
         self.ws.set_step(int(round(self.cursor.value())))

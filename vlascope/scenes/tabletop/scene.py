@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import hashlib
 import json
 import weakref
@@ -14,6 +15,7 @@ import numpy as np
 
 from vlascope.core.errors import ObservationError, VLAScopeError
 from vlascope.core.policy import Observation
+from vlascope.core.projection import mujoco_camera_matrix
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
 from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
 
@@ -125,14 +127,17 @@ class TabletopScene(Scene):
     def step(self, action: np.ndarray) -> None:
         if self._task is None:
             raise VLAScopeError("step() before reset()")
-        a = self.check_action(action)
-        target = self.hand_position() + a[:3] * MAX_DELTA
-        lo = np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]])
-        hi = np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]])
-        finger = 0.0 if a[3] > 0 else M.FINGER_OPEN
-        self.data.ctrl[:] = [*np.clip(target, lo, hi), finger, finger]
-        mujoco.mj_step(self.model, self.data, nstep=N_SUBSTEPS)
+        self._act(self.data, self.check_action(action))
         self.steps_taken += 1
+
+    def _act(self, data: mujoco.MjData, a: np.ndarray) -> None:
+        """One step of physics: the hand target moves from where the hand is."""
+        q = data.qpos
+        hand = np.array([q[self._qadr[n]] for n in ("slide_x", "slide_y", "slide_z")])
+        lo, hi = self._hand_bounds()
+        finger = 0.0 if a[3] > 0 else M.FINGER_OPEN
+        data.ctrl[:] = [*np.clip(hand + a[:3] * MAX_DELTA, lo, hi), finger, finger]
+        mujoco.mj_step(self.model, data, nstep=N_SUBSTEPS)
 
     @property
     def unstable(self) -> bool:
@@ -200,6 +205,43 @@ class TabletopScene(Scene):
         q = self.data.qpos
         return np.array([q[self._qadr["slide_x"]], q[self._qadr["slide_y"]],
                          q[self._qadr["slide_z"]]])
+
+    def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:
+        return np.asarray(state, np.float64)[:3].copy()
+
+    def hand_path(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+        """From the current state: the chunk executed on a copy of the simulator (the hand
+        lags its target, ~3 mm a step at speed, and stops at what it touches: only physics
+        says where it goes; ~20 ms for 8 actions). From another state: the targets alone,
+        each action moving the hand ``MAX_DELTA`` per unit inside the gantry's range."""
+        actions = np.asarray(chunk, np.float64).reshape(-1, self.action_dim)
+        actions = np.clip(np.nan_to_num(actions), -1.0, 1.0)
+        start = np.asarray(state, np.float64)[:3]
+        if self._task is not None and np.allclose(start, self.hand_position(), atol=1e-5):
+            data = copy.copy(self.data)
+            out = [self.hand_position()]
+            for a in actions:
+                self._act(data, a)
+                out.append([data.qpos[self._qadr[n]] for n in ("slide_x", "slide_y",
+                                                                 "slide_z")])
+            return np.array(out)
+        lo, hi = self._hand_bounds()
+        pos, out = start.copy(), [start.copy()]
+        for a in actions:
+            pos = np.clip(pos + a[:3] * MAX_DELTA, lo, hi)
+            out.append(pos.copy())
+        return np.array(out)
+
+    def camera_projection(self, size: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        return {cam: mujoco_camera_matrix(
+            self.model, self.data,
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, cam), size)
+            for cam in self.cameras}
+
+    @staticmethod
+    def _hand_bounds() -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([-M.HAND_XY_RANGE, -M.HAND_XY_RANGE, M.HAND_Z_RANGE[0]]),
+                np.array([M.HAND_XY_RANGE, M.HAND_XY_RANGE, M.HAND_Z_RANGE[1]]))
 
     def finger_gap(self) -> float:
         q = self.data.qpos
