@@ -66,6 +66,9 @@ def cut_off(dock) -> list[str]:
         text = text or (c.currentText() if isinstance(c, QComboBox) else "")
         name = f"{type(c).__name__} '{text}'"
         hint = c.minimumSizeHint()
+        if isinstance(c, QComboBox) and c.sizeAdjustPolicy() == \
+                QComboBox.SizeAdjustPolicy.AdjustToContents:
+            hint = c.sizeHint()  # shown whole, or it is cut off
         if c.width() + 1 < hint.width():
             found.append(f"{name} is {c.width()} px wide, needs {hint.width()}")
         right = c.mapTo(body, c.rect().topRight()).x()

@@ -124,8 +124,11 @@ def test_play_pause_scrub_match_the_episode_file(qtbot, window, tmp_path):
     ws = window.workspace
     # before play, the scene as reset is on screen
     assert ws.n_steps == 0 and set(ws.recording.preview) == {"front", "wrist"}
+    # ... rendered again at the display size once the view has its size (a crisp frame)
+    qtbot.waitUntil(lambda: bool(ws.recording.preview_display), timeout=WAIT_MS)
     for cam, view in window.scene_dock.views.items():
-        np.testing.assert_array_equal(view.frame.image, ws.recording.preview[cam])
+        assert ws.recording.preview_display[cam].shape[0] > ws.recording.preview[cam].shape[0]
+        np.testing.assert_array_equal(view.frame.image, ws.recording.preview_display[cam])
     play_steps(qtbot, window, 8)
     n = ws.n_steps
     assert n >= 8 and ws.step == n - 1

@@ -42,7 +42,7 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
         raise VLAScopeError(f"unknown panel '{panel}' ({', '.join(PANELS)})")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QSettings, Qt
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
@@ -58,6 +58,7 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
     try:
         if panel in ("features", "atlas", "ab-steer") and size == (1400, 860):
             size = (1400, 1150)  # room for the tall mechanistic docks without scrolling
+        window.setWindowState(Qt.WindowState.WindowNoState)  # the asked size, not the screen
         window.resize(*size)
         window.show()
         ws = window.workspace

@@ -119,6 +119,7 @@ class SceneViewDock(Panel):
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setPrefix("seed ")
+        self.seed_box.setMinimumWidth(90)  # not as wide as its largest seed: the row fits
         row.addWidget(self.policy_box)
         if "connect" in actions:  # a policy served by another process or machine
             self.connect_button = QToolButton()  # an icon: the row stays as narrow
@@ -132,12 +133,12 @@ class SceneViewDock(Panel):
         for w in (self.device_box, self.task_box, self.variant_box, self.seed_box):
             row.addWidget(w)
         # short names are shown whole; task names (LIBERO's run to 80 characters) are cut
-        # to 18 characters with the whole name in the tooltip
+        # to 12 characters with the whole name in the tooltip
         for box in (self.scene_box, self.policy_box, self.device_box, self.variant_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.task_box.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.task_box.setMinimumContentsLength(18)
+        self.task_box.setMinimumContentsLength(12)
         row.addStretch(1)
         col.addLayout(row)
 
