@@ -330,6 +330,8 @@ class FolderIndex:
                                                       key=lambda r: r.rel)]}
         try:
             write_text_atomic(self.index_path, json.dumps(payload, separators=(",", ":")))
+            if self.problem.startswith(str(self.index_path)):
+                self.problem = ""  # rebuilt
         except (OSError, VLAScopeError) as e:
             self.problem = f"{self.index_path}: index not saved ({e})"
 
