@@ -65,8 +65,8 @@ from . import Panel
 HEADERS = {"flag": "\u2605", "task": "task", "policy": "policy", "variant": "variant",
            "seed": "seed", "success": "success", "steps": "steps", "nmr": f"NMR@{NMR_K:g}",
            "interventions": "interventions", "date": "date", "note": "note", "file": "file"}
-WIDTHS = {"flag": 26, "task": 150, "policy": 110, "variant": 90, "seed": 48, "success": 62,
-          "steps": 48, "nmr": 64, "interventions": 110, "date": 120, "note": 160}
+WIDTHS = {"flag": 26, "task": 150, "policy": 130, "variant": 110, "seed": 44, "success": 60,
+          "steps": 46, "nmr": 64, "interventions": 100, "date": 118, "note": 210}
 FLAG, NOTE = COLUMNS.index("flag"), COLUMNS.index("note")
 FAILED, UNREADABLE, FLAGGED = QColor("#e63946"), QColor("#9a9a9a"), QColor("#f4a261")
 SETTINGS_KEY = "library/folders"
@@ -242,6 +242,7 @@ class LibraryDock(Panel):
                                    | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # file names end in seeds
         vh = self.table.verticalHeader()
         vh.setVisible(False)
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -257,7 +258,7 @@ class LibraryDock(Panel):
         row = QHBoxLayout()
         self.folders = QListWidget()
         self.folders.setToolTip("folders listed (the recordings folder always)")
-        self.folders.setMaximumHeight(3 * (self.fontMetrics().height() + 4) + 6)
+        self.folders.setMaximumHeight(2 * (self.fontMetrics().height() + 4) + 6)
         row.addWidget(self.folders, 1)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add folder...")
