@@ -148,13 +148,18 @@ def main() -> int:
         print(f"open + worst filter/sort: {total:.1f} ms = {total / TARGET_MS:.2f}x the "
               f"{TARGET_MS:.0f} ms target ({'met' if total <= TARGET_MS else 'MISSED'})")
         dock_ms, key_ms = measure_dock(folder, args.n)
-        print(f"dock: created until {args.n} rows shown: {dock_ms:.0f} ms; one filter key "
-              f"until re-filled and repainted: {key_ms:.1f} ms "
-              f"(= {max(dock_ms, key_ms) / TARGET_MS:.2f}x the target)")
+        print(f"dock: created until its {args.n} rows are painted: {dock_ms:.0f} ms "
+              f"= {dock_ms / TARGET_MS:.2f}x the target; one key typed into its filter "
+              f"until the table is re-filled and repainted: {key_ms:.1f} ms "
+              f"= {key_ms / TARGET_MS:.2f}x")
     return 0
 
 
 def measure_dock(folder: Path, n: int) -> tuple[float, float]:
+    """Median over 3 docks of: created until its n rows are shown and painted; median over
+    the typed keys of: a key into the filter field until the table is re-filled and
+    repainted. A first dock on an empty folder is made before (Qt's own first-widget costs,
+    fonts and style, are paid once per app, by the main window)."""
     from PySide6.QtCore import QSettings, Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
@@ -162,28 +167,35 @@ def measure_dock(folder: Path, n: int) -> tuple[float, float]:
     from vlascope.app.docks.library import LibraryDock
 
     app = QApplication.instance() or QApplication([])
+    opens, keys = [], []
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
-        t0 = time.perf_counter()
-        dock = LibraryDock(folder, settings)
-        dock.resize(1200, 500)
-        dock.show()
-        while len(dock.model.rows) < n:
-            app.processEvents()
-        dock.table.viewport().repaint()
-        dock_ms = (time.perf_counter() - t0) * 1000
-        while dock.scanning():
-            app.processEvents()
-        times = []
-        for key in (Qt.Key.Key_B, Qt.Key.Key_L, Qt.Key.Key_U, Qt.Key.Key_E):
+        warm = LibraryDock(Path(tmp) / "empty", settings)
+        warm.show()
+        app.processEvents()
+        warm.shutdown()
+        warm.deleteLater()
+        for _ in range(3):
             t0 = time.perf_counter()
-            QTest.keyClick(dock.filter_edit, key)
+            dock = LibraryDock(folder, settings)
+            dock.resize(1200, 500)
+            dock.show()
+            while len(dock.model.rows) < n:
+                app.processEvents()
             dock.table.viewport().repaint()
-            times.append((time.perf_counter() - t0) * 1000)
-        assert 0 < len(dock.model.rows) < n
-        dock.shutdown()
-        dock.deleteLater()
-    return dock_ms, statistics.median(times)
+            opens.append((time.perf_counter() - t0) * 1000)
+            while dock.scanning() or dock.debounce.isActive():
+                app.processEvents()
+            for key in (Qt.Key.Key_B, Qt.Key.Key_L, Qt.Key.Key_U, Qt.Key.Key_E):
+                t0 = time.perf_counter()
+                QTest.keyClick(dock.filter_edit, key)
+                dock.table.viewport().repaint()
+                keys.append((time.perf_counter() - t0) * 1000)
+            assert 0 < len(dock.model.rows) < n
+            dock.shutdown()
+            dock.deleteLater()
+            app.processEvents()
+    return statistics.median(opens), statistics.median(keys)
 
 
 if __name__ == "__main__":

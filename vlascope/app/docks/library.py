@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -210,6 +211,8 @@ class LibraryDock(Panel):
         self._cancel = threading.Event()
         self._again = False
         self._first_load = True
+        self._pending: tuple[Library, bool] | None = None
+        self._shown = threading.Event()
         col = self.body
 
         row = QHBoxLayout()
@@ -312,6 +315,7 @@ class LibraryDock(Panel):
         self.flagged_only.toggled.connect(lambda _b: self.refresh())
         self.table.clicked.connect(self._clicked)
         self.table.doubleClicked.connect(self._double_clicked)
+        self.table.itemDelegate().closeEditor.connect(lambda *_: self._editor_closed())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._enable())
         self.add_button.clicked.connect(self._add_folder_dialog)
         self.remove_folder_button.clicked.connect(self._remove_selected_folder)
@@ -373,7 +377,10 @@ class LibraryDock(Panel):
     def _show_folders(self) -> None:
         self.folders.clear()
         for i, f in enumerate(self.library.folders):
-            self.folders.addItem(f"{f.folder}" + ("  (recordings)" if i == 0 else ""))
+            note = "  (recordings)" if i == 0 else ""
+            if not f.folder.is_dir():
+                note += "  (no such folder yet)"
+            self.folders.addItem(f"{f.folder}{note}")
 
     def _add_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of episodes")
@@ -405,6 +412,7 @@ class LibraryDock(Panel):
         folders = [f.folder for f in self.library.folders]
         first, self._first_load = self._first_load, False
         cancel, scanner = self._cancel, self.scanner
+        shown = self._shown = threading.Event()
         self.status.setText("scanning...")
 
         def work() -> None:
@@ -412,6 +420,7 @@ class LibraryDock(Panel):
                 lib = Library(folders).load()
                 if first:
                     scanner.loaded.emit(lib)
+                    shown.wait(2.0)  # let the GUI show them before we compete for the GIL
                     lib = Library(folders).load()  # the GUI now holds the first one
                 changed = lib.scan(lambda d, t: scanner.progressed.emit(d, t), cancel.is_set)
                 if not cancel.is_set():
@@ -443,6 +452,7 @@ class LibraryDock(Panel):
 
     def _loaded(self, lib: Library) -> None:
         self._adopt(lib)
+        self._shown.set()
 
     def _progressed(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
@@ -450,12 +460,34 @@ class LibraryDock(Panel):
         self.progress.setFormat(f"reading {done}/{total}")
         self.progress.show()
 
-    def _scanned(self, lib: Library, _changed: bool) -> None:
+    def _scanned(self, lib: Library, changed: bool) -> None:
         self.progress.hide()
-        self._adopt(lib)
+        if self.table.state() == QAbstractItemView.State.EditingState:
+            self._pending = (lib, changed)  # a reset would close the note being typed
+            return
+        self._pending = None
+        if changed or self.status.text() == "scanning...":
+            self._adopt(lib)
+        else:  # same files: marks may have changed (another window); no reset
+            self._reapply_marks()
         self._watch()
         if self._again:
             self.scan()
+
+    def _editor_closed(self) -> None:
+        if self._pending is not None:
+            QTimer.singleShot(0, lambda: self._pending and self._scanned(*self._pending))
+
+    def _reapply_marks(self) -> None:
+        for f in self.library.folders:
+            f._load_marks()
+            f._apply_marks()
+        if self.flagged_only.isChecked():
+            self.refresh()
+        elif self.model.rows:
+            self.model.dataChanged.emit(self.model.index(0, 0), self.model.index(
+                len(self.model.rows) - 1, len(COLUMNS) - 1))
+        self.status.setText(self._summary())
 
     def _scan_failed(self, message: str) -> None:
         self.progress.hide()
@@ -468,10 +500,10 @@ class LibraryDock(Panel):
         one changes them); a new subfolder changes its parent, and is watched once
         scanned."""
         dirs = {str(f.folder) for f in self.library.folders if f.folder.is_dir()}
-        for r in self.library.rows():
-            if len(dirs) >= MAX_WATCHED:
-                break
-            dirs.add(str(r.path.parent))
+        for f in self.library.folders:
+            for sub in sorted({os.path.dirname(rel) for rel in f.rows}):
+                if len(dirs) < MAX_WATCHED:
+                    dirs.add(os.path.join(f.folder, sub) if sub else str(f.folder))
         old = set(self.watcher.directories())
         if old - dirs:
             self.watcher.removePaths(sorted(old - dirs))
@@ -486,7 +518,7 @@ class LibraryDock(Panel):
         if repopulate:
             self._fill_box(self.task_box, values_of(rows, "task"))
             self._fill_box(self.policy_box, values_of(rows, "policy"))
-        selected = {str(r.path) for r in self.selected_rows()}
+        selected = {r.key for r in self.selected_rows()}
         shown = sort_rows(filter_rows(rows, text=self.filter_edit.text(),
                                       task=self.task_box.currentData() or "",
                                       policy=self.policy_box.currentData() or "",
@@ -499,19 +531,24 @@ class LibraryDock(Panel):
             flags = QItemSelectionModel.SelectionFlag.Select | \
                 QItemSelectionModel.SelectionFlag.Rows
             for i, r in enumerate(shown):
-                if str(r.path) in selected:
+                if r.key in selected:
                     sm.select(self.model.index(i, 0), flags)
+        self.status.setText(self._summary(rows))
+        self._enable()
+
+    def _summary(self, rows: list[Row] | None = None) -> str:
+        """"N of M episodes, F failed[, U unreadable][ - a problem]" (problems as tip)."""
+        rows = self.library.rows() if rows is None else rows
         failed = sum(1 for r in rows if r.success is False)
         unreadable = sum(1 for r in rows if not r.readable)
-        text = f"{len(shown)} of {len(rows)} episodes, {failed} failed"
+        text = f"{len(self.model.rows)} of {len(rows)} episodes, {failed} failed"
         if unreadable:
             text += f", {unreadable} unreadable"
         problems = self.library.problems()
         if problems:
             text += f" - {problems[0]}"
-        self.status.setText(text)
         self.status.setToolTip("\n".join(problems))
-        self._enable()
+        return text
 
     def _fill_box(self, box: QComboBox, values: Sequence[str]) -> None:
         current = box.currentData() or ""
