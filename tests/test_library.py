@@ -436,8 +436,16 @@ def test_screenshot_of_the_dock_is_not_blank(qtbot, dock, tmp_path):
 
 
 def test_double_click_opens_the_episode_in_the_window(qtbot, window, folder):
+    from test_app import play_steps
+
     dock = window.library_dock
     assert dock in window.docks and dock.open_requested == window.open_episode
+    # what the app records is listed without asking: play, then reset publishes the run
+    play_steps(qtbot, window, 2)
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: any(r.folder == str(window.record_dir) and r.readable
+                                and r.policy == "reference" and r.steps >= 2
+                                for r in dock.model.rows), timeout=WAIT_MS)
     dock.add_folder(folder)
     qtbot.waitUntil(lambda: "prompt.h5" in shown(dock), timeout=WAIT_MS)
     dock.raise_()

@@ -93,9 +93,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.saliency_dock, self.atlas_dock)
         self.tabifyDockWidget(self.saliency_dock, self.interventions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
-        self.tabifyDockWidget(self.timeline_dock, self.library_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.library_dock)
         self.saliency_dock.raise_()
-        self.timeline_dock.raise_()
         self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
                       self.regions_dock, self.features_dock, self.atlas_dock,
                       self.interventions_dock, self.plugins_dock, self.library_dock]

@@ -326,6 +326,8 @@ class LibraryDock(Panel):
         self.trash_button.clicked.connect(self.trash_selected)
         self.restore_menu.aboutToShow.connect(self._fill_restore_menu)
 
+        self.table.setMinimumHeight(4 * vh.defaultSectionSize())
+        self.make_scrollable()  # a tabified dock: its minimum must not grow the window
         for folder in [self.record_dir, *self._user_folders()]:
             self.library.add_folder(folder)
         self._show_folders()
