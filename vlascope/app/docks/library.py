@@ -412,18 +412,26 @@ class LibraryDock(Panel):
         self._again = False
         self._cancel = threading.Event()
         folders = [f.folder for f in self.library.folders]
+        # the rows shown (a shallow copy): a folder whose index cannot be written is then
+        # not read again in full by every rescan
+        known = [dict(f.rows) for f in self.library.folders]
         first, self._first_load = self._first_load, False
         cancel, scanner = self._cancel, self.scanner
         shown = self._shown = threading.Event()
-        self.status.setText("scanning...")
+        if not self.library.rows():
+            self.status.setText("scanning...")
 
         def work() -> None:
             try:
-                lib = Library(folders).load()
                 if first:
-                    scanner.loaded.emit(lib)
+                    scanner.loaded.emit(Library(folders).load())
                     shown.wait(2.0)  # let the GUI show them before we compete for the GIL
-                    lib = Library(folders).load()  # the GUI now holds the first one
+                lib = Library(folders)
+                for fi, rows in zip(lib.folders, known, strict=True):
+                    if rows:
+                        fi.rows = rows
+                    else:
+                        fi.load()
                 changed = lib.scan(lambda d, t: scanner.progressed.emit(d, t), cancel.is_set)
                 if not cancel.is_set():
                     scanner.finished.emit(lib, changed)
@@ -450,7 +458,9 @@ class LibraryDock(Panel):
             f._load_marks()
             f._apply_marks()
         self.library = lib
+        scroll = self.table.verticalScrollBar().value()
         self.refresh(repopulate=True)
+        self.table.verticalScrollBar().setValue(scroll)  # new files do not move the view
 
     def _loaded(self, lib: Library) -> None:
         self._adopt(lib)
@@ -468,7 +478,7 @@ class LibraryDock(Panel):
             self._pending = (lib, changed)  # a reset would close the note being typed
             return
         self._pending = None
-        if changed or self.status.text() == "scanning...":
+        if changed:
             self._adopt(lib)
         else:  # same files: marks may have changed (another window); no reset
             self._reapply_marks()
