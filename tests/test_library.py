@@ -150,6 +150,17 @@ def test_unreadable_files_get_a_row_with_the_reason(folder, recorded_runs):
     assert rows["truncated.h5"].error
     assert "not a VLAScope episode" in rows["foreign.hdf5"].error
     assert sum(not r.readable for r in rows.values()) == 3
+    # damaged maps cost a readable episode its NMR only
+    nan_maps = folder / "nan_maps.h5"
+    shutil.copyfile(recorded_runs["short"], nan_maps)
+    with Episode(nan_maps) as ep:
+        n, cams = ep.n_steps, ep.cameras
+    update_episode(nan_maps, {f"saliency/iss-toolkit/{c}": np.full((n, *SIZE), np.nan,
+                                                                   np.float32) for c in cams})
+    lib.scan()
+    row = by_file(lib)["nan_maps.h5"]
+    assert row.readable and row.nmr is None and "non-finite" in row.nmr_error
+    (folder / "nan_maps.h5").unlink()
     (folder / INDEX_NAME).write_text("{not json")  # a damaged index is rebuilt
     fresh = Library([folder]).load()
     assert fresh.rows() == [] and "index not readable" in fresh.problems()[0]

@@ -70,6 +70,7 @@ class Row:
     steps: int = 0
     nmr: float | None = None  # mean NMR@10 over the steps with maps; None: no maps/regions
     nmr_method: str = ""
+    nmr_error: str = ""  # why there is no NMR although maps are stored (damaged maps...)
     interventions: list[str] = field(default_factory=list)  # kinds, in order
     date: str = ""  # ISO time the episode was recorded (else the file's mtime)
     stopped_early: bool = False
@@ -144,7 +145,11 @@ def _fill(row: Row, ep: Any) -> None:
     row.interventions = [str(i.get("kind", "?")) for i in md.get("interventions", [])]
     row.stopped_early = bool(md.get("stopped_early", False))
     row.date = _date(md.get("created"))
-    row.nmr, row.nmr_method = episode_mean_nmr(ep)
+    try:  # a damaged map costs the row its NMR, not its place in the library
+        row.nmr, row.nmr_method = episode_mean_nmr(ep)
+    except Exception as e:
+        row.nmr_method = pick_method(ep.saliency_methods()) or ""
+        row.nmr_error = _reason(e, Path(ep.path))
 
 
 def _date(created: Any) -> str:

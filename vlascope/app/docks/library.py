@@ -88,6 +88,8 @@ def cell_text(row: Row, column: str) -> str:
     if column == "success":
         return "yes" if row.success else ("no" if row.success is False else "?")
     if column == "nmr":
+        if row.nmr_error:
+            return "error"
         return "-" if row.nmr is None else f"{row.nmr:.3f}"
     if column == "seed":
         return "" if row.seed is None else str(row.seed)
@@ -103,6 +105,8 @@ def cell_tip(row: Row, column: str) -> str:
     if not row.readable:
         return f"{row.path}\nunreadable: {row.error}"
     if column == "nmr":
+        if row.nmr_error:
+            return f"no NMR: {row.nmr_error}"
         return (f"mean NMR@{NMR_K:g} over the steps of the stored '{row.nmr_method}' maps"
                 if row.nmr is not None else "no stored saliency maps with region labels")
     if column == "interventions":
