@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtWidgets import QApplication, QLineEdit
 
-from vlascope.app.docks.library import FLAG, NOTE, LibraryDock
+from vlascope.app.docks.library import DEBOUNCE_MS, FLAG, NOTE, LibraryDock
 from vlascope.core.episode import Episode, update_episode
 from vlascope.core.errors import OutputExistsError, VLAScopeError
 from vlascope.core.library import (
@@ -276,6 +276,13 @@ def wait_scanned(qtbot, dock):
                     and bool(dock.library.rows()), timeout=WAIT_MS)
 
 
+def quiet(qtbot, dock):
+    """Wait until no scan runs or is due (file events of the app's own recordings)."""
+    qtbot.wait(DEBOUNCE_MS + 100)
+    qtbot.waitUntil(lambda: not dock.scanning() and not dock.debounce.isActive(),
+                    timeout=WAIT_MS)
+
+
 def shown(dock):
     return [r.rel for r in dock.model.rows]
 
@@ -401,6 +408,12 @@ def test_trash_and_restore_from_the_dock(qtbot, dock, folder):
     qtbot.mouseClick(dock.trash_button, Qt.MouseButton.LeftButton)
     assert not (folder / "expert__pick_blue__seed3.h5").exists()
     assert "expert__pick_blue__seed3.h5" not in shown(dock)
+    # the Delete key asks too
+    click_cell(qtbot, dock, row_of(dock, "reference__pick_red__seed0.h5"), 1)
+    dock.confirm = lambda title, text: asked.append(text) or False
+    qtbot.keyClick(dock.table, Qt.Key.Key_Delete)
+    assert "reference__pick_red__seed0.h5" in asked[-1]
+    assert (folder / "reference__pick_red__seed0.h5").is_file()
     # the unreadable row cannot be trashed
     click_cell(qtbot, dock, row_of(dock, "broken.h5"), COLUMNS.index("task"))
     assert not dock.trash_button.isEnabled()
@@ -461,9 +474,16 @@ def test_double_click_opens_the_episode_in_the_window(qtbot, window, folder):
     qtbot.waitUntil(lambda: "prompt.h5" in shown(dock), timeout=WAIT_MS)
     dock.raise_()
     qtbot.waitUntil(dock.table.isVisible, timeout=WAIT_MS)
+    quiet(qtbot, dock)  # a rescan that lands between two clicks would move the rows
     i = row_of(dock, "prompt.h5")
     double_click_cell(qtbot, dock, i, COLUMNS.index("task"))
     qtbot.waitUntil(lambda: getattr(window.workspace.recording, "path", None) is not None
                     and str(window.workspace.recording.path) == str(folder / "prompt.h5"),
                     timeout=WAIT_MS)
     assert window.workspace.n_steps == 3
+    # Return opens the selected one too
+    quiet(qtbot, dock)
+    click_cell(qtbot, dock, row_of(dock, "ab/ok.h5"), COLUMNS.index("task"))
+    qtbot.keyClick(dock.table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: str(window.workspace.recording.path) == str(folder / "ab" / "ok.h5"),
+                    timeout=WAIT_MS)

@@ -30,7 +30,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -329,6 +329,12 @@ class LibraryDock(Panel):
         self.compare_button.clicked.connect(self.compare_selected)
         self.trash_button.clicked.connect(self.trash_selected)
         self.restore_menu.aboutToShow.connect(self._fill_restore_menu)
+        for key, slot in ((Qt.Key.Key_Return, self.open_selected),
+                          (Qt.Key.Key_Enter, self.open_selected),
+                          (QKeySequence.StandardKey.Delete, self.trash_selected)):
+            shortcut = QShortcut(QKeySequence(key), self.table)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)  # not while typing a note
+            shortcut.activated.connect(slot)
 
         self.table.setMinimumHeight(4 * vh.defaultSectionSize())
         self.make_scrollable()  # a tabified dock: its minimum must not grow the window
