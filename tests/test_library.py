@@ -166,6 +166,12 @@ def test_unreadable_files_get_a_row_with_the_reason(folder, recorded_runs):
     assert fresh.rows() == [] and "index not readable" in fresh.problems()[0]
     fresh.scan()
     assert len(fresh.rows()) == 12 and fresh.problems() == []
+    # a file of that name that is not ours is never replaced
+    (folder / INDEX_NAME).write_text('{"my": "settings"}')
+    other = Library([folder]).load()
+    other.scan()
+    assert len(other.rows()) == 12 and "not a VLAScope library index" in other.problems()[0]
+    assert (folder / INDEX_NAME).read_text() == '{"my": "settings"}'
 
 
 def test_flags_and_notes_survive_rescans_and_a_new_library(folder):

@@ -237,6 +237,7 @@ class FolderIndex:
         self.trash: dict[str, dict[str, Any]] = {}
         self.problem = ""  # the last reason the index could not be read or written
         self._dropped = False
+        self._foreign = False
         self.reads = 0  # episode files read by scans (tests count them)
 
     # loading -----------------------------------------------------------------------------
@@ -244,11 +245,15 @@ class FolderIndex:
         """Rows from the index and marks from their file, without touching an episode:
         what the library shows at once, before a rescan checks the files."""
         self.rows = {}
+        self._foreign = False
         self._load_marks()
         try:
             data = json.loads(self.index_path.read_bytes())
-            if data.get("format") != INDEX_FORMAT or data.get("version") != VERSION:
-                raise ValueError("unknown index format")
+            if isinstance(data, dict) and data.get("format") != INDEX_FORMAT:
+                self._foreign = True  # someone else's file of that name: never replaced
+                raise ValueError("not a VLAScope library index; it is left as it is")
+            if data.get("version") != VERSION:
+                raise ValueError("unknown index version")
             cols = data["columns"]
             if tuple(cols) != _CACHED:
                 raise ValueError("index of another VLAScope version")
@@ -335,7 +340,13 @@ class FolderIndex:
         return changed
 
     def save_index(self) -> None:
-        """Write the index (a cache: a folder we cannot write to still lists, unsaved)."""
+        """Write the index (a cache: a folder we cannot write to still lists, unsaved).
+        A file of that name that is not our index is never replaced."""
+        if self._foreign or _foreign_file(self.index_path):
+            self._foreign = True
+            self.problem = (f"{self.index_path}: not a VLAScope library index; left as it "
+                            "is (the library works, without an index, in this folder)")
+            return
         payload = {"format": INDEX_FORMAT, "version": VERSION, "columns": list(_CACHED),
                    "rows": [r.cached() for r in sorted(self.rows.values(),
                                                       key=lambda r: r.rel)]}
@@ -427,6 +438,22 @@ class FolderIndex:
         """(trash name, record) of every trashed episode still in the trash, newest first."""
         items = [(n, e) for n, e in self.trash.items() if (self.trash_dir / n).is_file()]
         return sorted(items, key=lambda x: str(x[1].get("trashed", "")), reverse=True)
+
+
+_OURS = json.dumps({"format": INDEX_FORMAT}, separators=(",", ":"))[:-1].encode()
+
+
+def _foreign_file(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object that is not our index (a damaged or missing
+    index is ours to rebuild)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(_OURS)) == _OURS:  # how save_index starts every index
+                return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return not (isinstance(data, dict) and data.get("format") == INDEX_FORMAT)
 
 
 def _move_exclusive(src: Path, dest: Path) -> None:
