@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableView,
     QToolButton,
     QWidget,
@@ -230,14 +231,19 @@ class LibraryDock(Panel):
         self.policy_box.setToolTip("only episodes of this policy")
         for box, label in ((self.task_box, "all tasks"), (self.policy_box, "all policies")):
             box.addItem(label, "")
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            box.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(12)  # narrow docks: the list pops up wider
             row.addWidget(box)
+        col.addLayout(row)
+        row = QHBoxLayout()
         self.failures_first = QCheckBox("Failures first")
         self.failures_first.setToolTip("failed episodes on top, then unreadable files, then "
                                        "successes, each in the chosen column's order")
         self.flagged_only = QCheckBox("Flagged only")
         row.addWidget(self.failures_first)
         row.addWidget(self.flagged_only)
+        row.addStretch(1)
         col.addLayout(row)
 
         self.model = LibraryModel(self)
@@ -266,10 +272,12 @@ class LibraryDock(Panel):
         self.folders = QListWidget()
         self.folders.setToolTip("folders listed (the recordings folder always)")
         self.folders.setMaximumHeight(2 * (self.fontMetrics().height() + 4) + 6)
+        self.folders.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.folders.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         row.addWidget(self.folders, 1)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add folder...")
-        self.remove_folder_button = QPushButton("Remove folder")
+        self.remove_folder_button = QPushButton("Remove")
         self.remove_folder_button.setToolTip("stop listing the selected folder (its files "
                                              "stay where they are)")
         self.rescan_button = QPushButton("Rescan")
@@ -280,7 +288,7 @@ class LibraryDock(Panel):
 
         row = QHBoxLayout()
         self.status = QLabel("")
-        row.addWidget(self.status, 1)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(160)
         self.progress.setTextVisible(True)
@@ -295,10 +303,12 @@ class LibraryDock(Panel):
         self.restore_menu = QMenu(self.restore_button)
         self.restore_button.setMenu(self.restore_menu)
         self.restore_button.setToolTip("put a trashed episode back where it was")
+        row.addStretch(1)
         for b in (self.open_button, self.compare_button, self.trash_button,
                   self.restore_button):
             row.addWidget(b)
         col.addLayout(row)
+        col.addWidget(self.status)  # may be clipped in a narrow dock: its tooltip has all
 
         self.scanner = _Scanner(self)
         self.scanner.loaded.connect(self._loaded)
@@ -393,6 +403,7 @@ class LibraryDock(Panel):
             if not f.folder.is_dir():
                 note += "  (no such folder yet)"
             self.folders.addItem(f"{f.folder}{note}")
+            self.folders.item(i).setToolTip(str(f.folder))
 
     def _add_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of episodes")
@@ -569,7 +580,7 @@ class LibraryDock(Panel):
         problems = self.library.problems()
         if problems:
             text += f" - {problems[0]}"
-        self.status.setToolTip("\n".join(problems))
+        self.status.setToolTip("\n".join([text, *problems]))
         return text
 
     def _fill_box(self, box: QComboBox, values: Sequence[str]) -> None:
