@@ -80,7 +80,7 @@ def main() -> int:
         lib.set_flag(rows[paths[3]], True)
         settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
         dock = LibraryDock(folder, settings)
-        dock.resize(1240, 340)
+        dock.resize(1240, 400)
         dock.show()
         while dock.scanning() or not dock.library.rows():
             app.processEvents()
