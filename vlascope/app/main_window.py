@@ -36,6 +36,7 @@ from .controller import Controller
 from .docks.atlas import AtlasDock
 from .docks.features import FeaturesDock
 from .docks.interventions import InterventionsDock
+from .docks.library import LibraryDock
 from .docks.plugins import PluginsDock
 from .docks.regions import RegionDock
 from .docks.saliency import SaliencyDock
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.atlas_dock = AtlasDock(self.features_dock, self)
         self.interventions_dock = InterventionsDock(self.workspace, self.controller,
                                                     self.features_dock, self)
+        self.library_dock = LibraryDock(self.record_dir, self.settings, self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.scene_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.saliency_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
@@ -98,10 +100,11 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.saliency_dock, self.atlas_dock)
         self.tabifyDockWidget(self.saliency_dock, self.interventions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
+        self.tabifyDockWidget(self.saliency_dock, self.library_dock)
         self.saliency_dock.raise_()
         self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
                       self.regions_dock, self.features_dock, self.atlas_dock,
-                      self.interventions_dock, self.plugins_dock]
+                      self.interventions_dock, self.plugins_dock, self.library_dock]
         self.fit_to_screen()
         self.actions_by_name["record-video"].setCheckable(True)
         self.actions_by_name["outline"].setCheckable(True)
@@ -133,6 +136,9 @@ class MainWindow(QMainWindow):
         self.scene_dock.policy_change_requested = self._change_policy
         self.scene_dock.scene_change_requested = self._change_scene
         self.scene_dock.display_requested = self.controller.set_display_size
+        self.library_dock.open_requested = self.open_episode
+        self.library_dock.compare_requested = self.compare_episodes
+        self.workspace.recording_changed.connect(lambda _r: self.library_dock.schedule_scan())
         self._restore_excepthook = install_excepthook(self)
         self._restore()
 
@@ -509,6 +515,7 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.save_settings()
             self.video.stop()  # a video being recorded is finished, not lost
+            self.library_dock.shutdown()
             self.controller.shutdown()
             if self.workspace.recording is not None:
                 self.workspace.recording.close()
