@@ -1,10 +1,12 @@
 """Inspector display speed, policy inference excluded, in one run:
 
-1. live viewing: display updates/s while a rollout's steps arrive (both cameras at 224x224
-   with the ISS overlay shown, timeline plot updated), against the floor of two bare
-   pyqtgraph ImageItems repainted with the same frames and no overlay or plot;
+1. live viewing: display updates/s while a rollout's steps arrive (both cameras: a 448x448
+   display render shown for the 224x224 policy frames, the ISS overlay upsampled onto it,
+   the planned-vs-executed path and the timeline's chunk fan updated), against the floor
+   of two bare pyqtgraph ImageItems repainted with the policy frames, no overlay or plot;
 2. scrubbing: latency per step change on a recorded 500-step episode with cached overlays
-   (frames read from the HDF5 file, overlays and plot cursor redrawn), median and p95;
+   (display frames read from the HDF5 file, overlays, paths and plot cursor redrawn),
+   median and p95;
 3. live explain (policy included): the shipped `reference` policy acting in the tabletop
    scene with the saliency dock's live mode on, at the live budget (10 forward passes per
    step, maps pooled in time): rollout steps per second with every step's map shown,
@@ -62,9 +64,14 @@ def blob_maps(shape: tuple[int, int], t: int) -> np.ndarray:
     return np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 20.0 ** 2)).astype(np.float32)
 
 
-def record(scene: TabletopScene, steps: int, path: Path | None):
+def record(scene: TabletopScene, steps: int, path: Path | None,
+           display: tuple[int, int] | None):
+    """A rollout with the planned-vs-executed path data and, with ``display``, a display
+    render per step (kept in the episode too, so scrubbing reads them from the file)."""
     live = LiveRollout(scene, Wanderer(), "place_red_on_plate", 0, max_steps=steps,
-                       record_to=path, image_size=(224, 224), render_all=True)
+                       record_to=path, image_size=(224, 224), render_all=True,
+                       record_display=display is not None)
+    live.display_size = display
     records = [live.step() for _ in range(steps)]
     return records, live.close()
 
@@ -105,7 +112,11 @@ def bench_live(app: QApplication, window: MainWindow, records) -> float:
         ws.append_step(r)
         ws.put_maps(r.t, key, m)
         paint(app, window)
-    return len(records) / (time.perf_counter() - t0)
+    fps = len(records) / (time.perf_counter() - t0)
+    front = window.scene_dock.views["front"]
+    print(f"live view shows a {front.frame.image.shape[1]}x{front.frame.image.shape[0]} frame, "
+          f"planned path drawn: {front.path.planned.isVisible()}")
+    return fps
 
 
 def bench_floor(app: QApplication, records) -> float:
@@ -206,6 +217,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="length of the scrubbed episode")
     parser.add_argument("--live-frames", type=int, default=200)
     parser.add_argument("--moves", type=int, default=300, help="scrub moves to time")
+    parser.add_argument("--display", type=int, default=448,
+                        help="side of the display render (0: the policy's frames only)")
     parser.add_argument("--explain-steps", type=int, default=40,
                         help="live-explain steps to time (the old mode: a fifth of them)")
     args = parser.parse_args()
@@ -213,8 +226,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, TabletopScene(image_size=(224, 224)) as scene:
         t0 = time.perf_counter()
         path = Path(tmp) / "episode.h5"
-        records, _ = record(scene, args.steps, path)
-        print(f"recorded {args.steps} steps at 224x224 in {time.perf_counter() - t0:.1f} s")
+        display = (args.display, args.display) if args.display else None
+        records, _ = record(scene, args.steps, path, display)
+        print(f"recorded {args.steps} steps at 224x224 (display render {display}) in "
+              f"{time.perf_counter() - t0:.1f} s")
         settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(registry=PluginRegistry([]), settings=settings)
         window.resize(1400, 860)

@@ -32,12 +32,23 @@ from PySide6.QtWidgets import (
 CONTROLS = (QAbstractButton, QComboBox, QLabel, QLineEdit, QAbstractSpinBox, QSlider)
 
 
-def wait_until(app: QApplication, done, timeout: float = 400.0) -> None:
+def pause(app: QApplication, seconds: float) -> None:
+    """Process events for ``seconds``; sleeping in Python lets the worker thread have the
+    GIL (QTest.qWait keeps it while it waits, which starved the policy load 20-fold)."""
+    end = time.monotonic() + seconds
+    while True:
+        app.processEvents()
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.02)
+
+
+def wait_until(app: QApplication, done, timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while not done():
         if time.monotonic() > end:
             raise TimeoutError("the window did not get ready")
-        QTest.qWait(50)
+        pause(app, 0.05)
 
 
 def in_scroll_area(widget: QWidget, top: QWidget) -> bool:
@@ -91,7 +102,7 @@ def main(out: Path) -> None:
     window.start()
     wait_until(app, lambda: window.workspace.recording is not None
                and window.scene_dock.task_box.count() > 0 and not window.engine.busy())
-    QTest.qWait(300)
+    pause(app, 0.3)
     screen = window.screen().availableGeometry()
     report = {"screen": [screen.x(), screen.y(), screen.width(), screen.height()],
               "window": [window.x(), window.y(), window.width(), window.height()],
@@ -99,13 +110,13 @@ def main(out: Path) -> None:
               "docks": {}}
     for dock in window.docks:
         dock.raise_()
-        QTest.qWait(100)
+        pause(app, 0.1)
         report["docks"][dock.windowTitle()] = {
             "visible": dock.isVisible() and not dock.visibleRegion().isEmpty(),
             "cut_off": cut_off(dock)}
         window.grab().save(str(out / f"{dock.objectName()}.png"))
     window.saliency_dock.raise_()
-    QTest.qWait(100)
+    pause(app, 0.1)
     window.grab().save(str(out / "window.png"))
     (out / "report.json").write_text(json.dumps(report, indent=1))
     window.close()
