@@ -29,8 +29,13 @@ def test_prompt_and_injection_ab_runs_and_rerun(qtbot, window, scene, tmp_path):
     dock.kind.setCurrentText("counterfactual prompt")
     dock.prompt_kind.setCurrentText("wrong_object")
     dock.start.setValue(2)
+    window.actions_by_name["record-display"].trigger()  # both runs keep crisp frames
     result = run_ab(qtbot, window, dock, dock.run)
     a, a_meta = actions_of(result.baseline.path)
+    for path in (result.baseline.path, result.intervened.path):
+        with Episode(path) as ep:
+            assert ep.display_cameras == ["front", "wrist"]
+            assert ep.display_frame(0, "front").shape[:2] == window.controller.display_size
     b, b_meta = actions_of(result.intervened.path)
     assert a_meta["seed"] == b_meta["seed"] == 0 and a_meta["interventions"] == []
     (prompt,) = b_meta["interventions"]

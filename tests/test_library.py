@@ -493,3 +493,17 @@ def test_double_click_opens_the_episode_in_the_window(qtbot, window, folder):
     qtbot.keyClick(dock.table, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: str(window.workspace.recording.path) == str(folder / "ab" / "ok.h5"),
                     timeout=WAIT_MS)
+    # Compare on two selected rows shows them side by side in the Scene dock, A then B
+    assert dock.compare_requested == window.compare_episodes
+    quiet(qtbot, dock)
+    click_cell(qtbot, dock, row_of(dock, "ab/ok.h5"), COLUMNS.index("task"))
+    click_cell(qtbot, dock, row_of(dock, "prompt.h5"), COLUMNS.index("task"),
+               Qt.KeyboardModifier.ControlModifier)
+    assert dock.compare_button.isEnabled()
+    qtbot.mouseClick(dock.compare_button, Qt.MouseButton.LeftButton)
+    ws = window.workspace
+    qtbot.waitUntil(lambda: ws.comparison is not None, timeout=WAIT_MS)
+    shown_pair = {os.path.basename(str(ws.comparison.path)),
+                  os.path.basename(str(ws.recording.path))}
+    assert shown_pair == {"ok.h5", "prompt.h5"}
+    assert set(window.scene_dock.other_views) == set(window.scene_dock.views)

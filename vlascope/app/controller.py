@@ -717,6 +717,7 @@ class Controller(QObject):
         self.pause()
         run, weights = run or self.ws.run, self.weights
         wanted = [dict(i) for i in interventions]
+        display = self.display_size if self.record_display else None
         self.ab_state.emit("running")
 
         def job(session: Session, ctx: JobContext):
@@ -730,7 +731,8 @@ class Controller(QObject):
             ivs = resolve_prompts(wanted, scene.task(task).instruction)
             out = new_folder(session.record_dir / "ab", time.strftime("%Y%m%d-%H%M%S"))
             return compare(scene, policy, task, run.seed, run.variant or None, ivs, out,
-                           policy_name=run.policy, should_cancel=ctx.cancelled)
+                           policy_name=run.policy, should_cancel=ctx.cancelled,
+                           display_size=display)
 
         def done(result) -> None:
             self._live_done = True

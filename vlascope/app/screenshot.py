@@ -12,7 +12,7 @@ from pathlib import Path
 from vlascope.core.atomic import atomic_path
 from vlascope.core.errors import VLAScopeError
 
-PANELS = ("window", "regions", "window-regions", "features", "atlas", "ab-steer")
+PANELS = ("window", "regions", "window-regions", "features", "atlas", "ab-steer", "compare")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -37,7 +37,8 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
     """Play ``steps`` steps, explain the last frame with ISS, save the window as a PNG;
     ``panel="regions"`` instead saves the region dock in the middle of an annotation (a
     brush stroke made and a polygon being drawn, by mouse events), ``"window-regions"``
-    the window with the region dock in front."""
+    the window with the region dock in front, ``"compare"`` the A|B view of a counterfactual
+    prompt's A/B run with both runs' maps."""
     if panel not in PANELS:
         raise VLAScopeError(f"unknown panel '{panel}' ({', '.join(PANELS)})")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -86,6 +87,8 @@ def take_screenshot(out: str | Path, policy: str = "reference", task: str = "pic
             app.processEvents()
         elif panel in ("features", "atlas", "ab-steer"):
             _mechanistic(window, app, panel, timeout, errors)
+        elif panel == "compare":
+            _compare(window, app, timeout, errors)
         fmt = Path(out).suffix.lstrip(".").upper() or "PNG"
         with atomic_path(out) as tmp:  # the format from ``out``: ``tmp`` ends in .partial
             if not shown.grab().save(str(tmp), fmt):
@@ -204,3 +207,26 @@ def _mechanistic(window, app, panel: str, timeout: float, errors: list[str]) -> 
         raise VLAScopeError(errors[0])
     app.processEvents()
 
+
+
+def _compare(window, app, timeout: float, errors: list[str]) -> None:
+    """An A/B run of the wrong-object prompt from the Interventions dock, then a step two
+    thirds in explained: both runs side by side with their maps, |B-A| on the timeline."""
+    window.actions_by_name["record-display"].trigger()  # both runs keep crisp frames
+    iv = window.interventions_dock
+    iv.raise_()
+    iv.kind.setCurrentText("counterfactual prompt")
+    iv.prompt_kind.setCurrentText("wrong_object")
+    iv.start.setValue(0)
+    done: list = []
+    window.controller.ab_ready.connect(done.append)
+    iv.run.click()
+    wait_until(lambda: bool(done) or errors, timeout, "the A/B run")
+    ws = window.workspace
+    if errors or ws.comparison is None:
+        raise VLAScopeError(errors[0] if errors else "the A/B run showed no comparison")
+    ws.set_step(min(ws.n_steps, ws.comparison.n_steps) * 2 // 3)
+    window.controller.explain()
+    wait_until(lambda: ws.comparison_maps_at() is not None or errors, timeout, "both maps")
+    window.saliency_dock.raise_()
+    app.processEvents()

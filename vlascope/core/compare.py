@@ -43,20 +43,23 @@ class Comparison:
 def compare(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None,
             interventions: Sequence[dict[str, Any]], out_dir: str | Path, *,
             policy_name: str = "", should_cancel: CancelFn | None = None,
-            overwrite: bool = False) -> Comparison:
+            overwrite: bool = False, display_size: tuple[int, int] | None = None
+            ) -> Comparison:
     """Run the baseline then the intervened rollout (same seed, both recorded in
     ``out_dir`` as ``A_*.h5`` and ``B_*.h5``; existing ones replaced only with ``overwrite``)
-    and measure the difference."""
+    and measure the difference; ``display_size`` records display renders in both."""
     ivs = [from_dict(dict(i)) for i in interventions]
     bind(ivs, policy)  # a bad setting (a missing source, SAE, layer) fails before any rollout
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{task.replace('/', '-')}_seed{seed}"
     a = run_episode(scene, policy, task, seed, variant, record_to=out / f"A_{stem}.h5",
-                    policy_name=policy_name, should_cancel=should_cancel, overwrite=overwrite)
+                    policy_name=policy_name, should_cancel=should_cancel, overwrite=overwrite,
+                    display_size=display_size)
     b = run_episode(scene, policy, task, seed, variant, interventions=ivs,
                     record_to=out / f"B_{stem}.h5", policy_name=policy_name,
-                    should_cancel=should_cancel, overwrite=overwrite)
+                    should_cancel=should_cancel, overwrite=overwrite,
+                    display_size=display_size)
     n = min(len(a.actions), len(b.actions))
     diff = np.linalg.norm(a.actions[:n] - b.actions[:n], axis=1)
     disp = np.linalg.norm(a.hand[:n] - b.hand[:n], axis=1)

@@ -62,7 +62,8 @@ class Outcome:
 def run_episode(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None = None,
                 *, interventions: Sequence[Intervention] = (), record_to: str | Path | None = None,
                 capture: Sequence[str] = (), pooling: str = "tokens", policy_name: str = "",
-                should_cancel: CancelFn | None = None, overwrite: bool = True) -> Outcome:
+                should_cancel: CancelFn | None = None, overwrite: bool = True,
+                display_size: tuple[int, int] | None = None) -> Outcome:
     """A rollout plus the object it handled and its hand trajectory. The batch experiments
     regenerate the episodes of their own results folder (``overwrite``); a caller writing
     where a user's episodes may be passes ``overwrite=False``."""
@@ -72,6 +73,7 @@ def run_episode(scene: Scene, policy: Policy, task: str, seed: int, variant: str
     res = rollout(scene, policy, task, seed, variant, interventions=interventions,
                   record_to=record_to, capture=capture, pooling=pooling,
                   policy_name=policy_name, should_cancel=should_cancel, overwrite=overwrite,
+                  display_size=display_size,
                   on_step=lambda rec: (hand.append(rec.observation.state[:3]),
                                        actions.append(rec.action)))
     return Outcome(res, handled_object(start, scene.object_positions()), res.path,

@@ -11,6 +11,11 @@ import numpy as np
 
 from .projection import project, scale_matrix
 
+# How the planned and executed paths are drawn, in the inspector and in videos: lime for the
+# policy's intention (apart from the cyan top-k outline), amber for what happened.
+PLANNED_RGB = (128, 255, 64)
+EXECUTED_RGB = (255, 209, 102)
+
 
 @dataclass(frozen=True)
 class HandPath:

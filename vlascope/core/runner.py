@@ -37,7 +37,8 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
             instruction: str | None = None, interventions: Sequence[Intervention | dict] = (),
             capture: Sequence[str] = (), pooling: str = "tokens",
             progress: ProgressFn | None = None, on_step: Callable[[StepRecord], None] | None = None,
-            should_cancel: CancelFn | None = None, overwrite: bool = False) -> RolloutResult:
+            should_cancel: CancelFn | None = None, overwrite: bool = False,
+            display_size: tuple[int, int] | None = None) -> RolloutResult:
     """Run one episode until success or the step limit; optionally record it to a file.
 
     ``instruction`` replaces the task's instruction for the policy (a counterfactual prompt);
@@ -45,13 +46,16 @@ def rollout(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
     the file. A cancelled or failed rollout leaves no file behind, except one whose policy
     lost its server (``PolicyConnectionLost``): its recording keeps the steps done, with
     ``ended`` in its metadata, and the error raised says where it is. An existing file is
-    replaced only with ``overwrite``.
+    replaced only with ``overwrite``. ``display_size`` also records a display render of
+    that size per step (what the inspector shows people).
     """
     t0 = time.perf_counter()
     live = LiveRollout(scene, policy, task, seed, variant, max_steps=max_steps,
                        record_to=record_to, policy_name=policy_name, image_size=image_size,
                        instruction=instruction, interventions=interventions,
-                       capture=capture, pooling=pooling, overwrite=overwrite)
+                       capture=capture, pooling=pooling, overwrite=overwrite,
+                       record_display=display_size is not None)
+    live.display_size = display_size
     try:
         while not live.done:
             if should_cancel is not None and should_cancel():

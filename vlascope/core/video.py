@@ -45,7 +45,7 @@ from .colormap import blend, outline
 from .episode import Episode
 from .errors import CancelledError, OutputExistsError, VLAScopeError
 from .metrics import nmr_at_k, top_k_mask
-from .paths import HandPath, hand_path_at, path_pixels
+from .paths import EXECUTED_RGB, PLANNED_RGB, HandPath, hand_path_at, path_pixels
 from .regions import colorize
 
 OVERLAYS = ("saliency", "regions", "none")
@@ -328,12 +328,11 @@ class Composer:
         return img
 
 
-PLANNED_RGB, EXECUTED_RGB = (0, 229, 255), (255, 209, 102)  # as the inspector draws them
 
 
 def draw_hand_paths(image: np.ndarray, planned: np.ndarray, executed: np.ndarray,
                     fade_to: float = 0.2) -> np.ndarray:
-    """The executed hand path (amber) and the planned one (cyan, fading towards its end,
+    """The executed hand path (amber) and the planned one (lime, fading towards its end,
     dots at each planned step) over an (H, W, 3) image, as the Scene dock draws them; NaN
     points (behind the camera) break a line."""
     base = Image.fromarray(image).convert("RGBA")

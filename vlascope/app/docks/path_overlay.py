@@ -10,8 +10,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 
-PLANNED = (0, 229, 255)  # cyan, as the outline: the policy's intention
-EXECUTED = (255, 209, 102)  # amber: what happened
+from vlascope.core.paths import EXECUTED_RGB, PLANNED_RGB
+
+PLANNED, EXECUTED = PLANNED_RGB, EXECUTED_RGB  # the policy's intention, what happened
 FADE_TO = 0.2  # the last planned segment's opacity
 
 
