@@ -123,3 +123,36 @@ def test_file_recording_reads_what_was_recorded(scene, expert, tmp_path):
     bad.write_bytes(b"not hdf5 at all")
     with pytest.raises(EpisodeFormatError):
         FileRecording(bad)
+
+
+def test_display_renders_are_the_policy_frame_state_and_kept_within_a_budget(
+        scene, expert, monkeypatch):
+    """A display render shows the same simulator state as the policy's frame (rendered
+    before the action), at the asked size; a live recording lets the oldest go past its
+    memory budget, and those steps show the policy's frames again."""
+    from vlascope.core import recording
+    from vlascope.core.display import display_size
+
+    live = LiveRollout(scene, expert, "pick_red", 1, render_all=True)
+    live.display_size = (192, 192)
+    records = [live.step() for _ in range(4)]
+    assert all(r.display["front"].shape == (192, 192, 3) for r in records)
+    # step 0's render is the reset state's, as its policy frame is: the same episode reset
+    # again and rendered at that size gives it
+    replay = LiveRollout(scene, expert, "pick_red", 1, render_all=True)
+    want = scene.render_display(("front",), (192, 192))["front"]
+    np.testing.assert_array_equal(records[0].display["front"], want)
+    replay.discard()
+    assert display_size((96, 96), (400, 700)) == (400, 400)  # fills the view, aspect kept
+    assert display_size((96, 96), (90, 90)) is None  # no larger than the policy's image
+    assert display_size((96, 96), (2000, 2000), limit=640) == (640, 640)
+    # a live recording keeps at most DISPLAY_BUDGET bytes of them
+    per_step = sum(v.nbytes for v in records[0].display.values())
+    monkeypatch.setattr(recording, "DISPLAY_BUDGET", 2 * per_step)
+    ws = Workspace()
+    ws.begin_live(live.metadata, list(live.cameras), None)
+    for r in records:
+        ws.append_step(r)
+    rec = ws.recording
+    assert [rec.display_frame(t, "front") is not None for t in range(4)] == \
+        [False, False, True, True]
