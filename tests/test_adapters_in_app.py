@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from envs import build_env, run_in_env
 from PySide6.QtCore import Qt
-from test_app import WAIT_MS, errors_shown, idle, new_window, play_steps
+from test_app import WAIT_MS, errors_shown, idle, new_window, play_steps, shown_map
 
 from vlascope.app.launch import open_window
-from vlascope.core.colormap import normalise
 
 
 def tiny_pi0(folder, **shape):
@@ -82,7 +81,7 @@ def test_tiny_adapter_runs_in_the_inspector(qtbot, tmp_path, policy, scene):
     qtbot.waitUntil(lambda: ws.maps_at() is not None, timeout=WAIT_MS)
     maps = ws.maps_at()
     assert set(maps) == set(cams)
-    np.testing.assert_allclose(front.overlay.image, normalise(maps[cams[0]]))
+    np.testing.assert_allclose(front.overlay.image, shown_map(front, maps[cams[0]]))
     assert np.ptp(maps[cams[0]]) > 0
     window.grab().save(str(tmp_path / f"{policy}-{scene}.png"))
     window.plugins_dock.raise_()

@@ -260,12 +260,13 @@ class SceneViewDock(Panel):
             self.seed_box.blockSignals(False)
 
     def _task_picked(self, name: str) -> None:
-        self.task_box.setToolTip(f"task: {name}" if name else "task")
         if name:
             self.ws.update_run(task=name)
             self._show_task_instruction()
 
     def _show_task_instruction(self) -> None:
+        name = self.task_box.currentText()  # whole in the tooltip: the picker may cut it
+        self.task_box.setToolTip(f"task: {name}" if name else "task")
         words = self.task_box.currentData()
         self.instruction.setPlaceholderText(f"{words}  (type to change the prompt)"
                                             if words else "instruction")
