@@ -404,17 +404,14 @@ class Controller(QObject):
         """Show episode B with episode A beside it, step by step (an A/B run's baseline is
         A); a file that cannot be read gives a dialog and changes nothing."""
         try:
-            FileRecording(path_a).close()  # checked before B replaces what is shown
+            other = FileRecording(path_a)  # read before B replaces what is shown
         except VLAScopeError as e:
             self.error.emit("Could not open the episode", str(e), "")
             return False
         if not self.open_episode(path_b):
+            other.close()
             return False
-        try:
-            self.ws.set_comparison(path_a)
-        except VLAScopeError as e:
-            self.error.emit("Could not open the episode", str(e), "")
-            return False
+        self.ws.set_comparison(other)
         self.status.emit(f"comparing A = {path_a} with B = {path_b}")
         return True
 

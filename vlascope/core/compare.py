@@ -40,6 +40,16 @@ class Comparison:
                     self.action_diff) else 0.0}
 
 
+def step_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per step both runs have, the Euclidean distance between their vectors (actions, hand
+    positions); empty when the two do not have the same width."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 2 or b.shape[1:] != a.shape[1:]:
+        return np.zeros(0, np.float32)
+    n = min(len(a), len(b))
+    return np.linalg.norm(a[:n] - b[:n], axis=1)
+
+
 def compare(scene: Scene, policy: Policy, task: str, seed: int, variant: str | None,
             interventions: Sequence[dict[str, Any]], out_dir: str | Path, *,
             policy_name: str = "", should_cancel: CancelFn | None = None,
@@ -60,10 +70,8 @@ def compare(scene: Scene, policy: Policy, task: str, seed: int, variant: str | N
                     record_to=out / f"B_{stem}.h5", policy_name=policy_name,
                     should_cancel=should_cancel, overwrite=overwrite,
                     display_size=display_size)
-    n = min(len(a.actions), len(b.actions))
-    diff = np.linalg.norm(a.actions[:n] - b.actions[:n], axis=1)
-    disp = np.linalg.norm(a.hand[:n] - b.hand[:n], axis=1)
-    return Comparison(a, b, [iv.to_dict() for iv in ivs], diff, disp)
+    return Comparison(a, b, [iv.to_dict() for iv in ivs], step_distance(a.actions, b.actions),
+                      step_distance(a.hand, b.hand))
 
 
 def resolve_prompts(interventions: Sequence[dict[str, Any]], instruction: str

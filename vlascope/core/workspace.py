@@ -378,18 +378,16 @@ class Workspace:
         return value
 
     # comparison (A|B) -------------------------------------------------------------------
-    def set_comparison(self, path: str | Path | None) -> FileRecording | None:
-        """Show episode ``path`` as run A beside the shown episode (B): frames and overlays
-        at the same step, its actions under B's on the timeline; None ends the comparison.
-        A file that cannot be read raises and changes nothing."""
-        other = FileRecording(path) if path is not None else None
+    def set_comparison(self, other: FileRecording | None) -> None:
+        """Show the opened episode ``other`` as run A beside the shown episode (B): frames
+        and overlays at the same step, its actions under B's on the timeline (the workspace
+        closes it when done with it); None ends the comparison."""
         self._drop_comparison()
         if other is not None:
             self.comparison = other
             self.baseline = other.actions()
             self.baseline_path = str(other.path)
         self.baseline_changed.emit(self.baseline)
-        return other
 
     def _drop_comparison(self) -> None:
         if self.comparison is not None:

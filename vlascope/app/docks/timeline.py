@@ -9,21 +9,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
 
+from vlascope.core.compare import step_distance
 from vlascope.core.workspace import Workspace
 
 from . import Panel
 from .path_overlay import ChunkFan
 
 _PENS = ["#e63946", "#2a9d8f", "#457b9d", "#f4a261", "#8d99ae", "#b5838d", "#6a994e"]
-
-
-def action_gap(b: np.ndarray | None, a: np.ndarray) -> np.ndarray:
-    """Per step of both runs, the Euclidean distance between B's and A's actions."""
-    if b is None or not len(b) or b.shape[1:] != a.shape[1:]:
-        return np.zeros(0, np.float32)
-    n = min(len(a), len(b))
-    return np.linalg.norm(np.asarray(b[:n], np.float32) - np.asarray(a[:n], np.float32),
-                          axis=1)
 
 
 class TimelineDock(Panel):
@@ -121,7 +113,8 @@ class TimelineDock(Panel):
             curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
             self.plot.addItem(curve)
             self.baseline_curves.append(curve)
-        gap = action_gap(self.ws.recording.actions() if self.ws.recording else None, actions)
+        rec = self.ws.recording
+        gap = step_distance(actions, rec.actions()) if rec is not None else []
         if len(gap):
             curve = pg.PlotDataItem(np.arange(len(gap)), gap, name="|B-A|",
                                     pen=pg.mkPen("#f8f9fa", width=2), fillLevel=0.0,
