@@ -1138,10 +1138,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the episodes and preview of an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
 
+    from .cli_dataset import register as register_dataset
     from .cli_mechanistic import register
     from .cli_serve import register as register_serve
 
     register(sub, _add_common)
+    register_dataset(sub, _add_common)
     register_serve(sub)
     return parser
 
@@ -1161,6 +1163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: an error the user can act on is one line and exit status 2."""
     try:
+        from .cli_dataset import resolve_episode_arguments
+
+        resolve_episode_arguments(args)
         return args.func(args)
     except VLAScopeError as e:
         print(f"vlascope: error: {e}", file=sys.stderr)

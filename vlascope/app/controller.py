@@ -400,6 +400,71 @@ class Controller(QObject):
         self.status.emit(f"opened {path}")
         return True
 
+    def import_dataset_episode(self, root: str, index: int, *,
+                               on_done: Callable[[str], None],
+                               on_progress: Callable[[int, int], None] | None = None,
+                               on_end: Callable[[], None] | None = None) -> None:
+        """Decode a LeRobot dataset's episode into its linked episode file (the first time;
+        afterwards the file is reused) in the worker, then hand its path to ``on_done``."""
+        from vlascope.core.linked_episode import import_episode
+
+        def job(session: Session, ctx: JobContext) -> str:
+            return str(import_episode(root, index, session.record_dir, progress=ctx.progress,
+                                      should_cancel=ctx.cancelled))
+
+        def finish(then: Callable[..., None] | None, *args: Any) -> None:
+            if on_end is not None:
+                on_end()
+            if then is not None:
+                then(*args)
+
+        self.engine.submit("import-dataset", job, on_done=lambda p: finish(on_done, p),
+                           on_error=lambda m, d: finish(
+                               self._fail("Could not read the dataset episode"), m, d),
+                           on_progress=on_progress,
+                           on_cancel=lambda m: finish(self.status.emit, m))
+
+    def predict_open_loop(self) -> bool:
+        """Run the loaded policy on every frame of the shown episode (open loop) in the
+        worker, store its chunks in the episode, and show them on the timeline."""
+        from vlascope.core.open_loop import read_open_loop, run_open_loop
+
+        rec = self.ws.recording
+        if not isinstance(rec, FileRecording):
+            self.error.emit("Nothing to predict on", "Open a recorded episode or a dataset "
+                            "episode first (File > Open LeRobot dataset...).", "")
+            return False
+        path, run, weights = rec.path, self.ws.run, self.weights
+
+        def job(session: Session, ctx: JobContext) -> tuple[dict[str, Any], np.ndarray]:
+            policy = session.load_policy(run.policy, run.device, weights)
+            summary = run_open_loop(path, policy, run.policy, progress=ctx.progress,
+                                    should_cancel=ctx.cancelled)
+            return summary, read_open_loop(path, summary["name"])
+
+        def done(result: tuple[dict[str, Any], np.ndarray]) -> None:
+            summary, actions = result
+            self.saliency_progress.emit(0, 0)
+            if self.ws.recording is rec:  # the user may have opened another meanwhile
+                self.ws.put_open_loop(summary["name"], actions)
+            how = (f"MSE {summary['mse']:.4g} against the recorded actions"
+                   if "mse" in summary else summary.get("not_compared", ""))
+            self.status.emit(f"{run.policy} open loop on {Path(path).name}: {how}")
+
+        def failed(message: str, details: str) -> None:
+            self.saliency_progress.emit(0, 0)
+            self.error.emit("Open-loop prediction failed", message, details)
+
+        def cancelled(message: str) -> None:
+            self.saliency_progress.emit(0, 0)
+            self.status.emit(message)
+
+        self.saliency_progress.emit(0, 1)
+        self.engine.submit("open-loop", job, on_done=done, on_error=failed,
+                           on_progress=lambda d, n: self.saliency_progress.emit(d, n),
+                           on_cancel=cancelled)
+        return True
+
     def compare_episodes(self, path_a: str, path_b: str) -> bool:
         """Show episode B with episode A beside it, step by step (an A/B run's baseline is
         A); a file that cannot be read gives a dialog and changes nothing."""
@@ -530,6 +595,7 @@ class Controller(QObject):
         self.ws.update_saliency(live=False)
         self.engine.cancel("saliency")
         self.engine.cancel("faithfulness")
+        self.engine.cancel("open-loop")  # shows its progress on the same bar
 
     def shutdown(self) -> bool:
         """Stop workers; the running rollout's recording is published by the session."""

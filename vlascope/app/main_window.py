@@ -26,13 +26,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from vlascope.core.errors import CheckpointCodeRequired
+from vlascope.core.errors import CheckpointCodeRequired, VLAScopeError
+from vlascope.core.lerobot_dataset import is_lerobot_dataset
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.session import Session, default_recordings_dir
 from vlascope.core.workspace import Workspace
 
 from .connect_dialog import ConnectDialog, remember_address
 from .controller import Controller
+from .dataset_dialog import DatasetDialog
 from .docks.atlas import AtlasDock
 from .docks.features import FeaturesDock
 from .docks.interventions import InterventionsDock
@@ -147,6 +149,8 @@ class MainWindow(QMainWindow):
         c = self.controller
         specs = {
             "open": ("&Open episode...", QKeySequence.StandardKey.Open, self.open_dialog),
+            "open-dataset": ("Open &LeRobot dataset...", "Ctrl+Shift+O",
+                             self.open_dataset_dialog),
             "compare": ("&Compare two episodes...", "", self.compare_dialog),
             "end-compare": ("Close the A|B comparison", "",
                             lambda: self.workspace.set_comparison(None)),
@@ -158,6 +162,8 @@ class MainWindow(QMainWindow):
             "first": ("First step", "Home", c.first_step),
             "last": ("Last step", "End", c.last_step),
             "explain": ("Explain frame", "", lambda: c.explain()),
+            "open-loop": ("Predict actions on these frames (open loop)", "",
+                          lambda: c.predict_open_loop()),
             "connect": ("&Connect to a policy server...", "Ctrl+Shift+K", self.connect_dialog),
             "reconnect": ("Re&connect", "", lambda: c.reconnect()),
             "record-video": ("Record video", "Ctrl+Shift+R", self.toggle_video),
@@ -191,6 +197,7 @@ class MainWindow(QMainWindow):
         a = self.actions_by_name
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(a["open"])
+        file_menu.addAction(a["open-dataset"])
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addAction(a["compare"])
         file_menu.addAction(a["end-compare"])
@@ -202,7 +209,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(a["quit"])
         run_menu = self.menuBar().addMenu("&Run")
         for name in ("reset", "play", "step", "back", "first", "last", "explain",
-                     "record-video", "record-display"):
+                     "open-loop", "record-video", "record-display"):
             run_menu.addAction(a[name])
         policy_menu = self.menuBar().addMenu("&Policy")
         policy_menu.addAction(a["connect"])
@@ -352,10 +359,45 @@ class MainWindow(QMainWindow):
             self.open_episode(path)
 
     def open_episode(self, path: str) -> bool:
+        """An episode file; a LeRobot dataset's episode as ``DATASET#N`` (read in the
+        worker, then opened); a dataset folder opens the dataset's episode list."""
+        from vlascope.core.linked_episode import split_reference
+
+        try:
+            ref = split_reference(path)
+        except VLAScopeError as e:
+            self.show_error("Could not open the episode", str(e))
+            return False
+        if ref is not None:
+            self.controller.import_dataset_episode(str(ref[0]), ref[1],
+                                                   on_done=self.open_episode)
+            return True
+        if is_lerobot_dataset(path):
+            return self.open_dataset(path) is not None
         ok = self.controller.open_episode(path)
         if ok:
             self._remember(path)
         return ok
+
+    def open_dataset_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a LeRobot dataset (its folder)")
+        if folder:
+            self.open_dataset(folder)
+
+    def open_dataset(self, folder: str) -> DatasetDialog | None:
+        """The dataset's episodes to pick from; a folder that is not a readable v3 dataset
+        is a dialog saying why."""
+        from vlascope.core.lerobot_dataset import LeRobotDatasetReader
+
+        try:
+            reader = LeRobotDatasetReader(folder)
+        except VLAScopeError as e:
+            self.show_error("Could not open the dataset", str(e))
+            return None
+        dialog = DatasetDialog(self.controller, reader, self.open_episode, self)
+        self.dialogs.append(dialog)
+        dialog.show()
+        return dialog
 
     def compare_dialog(self) -> None:
         """Pick two episodes: the first is shown as A, the second as B, side by side."""
@@ -401,7 +443,8 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
         urls = event.mimeData().urls()
-        if urls and all(u.toLocalFile().endswith(EPISODE_SUFFIXES) for u in urls):
+        if urls and all(u.toLocalFile().endswith(EPISODE_SUFFIXES)
+                        or is_lerobot_dataset(u.toLocalFile()) for u in urls):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API

@@ -22,6 +22,8 @@ Layout (schema 1)::
                                                 names in metadata["segment_names"]
     /activations/<name>     (T, ...) float32    optional
     /saliency/<method>/<camera> (T, h, w) float32 optional
+    /open_loop/<policy>     (T, H, A) float32   optional chunks a policy predicts on the
+                                                recorded frames (open_loop.py)
 
 Writing goes to a temporary file beside the target, moved into place only when complete
 (see atomic.py), so a crash leaves the previous file (or none), never a broken one. A
@@ -223,7 +225,7 @@ class EpisodeWriter:
 # the rest of VLAScope could not read (wrong lengths, empty views, absurd sizes).
 
 _PER_STEP = ("steps", "frames", "display", "regions", "segments", "activations",
-             "saliency", "camera_matrix")
+             "saliency", "camera_matrix", "open_loop")
 _MAX_DEPTH = 3  # saliency/<method>/<camera>
 _MAX_OBJECTS = 10_000
 _MAX_STEP_BYTES = 256 * 2**20  # one step of one dataset; a frame of 8k x 8k RGB is 192 MiB
@@ -294,7 +296,8 @@ def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -
             continue
         shape, kind = ds.shape, ds.dtype.kind
         expected = {"steps": 2, "frames": 2, "display": 2, "regions": 2, "segments": 2,
-                    "activations": 2, "saliency": 3, "camera_matrix": 2}[parts[0]]
+                    "activations": 2, "saliency": 3, "camera_matrix": 2,
+                    "open_loop": 2}[parts[0]]
         if len(parts) != expected:
             raise EpisodeFormatError(f"{path}: unexpected dataset '{name}'")
         if shape is None or len(shape) == 0 or shape[0] != n_steps:
@@ -308,7 +311,7 @@ def _check_layout(datasets: dict[str, h5py.Dataset], n_steps: int, path: Path) -
                                      f"{'uint8 pixels' if pixels else 'numbers'}"
                                      " it should")
         ndim = {"frames": 4, "display": 4, "regions": 3, "segments": 3,
-                "saliency": 3}.get(parts[0])
+                "saliency": 3, "open_loop": 3}.get(parts[0])
         if ndim is not None:
             if len(shape) != ndim or (pixels and shape[3] != 3):
                 raise EpisodeFormatError(f"{path}: '{name}' has shape {shape}, a "
@@ -499,6 +502,14 @@ class Episode:
             raise EpisodeFormatError(f"{self.path}: '{name}' holds non-finite values"
                                      + (f" at step {t}" if t is not None else ""))
         return maps
+
+    def open_loop_names(self) -> list[str]:
+        """Policies whose open-loop predictions on these frames are stored."""
+        return self._names("open_loop")
+
+    def open_loop(self, name: str) -> np.ndarray:
+        """(T, H, A) the chunks policy ``name`` predicts on each recorded frame."""
+        return self._read(f"open_loop/{name}")
 
     def states(self) -> np.ndarray:
         return self._read("steps/state")

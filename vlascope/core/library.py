@@ -19,12 +19,19 @@ Move to trash is recoverable: the file goes to ``<folder>/.vlascope-trash/`` by 
 ``send2trash``, which this environment does not install; a folder of our own also works on
 every OS and file system the recordings live on. Only files this library indexed as
 readable VLAScope episodes, unchanged since, can be trashed.
+
+A LeRobot dataset inside a library folder lists each of its episodes as ``<dataset>#N``
+(opening one reads it into its linked episode file, linked_episode.py); those rows are
+read from the dataset's tables and never trashed. A dataset folder itself is not a library
+folder: the library writes its index into the folders it lists, and a dataset is never
+written to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -38,7 +45,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import exclusive_lock, write_json_atomic, write_text_atomic
-from .errors import EpisodeFormatError, OutputExistsError, VLAScopeError
+from .errors import OutputExistsError, VLAScopeError
+from .lerobot_dataset import LeRobotDatasetReader, is_lerobot_dataset
+from .linked_episode import SEPARATOR, split_reference
 
 INDEX_NAME = ".vlascope-library.json"
 MARKS_NAME = ".vlascope-marks.json"
@@ -110,15 +119,23 @@ def read_row(folder: str | Path, rel: str, size: int, mtime_ns: int,
     row = Row(str(folder), rel, size, mtime_ns, annotation_ns)
     path = Path(folder) / rel
     try:
-        with Episode(path) as ep:
-            _fill(row, ep)
-    except EpisodeFormatError as e:
+        if is_dataset_row(rel):
+            _fill_from_dataset(row, path)
+        else:
+            with Episode(path) as ep:
+                _fill(row, ep)
+    except VLAScopeError as e:  # a damaged episode file or dataset
         row.error = _reason(e, path)
     except Exception as e:  # a file we cannot read must never stop the scan
         row.error = f"{type(e).__name__}: {e}"
     if not row.date:
         row.date = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(mtime_ns / 1e9))
     return row
+
+
+def is_dataset_row(rel: str) -> bool:
+    """Rows of LeRobot dataset episodes (``<dataset>#N``; episode files end in .h5)."""
+    return not rel.lower().endswith(EPISODE_SUFFIXES)
 
 
 def _reason(e: Exception, path: Path) -> str:
@@ -214,7 +231,9 @@ def list_episode_files(folder: str | Path) -> dict[str, tuple[int, int]]:
             try:
                 if e.is_symlink():
                     continue
-                if e.is_dir():
+                if e.is_dir() and is_lerobot_dataset(e.path):
+                    found.update(_dataset_entries(Path(e.path), f"{prefix}{e.name}"))
+                elif e.is_dir():
                     stack.append((Path(e.path), f"{prefix}{e.name}/"))
                 elif e.name.lower().endswith(EPISODE_SUFFIXES) and e.is_file():
                     st = e.stat()
@@ -222,6 +241,37 @@ def list_episode_files(folder: str | Path) -> dict[str, tuple[int, int]]:
             except OSError:
                 continue
     return found
+
+
+def _dataset_entries(root: Path, rel: str) -> dict[str, tuple[int, int]]:
+    """``<dataset>#N`` -> (size, mtime_ns) of the dataset's info.json (rewritten whenever
+    LeRobot finalises the dataset); one entry, read as an error row, for a dataset whose
+    episode table cannot be read."""
+    try:
+        st = (root / "meta" / "info.json").stat()
+        reader = _dataset_reader(str(root), st.st_mtime_ns)
+        return {f"{rel}{SEPARATOR}{i}": (st.st_size, st.st_mtime_ns) for i in reader.episodes}
+    except (OSError, VLAScopeError):
+        return {f"{rel}{SEPARATOR}0": (0, 0)}
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset_reader(root: str, stamp: int) -> LeRobotDatasetReader:
+    """One read of a dataset's tables per scan, not one per episode (``stamp``: its
+    info.json's mtime, so a changed dataset is read again)."""
+    return LeRobotDatasetReader(root)
+
+
+def _fill_from_dataset(row: Row, path: Path) -> None:
+    """A dataset episode's row from the dataset's tables (no maps: those live in its
+    linked file once opened)."""
+    root, index = split_reference(str(path)) or (path, -1)
+    reader = _dataset_reader(str(root), row.mtime_ns)
+    ep = reader.episode(index)
+    row.task, row.scene, row.variant, row.seed = ep.task, "lerobot", reader.name, index
+    robot = reader.info.get("robot_type")
+    row.policy = f"recorded ({robot})" if robot else "recorded"
+    row.steps = ep.length
 
 
 class FolderIndex:
@@ -391,6 +441,9 @@ class FolderIndex:
         changed since it was indexed (it may not be the episode the user saw)."""
         row = self.rows.get(rel)
         path = self.folder / rel
+        if is_dataset_row(rel):
+            raise VLAScopeError(f"{path}: an episode of a LeRobot dataset; VLAScope never "
+                                "deletes a dataset's files")
         if row is None or not row.readable:
             raise VLAScopeError(f"{path}: not an episode this library indexed as readable; "
                                 "only those can be moved to the trash")
@@ -490,6 +543,11 @@ class Library:
             self.add_folder(f)
 
     def add_folder(self, folder: str | Path) -> FolderIndex:
+        if is_lerobot_dataset(folder):
+            raise VLAScopeError(f"{folder} is a LeRobot dataset: add the folder that holds it "
+                                "(the library keeps its index in the folders it lists, and a "
+                                "dataset is never written to), or use File > Open LeRobot "
+                                "dataset...")
         fi = FolderIndex(folder)
         for existing in self.folders:
             if existing.folder == fi.folder:

@@ -270,7 +270,9 @@ def episode_nmr_series(ep, method: str, ks: Sequence[float | str] = (10,),
                                  f"{', '.join(ep.saliency_methods()) or 'none'}); run "
                                  "`vlascope iss` first")
     if regions is None and not ep.has_regions():
-        raise EpisodeFormatError(f"{ep.path}: episode has no region maps")
+        raise EpisodeFormatError(f"{ep.path}: episode has no region maps (a dataset has no "
+                                 "simulator ground truth: paint them in the Regions dock, "
+                                 "or pass the masks with --masks)")
     cams = ep.saliency_cameras(method)
     if regions is not None:
         missing = [c for c in cams if c not in regions]

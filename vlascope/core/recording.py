@@ -63,6 +63,11 @@ class Recording:
         """(H, action_dim) the chunk step ``t``'s action came from."""
         raise NotImplementedError
 
+    def open_loop_actions(self) -> dict[str, np.ndarray]:
+        """Per policy, (T, action_dim) the action it predicts on each recorded frame (the
+        first of its chunk; see open_loop.py); empty where none were computed."""
+        return {}
+
     def chunk_index(self, t: int) -> int:
         """The position of step ``t``'s action in its chunk (0: predicted at ``t``)."""
         raise NotImplementedError
@@ -223,6 +228,8 @@ class FileRecording(Recording):
             self._matrices = {c: self.episode.camera_matrices(c)
                               for c in self.episode.matrix_cameras() if c in self.cameras}
         self._frame_size = {c: self.episode.frame(0, c).shape[:2] for c in self.cameras}
+        self._open_loop = {name: self.episode.open_loop(name)[:, 0]
+                           for name in self.episode.open_loop_names()}
 
     @property
     def n_steps(self) -> int:
@@ -260,6 +267,14 @@ class FileRecording(Recording):
 
     def chunk_index(self, t: int) -> int:
         return int(self._chunk_index[self.check_step(t)])
+
+    def open_loop_actions(self) -> dict[str, np.ndarray]:
+        return dict(self._open_loop)
+
+    def add_open_loop(self, name: str, actions: np.ndarray) -> None:
+        """Predictions just stored in the file (the newest is drawn)."""
+        self._open_loop.pop(name, None)
+        self._open_loop[name] = np.asarray(actions)
 
     def hand_path(self, t: int) -> HandPath | None:
         if self._planned is None:

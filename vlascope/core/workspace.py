@@ -132,6 +132,7 @@ class Workspace:
         self.playing_changed = Event("playing_changed")
         self.policy_loaded = Event("policy_loaded")
         self.regions_changed = Event("regions_changed")  # set of (camera, step) edited
+        self.open_loop_changed = Event("open_loop_changed")  # a policy's name
         # a damaged part of the shown file, found while reading it (message); once each
         self.file_damaged = Event("file_damaged")
         self._damage_told: set[str] = set()
@@ -214,6 +215,14 @@ class Workspace:
             raise
         self._replace_recording(rec)
         return rec
+
+    def put_open_loop(self, name: str, actions: np.ndarray) -> None:
+        """A policy's open-loop actions on the shown episode's frames, just stored in its
+        file (open_loop.py): drawn without reopening it (the cursor and maps stay)."""
+        if not isinstance(self.recording, FileRecording):
+            raise VLAScopeError("open-loop actions belong to an episode file")
+        self.recording.add_open_loop(name, actions)
+        self.open_loop_changed.emit(name)
 
     def live_published(self, path: str | None) -> None:
         """The live rollout's file is complete on disk."""

@@ -381,8 +381,14 @@ class LibraryDock(Panel):
             self.settings.setValue(SETTINGS_KEY, json.dumps(user))
 
     def add_folder(self, folder: str | Path) -> None:
-        """List the episodes of ``folder`` too (remembered between runs)."""
-        self.library.add_folder(folder)
+        """List the episodes of ``folder`` too (remembered between runs); a folder that
+        cannot be one (a LeRobot dataset itself) says why in the status line."""
+        try:
+            self.library.add_folder(folder)
+        except VLAScopeError as e:
+            self.status.setText(str(e))
+            self.status.setToolTip(str(e))
+            return
         self._save_folders()
         self._show_folders()
         self.scan()

@@ -52,6 +52,10 @@ class TimelineDock(Panel):
         self.markers: list[pg.InfiniteLine] = []
         self.baseline_curves: list[pg.PlotDataItem] = []
         self.gap_curve: pg.PlotDataItem | None = None  # |B - A| per step, when comparing
+        # A policy's open-loop predictions on the recorded frames (dotted) and their
+        # distance from the recorded actions, where computed (open_loop.py)
+        self.open_loop_curves: list[pg.PlotDataItem] = []
+        self.open_loop_gap: pg.PlotDataItem | None = None
         self.fan = ChunkFan(self.plot, _PENS)  # the shown step's chunk, planned vs executed
         self._span = 0
 
@@ -63,6 +67,7 @@ class TimelineDock(Panel):
         workspace.step_changed.connect(self._follow)
         workspace.interventions_changed.connect(lambda _i: self._draw_markers())
         workspace.baseline_changed.connect(self._draw_baseline)
+        workspace.open_loop_changed.connect(lambda _n: self._draw_open_loop())
         workspace.saliency_changed.connect(lambda _t: self._draw_nmr())
         workspace.saliency_settings_changed.connect(lambda _s: self._draw_nmr())
         workspace.regions_changed.connect(lambda _f: self._draw_nmr())
@@ -97,7 +102,33 @@ class TimelineDock(Panel):
         if new:
             self._draw_markers()
             self._draw_nmr()
+            self._draw_open_loop()
         self._follow(self.ws.step)
+
+    def _draw_open_loop(self) -> None:
+        """The actions a policy predicts on the recorded frames, dotted in the recorded
+        actions' colours, and how far they are from the recorded ones at each step."""
+        for c in self.open_loop_curves:
+            self.plot.removeItem(c)
+        self.open_loop_curves, self.open_loop_gap = [], None
+        rec = self.ws.recording
+        predicted = rec.open_loop_actions() if rec is not None else {}
+        if not predicted:
+            return
+        name, actions = next(reversed(predicted.items()))
+        steps = np.arange(len(actions))
+        for i in range(actions.shape[1]):
+            pen = pg.mkPen(_PENS[i % len(_PENS)], width=1, style=Qt.PenStyle.DotLine)
+            curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
+            self.plot.addItem(curve)
+            self.open_loop_curves.append(curve)
+        gap = step_distance(rec.actions(), actions)  # empty where the widths differ
+        if len(gap):
+            self.open_loop_gap = pg.PlotDataItem(
+                steps, gap, name=f"|{name} - recorded|", pen=pg.mkPen("#c77dff", width=2),
+                fillLevel=0.0, brush=pg.mkBrush(199, 125, 255, 50))
+            self.plot.addItem(self.open_loop_gap)
+            self.open_loop_curves.append(self.open_loop_gap)
 
     def _draw_baseline(self, actions) -> None:
         """A/B: run A's actions, dashed, in the same colours, and how far B's action is
