@@ -49,9 +49,9 @@ def fingerprint(reader: LeRobotDatasetReader) -> str:
 
 
 def linked_path(reader: LeRobotDatasetReader, index: int, record_dir: str | Path | None = None,
-                print_: str | None = None) -> Path:
+                digest: str | None = None) -> Path:
     folder = (lerobot_folder(record_dir)
-              / f"{safe_name(reader.name)}-{print_ or fingerprint(reader)}")
+              / f"{safe_name(reader.name)}-{digest or fingerprint(reader)}")
     return folder / f"episode_{index:06d}.h5"
 
 
@@ -70,8 +70,8 @@ def import_episode(dataset: str | Path | LeRobotDatasetReader, index: int,
     reader = (dataset if isinstance(dataset, LeRobotDatasetReader)
               else LeRobotDatasetReader(dataset))
     ep = reader.episode(index)
-    print_ = fingerprint(reader)
-    path = linked_path(reader, index, record_dir, print_)
+    digest = fingerprint(reader)
+    path = linked_path(reader, index, record_dir, digest)
     if path.exists():
         _check_linked(path, reader, index)
         return path
@@ -86,7 +86,7 @@ def import_episode(dataset: str | Path | LeRobotDatasetReader, index: int,
                                         if reader.info.get("robot_type") else "recorded"},
         "source": {"kind": SOURCE_KIND, "dataset": str(reader.root.resolve()),
                    "name": reader.name, "episode_index": index,
-                   "fingerprint": print_,
+                   "fingerprint": digest,
                    "codebase_version": reader.info.get("codebase_version"),
                    "camera_keys": {cam: key for key, cam in reader.cameras.items()},
                    "task_per_step": sorted(set(data.tasks)) != [instruction]},
