@@ -219,6 +219,9 @@ def test_commands_take_dataset_episodes(dataset, sources, tmp_path, monkeypatch)
         (method,) = ep.saliency_methods()
         maps = ep.saliency(method, "front")
         assert maps.shape == (STEPS[1], 96, 96) and np.isfinite(maps).all() and np.ptp(maps) > 0
+    run_cli("iss", ref, "--method", "attention-rollout")
+    with Episode(linked) as ep:
+        assert sorted(ep.saliency_methods()) == sorted([method, "attention-rollout"])
     assert "no region maps" in run_cli_fails("nmr", ref)
     # masks painted elsewhere (here: the simulator's, in the toolkit's layout) come in
     from vlascope.core.metrics import episode_nmr_series
