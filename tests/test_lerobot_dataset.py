@@ -390,6 +390,12 @@ def test_double_click_on_a_dataset_row_opens_it_in_the_window(qtbot, window, dat
     qtbot.waitUntil(lambda: str(getattr(window.workspace.recording, "path", "")) == str(linked),
                     timeout=WAIT_MS)
     assert window.workspace.n_steps == STEPS[1]
+    # two dataset episodes side by side (A read first, then B, then compared)
+    assert window.compare_episodes(f"{holder / 'demos'}#0", f"{holder / 'demos'}#1")
+    first = linked_path(LeRobotDatasetReader(holder / "demos"), 0, window.record_dir)
+    qtbot.waitUntil(lambda: window.workspace.comparison is not None, timeout=WAIT_MS)
+    assert window.workspace.comparison.path == first
+    assert str(window.workspace.recording.path) == str(linked)
     # a dataset folder itself cannot be a library folder: the status line says why
     dock.add_folder(holder / "demos")
     assert "add the folder that holds it" in dock.status.text()

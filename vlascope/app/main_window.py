@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from pyqtgraph.util.garbage_collector import GarbageCollector
@@ -361,23 +362,34 @@ class MainWindow(QMainWindow):
     def open_episode(self, path: str) -> bool:
         """An episode file; a LeRobot dataset's episode as ``DATASET#N`` (read in the
         worker, then opened); a dataset folder opens the dataset's episode list."""
-        from vlascope.core.linked_episode import split_reference
-
-        try:
-            ref = split_reference(path)
-        except VLAScopeError as e:
-            self.show_error("Could not open the episode", str(e))
-            return False
-        if ref is not None:
-            self.controller.import_dataset_episode(str(ref[0]), ref[1],
-                                                   on_done=self.open_episode)
-            return True
         if is_lerobot_dataset(path):
             return self.open_dataset(path) is not None
+        return self._linked_then([path], self._open_file)
+
+    def _open_file(self, path: str) -> bool:
         ok = self.controller.open_episode(path)
         if ok:
             self._remember(path)
         return ok
+
+    def _linked_then(self, paths: list[str], then: Callable[..., bool]) -> bool:
+        """``then(*paths)`` once every ``DATASET#N`` among them is read into its linked
+        episode file (in the worker, one after another); a malformed one is a dialog."""
+        from vlascope.core.linked_episode import split_reference
+
+        for i, path in enumerate(paths):
+            try:
+                ref = split_reference(path)
+            except VLAScopeError as e:
+                self.show_error("Could not open the episode", str(e))
+                return False
+            if ref is not None:
+                def imported(linked: str, i: int = i) -> None:
+                    self._linked_then([*paths[:i], linked, *paths[i + 1:]], then)
+
+                self.controller.import_dataset_episode(str(ref[0]), ref[1], on_done=imported)
+                return True
+        return then(*paths)
 
     def open_dataset_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a LeRobot dataset (its folder)")
@@ -414,7 +426,10 @@ class MainWindow(QMainWindow):
 
     def compare_episodes(self, path_a: str, path_b: str) -> bool:
         """Episode B shown with A beside it, in sync (same step, same overlay settings),
-        and the action difference on the timeline."""
+        and the action difference on the timeline (dataset episodes read first)."""
+        return self._linked_then([path_a, path_b], self._compare_files)
+
+    def _compare_files(self, path_a: str, path_b: str) -> bool:
         ok = self.controller.compare_episodes(path_a, path_b)
         if ok:
             self._remember(path_b)
