@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..errors import VLAScopeError
-from .model import SAE, SAEConfig, SAEReport
+from .model import SAE, SAEConfig, SAEMismatchError, SAEReport
 
 ATLAS_FILE = "sae_best.pt"
 STD_EPS = 1e-8  # their hooks divide by std + 1e-8
@@ -116,10 +116,14 @@ def read_atlas_checkpoint(file: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = re.search(r"Unsupported global: (?:GLOBAL )?(\S+)", str(e))
+        if why is None:  # the weights-only unpickler met something that is no pickle
+            reason = re.search(r"WeightsUnpickler error: \s*([^\n]+)", str(e))
+            raise AtlasFormatError(f"{file} is corrupt or not a torch checkpoint "
+                                   f"({reason[1] if reason else type(e).__name__})") from None
         raise AtlasFormatError(
-            f"{file} holds pickled Python objects, not only tensors and plain values; "
-            f"refused, since loading it would run code from the file ({first})") from None
+            f"{file} holds pickled Python objects ({why[1]}), not only tensors and plain "
+            "values; refused, since loading it would run code from the file") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
             UnicodeDecodeError) as e:
         raise AtlasFormatError(f"{file} is corrupt or not a torch checkpoint "
@@ -219,8 +223,6 @@ def load_atlas_sae(path: str | Path, *, layer: str | None = None,
     CPU. Its hook point: ``layer`` when given (checked against what their layer name maps
     to, else SAEMismatchError), else their name mapped for ``policy``, else the only
     mapping there is, else their name as it is (pass a layer to use it)."""
-    from .io import SAEMismatchError
-
     file = atlas_file(path)
     if file is None:
         raise AtlasFormatError(f"no Action Atlas SAE at {path}: expected a .pt file or a "

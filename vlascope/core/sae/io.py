@@ -16,7 +16,7 @@ import torch
 from ..atomic import atomic_paths
 from ..errors import VLAScopeError
 from ..tensor_files import PAIR_KEY, check_pair, check_shapes, new_pair_id, read_header
-from .model import SAE, SAEConfig, SAEReport
+from .model import SAE, SAEConfig, SAEMismatchError, SAEReport
 
 FORMAT = "vlascope-sae"
 VERSION = 1
@@ -27,8 +27,7 @@ TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std", "feature_scale", "
 MAX_D_IN, MAX_EXPANSION = 1 << 16, 1 << 10
 
 
-class SAEMismatchError(VLAScopeError):
-    """A saved SAE opened for a different hook point or pooling than it was trained on."""
+__all__ = ["SAEMismatchError", "load_sae", "sae_folder", "sae_weights_file", "save_sae"]
 
 
 def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:

@@ -23,6 +23,11 @@ POOLINGS = ("tokens", "mean")
 STEERINGS = ("add", "scale")
 
 
+class SAEMismatchError(VLAScopeError):
+    """A saved SAE opened for a different hook point or pooling than it was trained on, or
+    given activations of another size."""
+
+
 @dataclass
 class SAEConfig:
     """What an SAE is and which activations it reads (``layer``/``pooling`` are checked when
@@ -136,8 +141,9 @@ class SAE(nn.Module):
     def _check(self, x: Tensor) -> Tensor:
         x = torch.as_tensor(x)
         if x.shape[-1:] != (self.cfg.d_in,):
-            raise VLAScopeError(f"SAE for layer '{self.cfg.layer}' takes vectors of size "
-                                f"{self.cfg.d_in}, got shape {tuple(x.shape)}")
+            raise SAEMismatchError(f"SAE for layer '{self.cfg.layer}' takes vectors of size "
+                                   f"{self.cfg.d_in}, got shape {tuple(x.shape)} (an SAE "
+                                   "of another layer or model?)")
         return x.to(self.W_dec.device, self.W_dec.dtype)
 
     def normalize(self, x_raw: Tensor) -> Tensor:
