@@ -346,12 +346,28 @@ def test_odd_expansions_and_corrupt_files(tmp_path):
 
 
 # On the reference policy, through the CLI and the Features dock --------------------------
+@pytest.fixture(scope="module")
+def episodes(scene, tmp_path_factory):
+    """pick_red and pick_blue rollouts into the grasp, with trunk.1.resid captured:
+    concepts need two tasks and two motion phases."""
+    from vlascope.core.runner import rollout
+    from vlascope.policies.reference.policy import ReferencePolicy
+
+    folder = tmp_path_factory.mktemp("two_tasks")
+    policy = ReferencePolicy(name="reference")
+    for task in ("pick_red", "pick_blue"):
+        rollout(scene, policy, task, 0, max_steps=24, record_to=folder / f"{task}.h5",
+                capture=["trunk.1.resid"])
+    return folder
+
+
 def reference_checkpoint(recorded, folder, seed=0):
     """An Atlas-format SAE of the reference policy's trunk.1.resid (random weights, their
     statistics of the recorded activations) and the recorded activations."""
     from vlascope.core.capture import load_activations
 
-    acts = load_activations([recorded], "trunk.1.resid")
+    acts = load_activations([recorded] if Path(recorded).is_file() else
+                            sorted(Path(recorded).glob("*.h5")), "trunk.1.resid")
     x = torch.from_numpy(acts.x)
     d = x.shape[1]
     c = atlas_dict(d=d, h=2 * d, k=8, seed=seed, bias=-0.5, n=len(x))
@@ -361,17 +377,18 @@ def reference_checkpoint(recorded, folder, seed=0):
 
 
 @pytest.mark.slow
-def test_cli_sae_stats_steer_ablate_export_with_an_atlas_sae(recorded, tmp_path):
+def test_cli_sae_stats_steer_ablate_export_with_an_atlas_sae(episodes, tmp_path):
     from test_plugins_and_cli import run_cli
 
-    file, c, x = reference_checkpoint(recorded, tmp_path / "atlas" / "trunk_L1")
+    recorded = episodes / "pick_red.h5"
+    file, c, x = reference_checkpoint(episodes, tmp_path / "atlas" / "trunk_L1")
     z = their_encode(c, x)
     f, f2 = (int(i) for i in (z != 0).sum(0).argsort(descending=True)[:2])  # most active
 
-    no_layer = run_cli("sae", "stats", "--sae", str(file), "--episodes", str(recorded))
+    no_layer = run_cli("sae", "stats", "--sae", str(file), "--episodes", str(episodes))
     assert no_layer.returncode != 0 and "pass --layer" in no_layer.stderr
     run_cli("sae", "stats", "--sae", str(file), "--layer", "trunk.1.resid", "--episodes",
-            str(recorded), "--concepts", "2", check=True)
+            str(episodes), "--concepts", "2", check=True)
     stats = json.loads((file.parent / "sae_stats.json").read_text())
     assert stats["vectors"] == len(x) and stats["atlas"]["decoder"]["points"] == len(z[0])
 
@@ -398,10 +415,10 @@ def test_cli_sae_stats_steer_ablate_export_with_an_atlas_sae(recorded, tmp_path)
     assert ablate["features"] == [f, f2] and ablate["layer"] == "trunk.1.resid"
     assert max(ablate["max_action_change"]) > 0
 
-    wrong = run_cli("ablate", "--sae", str(file), "--layer", "trunk.0.attn", "--features",
-                    str(f), "--episodes", str(recorded), "--frames", "2", "--json-out",
-                    str(tmp_path / "wrong.json"))
-    assert wrong.returncode != 0
+    narrow = write(atlas_dict(d=64, h=256, k=8), tmp_path / "narrow" / "trunk_L1")
+    wrong = run_cli("sae", "stats", "--sae", str(narrow), "--layer", "trunk.1.resid",
+                    "--episodes", str(episodes))
+    assert wrong.returncode != 0 and "takes vectors of size 64" in wrong.stderr
 
     exported = run_cli("sae", "export", str(file.parent), "--out", str(tmp_path / "exp"),
                        check=True)
