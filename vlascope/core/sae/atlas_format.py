@@ -340,8 +340,8 @@ def atlas_checkpoint(sae: SAE, *, allow_inexact: bool = False
     if cfg.kind == "topk":
         if not allow_inexact:
             raise VLAScopeError(
-                "this is a ReLU-TopK SAE (kind 'topk'): Action Atlas' TopK keeps negative "
-                "top-k values that it zeroes, so on their side it would encode differently "
+                "this is a ReLU-TopK SAE (kind 'topk'): Action Atlas' TopK keeps the negative "
+                "top-k values that ours zeroes, so on their side it would encode differently "
                 "wherever fewer than k pre-activations are positive; --allow-inexact "
                 "exports it anyway")
         warnings.append("kind 'topk' exported as Action Atlas' signed TopK: codes differ "
