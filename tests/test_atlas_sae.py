@@ -10,7 +10,6 @@ independently of our SAE code:
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +181,10 @@ def test_round_trip_ours_theirs_ours_is_exact(ckpt, ckpt_file, tmp_path):
     assert written["best_loss"] == 0.3
     x = activations(ckpt, n=128, seed=3)
     assert torch.equal(their_encode(written, x), their_encode(ckpt, x))
+    # saved in our format (the dock's "Save SAE as..."), it stays their SAE
+    ours = load_sae(save_sae(sae, tmp_path / "ours"))
+    assert ours.cfg == sae.cfg and ours.metadata["atlas"]["label"] == "expert_L3"
+    assert all(torch.equal(ours.state_dict()[n], t) for n, t in sae.state_dict().items())
 
 
 def test_round_trip_of_a_signed_sae_built_here(tmp_path):
@@ -335,9 +338,16 @@ def test_odd_expansions_and_corrupt_files(tmp_path):
         load_sae(write(atlas_dict(d=48, h=100, k=8), tmp_path / "a_L1"))
     bad = tmp_path / "b_L1" / "sae_best.pt"
     bad.parent.mkdir()
-    bad.write_bytes(os.urandom(2000))
-    with pytest.raises(AtlasFormatError, match="corrupt or not a torch checkpoint"):
-        load_sae(bad)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # damaged bytes fail in many ways; each is named corrupt
+        bad.write_bytes(rng.integers(0, 256, int(rng.integers(1, 4000)), np.uint8).tobytes())
+        with pytest.raises(AtlasFormatError, match="corrupt or not a torch checkpoint"):
+            load_sae(bad)
+    good = write(atlas_dict(d=48, h=96, k=8), tmp_path / "c_L1").read_bytes()
+    for cut in (10, len(good) // 2, len(good) - 10):  # a truncated download
+        bad.write_bytes(good[:cut])
+        with pytest.raises(AtlasFormatError, match="corrupt"):
+            load_sae(bad)
     torch.save([1, 2], bad)
     with pytest.raises(AtlasFormatError, match="holds a list"):
         load_sae(bad)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,12 @@ def read_atlas_checkpoint(file: str | Path) -> dict[str, Any]:
         raise AtlasFormatError(
             f"{file} holds pickled Python objects ({why[1]}), not only tensors and plain "
             "values; refused, since loading it would run code from the file") from None
+    except FileNotFoundError:
+        raise AtlasFormatError(f"no Action Atlas SAE at {file}: no such file") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            UnicodeDecodeError) as e:
+            UnicodeDecodeError, IndexError, KeyError, TypeError, AttributeError,
+            struct.error, OverflowError, MemoryError) as e:
+        # torch's legacy reader fails on damaged bytes with whatever it meets first
         raise AtlasFormatError(f"{file} is corrupt or not a torch checkpoint "
                                f"({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict):
@@ -208,9 +213,9 @@ def _report(ckpt: dict[str, Any], n_samples: int) -> SAEReport | None:
             isinstance(h, dict) for h in history):
         return None
     best = ckpt.get("best_loss")
-    row = min(history, key=lambda h: abs(float(h.get("loss", math.inf)) - float(best))) \
-        if isinstance(best, int | float) else history[-1]
     try:
+        row = min(history, key=lambda h: abs(float(h.get("loss", math.inf)) - float(best))) \
+            if isinstance(best, int | float) else history[-1]
         return SAEReport(fve=float(row["explained_var"]), l0=float(row["l0"]),
                          dead_fraction=float(row["dead_features_frac"]), samples=n_samples)
     except (KeyError, TypeError, ValueError):
