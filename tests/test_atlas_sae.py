@@ -202,6 +202,8 @@ def test_round_trip_of_a_signed_sae_built_here(tmp_path):
     assert path == tmp_path / "trunk.1.resid" / "sae_best.pt"
     back = load_sae(path)  # a folder named as our hook point needs no --layer
     assert back.cfg.layer == "trunk.1.resid"
+    with pytest.raises(SAEMismatchError, match="not of 'trunk.2.resid'"):
+        load_sae(path, layer="trunk.2.resid")
     for name in ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std"):
         assert torch.equal(getattr(back, name), getattr(sae, name)), name
 

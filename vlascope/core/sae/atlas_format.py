@@ -277,8 +277,9 @@ def load_atlas_sae(path: str | Path, *, layer: str | None = None,
     mapped = atlas_hook_point(label, policy) if policy else None
     if layer is not None:
         allowed = {*candidates.values(), label}
-        if candidates and layer not in allowed:
-            known = ", ".join(f"{hp} on {p}" for p, hp in candidates.items())
+        # a folder named as one of our hook points (ours exported) says which it is
+        if (candidates or "." in label) and layer not in allowed:
+            known = ", ".join(f"{hp} on {p}" for p, hp in candidates.items()) or label
             raise SAEMismatchError(f"{file} is Action Atlas' SAE of '{label}' ({known}), "
                                    f"not of '{layer}'")
         hook = layer
