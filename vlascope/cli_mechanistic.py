@@ -60,6 +60,22 @@ def _floats(spec: str, what: str) -> list[float]:
     return values
 
 
+def _load_sae_for(args: argparse.Namespace, policy: str | None) -> Any:
+    """``--sae`` loaded for ``--layer`` (an Action Atlas checkpoint's layer name is mapped
+    to our hook point for ``policy`` when we know it; otherwise --layer is needed)."""
+    from .core.sae import load_sae
+
+    sae = load_sae(args.sae, layer=getattr(args, "layer", None), policy=policy)
+    atlas = sae.metadata.get("atlas")
+    if isinstance(atlas, dict) and getattr(args, "layer", None) is None and \
+            "." not in sae.cfg.layer:  # their name, unmapped: ours all have dots
+        raise VLAScopeError(
+            f"{args.sae}: vlascope knows no hook point of policy '{policy}' for Action "
+            f"Atlas' layer '{sae.cfg.layer}'; pass --layer HOOK_POINT (the layer the SAE "
+            "was trained on)")
+    return sae
+
+
 def _abs(path: str | Path) -> str:
     """A path as every worker reads it, whatever its working folder (Ray)."""
     return str(Path(path).absolute())
@@ -235,6 +251,21 @@ def cmd_sae_train(args: argparse.Namespace) -> int:
     return _done(outcome)
 
 
+def cmd_sae_export(args: argparse.Namespace) -> int:
+    import sys
+
+    from .core.sae import export_atlas, load_sae
+
+    sae = load_sae(args.sae)
+    path, warnings = export_atlas(sae, args.out, name=args.name, overwrite=args.overwrite,
+                                  allow_inexact=args.allow_inexact)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{sae.cfg.layer} ({sae.cfg.kind}, {sae.cfg.d_sae} features, k={sae.cfg.k}) -> "
+          f"{path}" + (" (inexact)" if warnings else ""))
+    return 0
+
+
 def _sample_info(acts: Any):
     """Task, target object and motion phase of every activation vector."""
     import numpy as np
@@ -262,11 +293,11 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
     import torch
 
     from .core.capture import load_activations, step_means
-    from .core.sae import load_sae
+    from .core.sae import sae_folder
     from .core.sae.atlas import atlas
     from .core.sae.stats import concept_features, feature_stats
 
-    sae = load_sae(args.sae)
+    sae = _load_sae_for(args, args.policy)
     positions = None
     if args.positions != "all":
         if sae.cfg.pooling != "tokens":
@@ -292,7 +323,7 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
         acts.token = np.full(len(first), -1)
     info = _sample_info(acts)
     stats = feature_stats(codes, info, n_top=args.top)
-    out = Path(args.out or args.sae)
+    out = Path(args.out) if args.out else sae_folder(args.sae)
     stats.save(out / "stats")
     concepts = {}
     # an object's features must pick it out in every task that names it
@@ -326,8 +357,10 @@ def cmd_sae_stats(args: argparse.Namespace) -> int:
 
 def _concept_feature(sae_dir: str, concept: str) -> int:
     """The top feature of a concept ('object:cube_b', 'task:pick_red', ...) from sae stats."""
+    from .core.sae import sae_folder
+
     kind, _, group = concept.partition(":")
-    path = Path(sae_dir) / "sae_stats.json"
+    path = sae_folder(sae_dir) / "sae_stats.json"
     if not path.is_file():
         raise VLAScopeError(f"{path} missing: run `vlascope sae stats --sae {sae_dir}` first")
     concepts = _concepts(path)
@@ -341,11 +374,10 @@ def _concept_feature(sae_dir: str, concept: str) -> int:
 def cmd_steer(args: argparse.Namespace) -> int:
     from .cli_sweep import run_cells
     from .core.experiments import merge_cell_results, steer_cell
-    from .core.sae import load_sae
 
     if (args.feature is None) == (args.concept is None):
         raise VLAScopeError("give either --feature N or --concept kind:group")
-    sae = load_sae(args.sae)
+    sae = _load_sae_for(args, args.policy)
     feature = args.feature if args.feature is not None else _concept_feature(args.sae,
                                                                              args.concept)
     alphas = list(dict.fromkeys(_floats(args.alphas, "--alphas")))
@@ -443,14 +475,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .cli import _registry
     from .cli_sweep import run_cells
     from .core.experiments import ablate_cell, merge_ablation, zero_effect_summary
-    from .core.sae import load_sae
+    from .core.sae import sae_folder
     from .core.sweep import SweepCell
 
-    sae = load_sae(args.sae)
+    sae = _load_sae_for(args, args.policy)
     if args.features:
         features = [int(v) for v in args.features.split(",")]
     else:  # every concept feature found by `sae stats`
-        path = Path(args.sae) / "sae_stats.json"
+        path = sae_folder(args.sae) / "sae_stats.json"
         if not path.is_file():
             raise VLAScopeError(f"{path} missing: give --features or run `vlascope sae stats`")
         concepts = _concepts(path)
@@ -540,7 +572,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     add_sweep_options(p, cells_default="OUT/cells")
     p.set_defaults(func=cmd_capture)
 
-    sae = sub.add_parser("sae", help="sparse autoencoders: train, stats").add_subparsers(
+    sae = sub.add_parser("sae", help="sparse autoencoders: train, stats, export").add_subparsers(
         dest="sae_command", required=True)
     p = sae.add_parser("train", help="train an SAE per layer on captured activations")
     p.add_argument("--episodes", nargs="+", required=True, help="episode files or folders")
@@ -559,14 +591,18 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.set_defaults(func=cmd_sae_train)
 
     p = sae.add_parser("stats", help="feature statistics, concepts (Cohen's d), atlas")
-    p.add_argument("--sae", required=True, help="an SAE folder")
+    p.add_argument("--sae", required=True, help="an SAE folder, or an Action Atlas "
+                   "sae_best.pt (or its folder)")
+    p.add_argument("--layer", default=None, help="hook point of an Action Atlas SAE whose "
+                   "layer name vlascope does not map for --policy (vlascope SAEs name theirs)")
     p.add_argument("--episodes", nargs="+", required=True)
     p.add_argument("--max-vectors", type=int, default=200_000)
     p.add_argument("--top", type=int, default=16, help="top-activating samples per feature")
     p.add_argument("--concepts", type=int, default=10, help="features per concept")
     p.add_argument("--positions", default="all", help="token positions the statistics are "
                    "taken over: all, a token group of --policy (language, visual, ...) or a list")
-    p.add_argument("--policy", default="reference", help="whose token groups --positions names")
+    p.add_argument("--policy", default="reference", help="whose token groups --positions "
+                   "names (and whose hook point an Action Atlas layer name maps to)")
     p.add_argument("--aggregate", default="tokens", choices=("tokens", "steps"),
                    help="statistics per token, or per step over the mean code of the tokens")
     p.add_argument("--umap", action="store_true", help="compute the UMAP atlas (slow the "
@@ -575,9 +611,24 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--out", default=None, help="default: the SAE folder")
     p.set_defaults(func=cmd_sae_stats)
 
+    p = sae.add_parser("export", help="write an SAE in another tool's format "
+                       "(Action Atlas: <out>/<layer>/sae_best.pt)")
+    p.add_argument("sae", help="an SAE folder")
+    p.add_argument("--format", default="atlas", choices=("atlas",))
+    p.add_argument("--out", required=True, help="folder; the SAE goes to OUT/NAME/sae_best.pt")
+    p.add_argument("--name", default=None, help="layer name of the export folder (default: "
+                   "the Action Atlas name it was imported with, else its hook point)")
+    p.add_argument("--allow-inexact", action="store_true", help="export a ReLU-TopK SAE "
+                   "(kind topk) although Action Atlas' signed TopK encodes it differently")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_sae_export)
+
     p = sub.add_parser("steer", help="steering sweep: success and handled object per alpha")
     add_common(p)
-    p.add_argument("--sae", required=True)
+    p.add_argument("--sae", required=True, help="an SAE folder, or an Action Atlas "
+                   "sae_best.pt (their SAEs steer by scaling: --alphas -2,-1,1,2)")
+    p.add_argument("--layer", default=None, help="hook point of an Action Atlas SAE whose "
+                   "layer name vlascope does not map for --policy (vlascope SAEs name theirs)")
     p.add_argument("--feature", type=int, default=None)
     p.add_argument("--concept", default=None, help="e.g. object:cube_b (from sae stats)")
     p.add_argument("--alphas", default="0,8,16,24,32", help="steering strengths; 0 is the "
@@ -616,6 +667,8 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--policy", default="reference")
     p.add_argument("--device", default=None)
     p.add_argument("--sae", required=True)
+    p.add_argument("--layer", default=None, help="hook point of an Action Atlas SAE whose "
+                   "layer name vlascope does not map for --policy (vlascope SAEs name theirs)")
     p.add_argument("--features", default=None, help="default: the concept features")
     p.add_argument("--mode", default="zero", choices=("zero", "mean"))
     p.add_argument("--episodes", nargs="+", required=True, help="frames to ablate on")

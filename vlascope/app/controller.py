@@ -640,8 +640,9 @@ class Controller(QObject):
 
         self._submit_features(job, "SAE training failed", self.features_ready.emit)
 
-    def load_features(self, path: str) -> None:
-        """A saved SAE, described on the shown episode's frames."""
+    def load_features(self, path: str, layer: str = "") -> None:
+        """A saved SAE, described on the shown episode's frames; ``layer``: the hook point
+        of an Action Atlas SAE whose layer name has none on this policy."""
         got = self._frames()
         if got is None:
             return
@@ -652,7 +653,8 @@ class Controller(QObject):
             session.load_policy(run.policy, run.device, weights)
             return session.describe_features(
                 path, frames, task, phases, should_cancel=ctx.cancelled,
-                progress=lambda d, n: self.features_progress.emit("capture", d, n, {}))
+                progress=lambda d, n: self.features_progress.emit("capture", d, n, {}),
+                layer=layer)
 
         self._submit_features(job, "Could not load the SAE", self.features_ready.emit)
 

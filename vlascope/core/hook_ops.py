@@ -294,49 +294,105 @@ class SaeAblation(StepEdit):
         return out
 
     def to_wire(self) -> Wire:
-        state = {k: v.detach().cpu().numpy() for k, v in self.sae.state_dict().items()}
-        return {"kind": self.kind, "config": self.sae.cfg.to_dict(), "state": state,
+        return {"kind": self.kind, **_sae_to_wire(self.sae),
                 "features": list(self.features), "target": self.target,
                 "positions": list(self.positions)}
 
     @classmethod
     def from_wire(cls, d: Wire) -> SaeAblation:
-        from .sae import SAE, SAEConfig
-
-        config = _field(d, "config", dict, "sae_ablation")
-        state = _field(d, "state", dict, "sae_ablation")
-        try:
-            cfg = SAEConfig.from_dict(config)
-        except (TypeError, ValueError, VLAScopeError) as e:
-            raise WireFormatError(f"sae_ablation: bad SAE config ({e})") from None
-        enc = state.get("W_enc")  # sizes checked against the data before allocating any
-        if not isinstance(enc, np.ndarray) or enc.shape != (cfg.d_sae, cfg.d_in):
-            raise WireFormatError(f"sae_ablation: 'W_enc' must be ({cfg.d_sae}, {cfg.d_in}) "
-                                  "as the config says")
-        sae = SAE(cfg)
-        expected = sae.state_dict()
-        if set(state) != set(expected):
-            raise WireFormatError(f"sae_ablation: SAE state must hold {sorted(expected)}")
-        tensors = {}
-        for key, ref in expected.items():
-            arr = _array(state, key, "sae_ablation", ref.ndim)
-            if tuple(arr.shape) != tuple(ref.shape):
-                raise WireFormatError(f"sae_ablation: '{key}' is {arr.shape}, the config "
-                                      f"says {tuple(ref.shape)}")
-            tensors[key] = torch.from_numpy(np.array(arr, np.float32))
-        sae.load_state_dict(tensors)
-        sae.eval()
-        features = d.get("features")
-        if not isinstance(features, list) or not all(
-                isinstance(f, int) and not isinstance(f, bool) for f in features):
-            raise WireFormatError("sae_ablation: 'features' must be a list of integers")
+        sae = _sae_from_wire(d, "sae_ablation")
         target = _array(d, "target", "sae_ablation", 1).astype(np.float32)
-        return cls(sae, tuple(features), target, _positions(d, "sae_ablation"))
+        return cls(sae, _features(d, "sae_ablation"), target, _positions(d, "sae_ablation"))
+
+
+@dataclass(eq=False)
+class SaeScale(StepEdit):
+    """Action Atlas' steering: each token's code of ``feature`` times (1 + ``strength``),
+    the activation moved by the change along the decoder direction (its error term left in
+    place): ``x + strength * z_f(x) * direction(f)``, token by token."""
+
+    sae: Any  # vlascope.core.sae.SAE
+    feature: int
+    strength: float
+    positions: tuple[int, ...] = ()
+    kind: ClassVar[str] = "sae_scale"
+
+    def __post_init__(self) -> None:
+        d_sae = self.sae.cfg.d_sae
+        if not 0 <= int(self.feature) < d_sae:
+            raise VLAScopeError(f"steer: feature {self.feature} outside 0..{d_sae - 1}")
+        if not np.isfinite(self.strength):
+            raise WireFormatError("sae_scale: strength must be finite")
+        self._dir = self.sae.direction(int(self.feature)).detach()
+
+    def apply(self, act: torch.Tensor, t: int) -> torch.Tensor:
+        idx = _select(act, self.positions)
+        sel = act[:, idx]
+        flat = sel.reshape(-1, sel.shape[-1]).float().cpu()
+        with torch.no_grad():
+            code = self.sae.encode(flat)[:, int(self.feature)]
+        change = (float(self.strength) * code)[:, None] * self._dir[None]
+        out = act.clone()
+        out[:, idx] = sel + change.reshape(sel.shape).to(act.device, act.dtype)
+        return out
+
+    def to_wire(self) -> Wire:
+        return {"kind": self.kind, **_sae_to_wire(self.sae), "feature": int(self.feature),
+                "strength": float(self.strength), "positions": list(self.positions)}
+
+    @classmethod
+    def from_wire(cls, d: Wire) -> SaeScale:
+        sae = _sae_from_wire(d, "sae_scale")
+        feature = _field(d, "feature", int, "sae_scale")
+        strength = _field(d, "strength", (int, float), "sae_scale")
+        return cls(sae, int(feature), float(strength), _positions(d, "sae_scale"))
+
+
+def _sae_to_wire(sae: Any) -> Wire:
+    state = {k: v.detach().cpu().numpy() for k, v in sae.state_dict().items()}
+    return {"config": sae.cfg.to_dict(), "state": state}
+
+
+def _features(d: Wire, what: str) -> tuple[int, ...]:
+    features = d.get("features")
+    if not isinstance(features, list) or not all(
+            isinstance(f, int) and not isinstance(f, bool) for f in features):
+        raise WireFormatError(f"{what}: 'features' must be a list of integers")
+    return tuple(features)
+
+
+def _sae_from_wire(d: Wire, what: str) -> Any:
+    """The SAE an edit carries, its config and every tensor checked."""
+    from .sae import SAE, SAEConfig
+
+    config = _field(d, "config", dict, what)
+    state = _field(d, "state", dict, what)
+    try:
+        cfg = SAEConfig.from_dict(config)
+    except (TypeError, ValueError, VLAScopeError) as e:
+        raise WireFormatError(f"{what}: bad SAE config ({e})") from None
+    enc = state.get("W_enc")  # sizes checked against the data before allocating any
+    if not isinstance(enc, np.ndarray) or enc.shape != (cfg.d_sae, cfg.d_in):
+        raise WireFormatError(f"{what}: 'W_enc' must be ({cfg.d_sae}, {cfg.d_in}) "
+                              "as the config says")
+    sae = SAE(cfg)
+    expected = sae.state_dict()
+    if set(state) != set(expected):
+        raise WireFormatError(f"{what}: SAE state must hold {sorted(expected)}")
+    tensors = {}
+    for key, ref in expected.items():
+        arr = _array(state, key, what, ref.ndim)
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise WireFormatError(f"{what}: '{key}' is {arr.shape}, the config "
+                                  f"says {tuple(ref.shape)}")
+        tensors[key] = torch.from_numpy(np.array(arr, np.float32))
+    sae.load_state_dict(tensors)
+    return sae.eval()
 
 
 HOOK_OPS: dict[str, type[HookOp]] = {c.kind: c for c in (Capture, MeanReplace)}
 STEP_EDITS: dict[str, type[StepEdit]] = {
-    c.kind: c for c in (AddVector, ReplaceValues, SaeAblation)}
+    c.kind: c for c in (AddVector, ReplaceValues, SaeAblation, SaeScale)}
 
 
 def op_from_wire(d: Any) -> HookOp | StepEdit:

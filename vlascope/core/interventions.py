@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .errors import PluginError, UnknownNameError, VLAScopeError
-from .hook_ops import AddVector, At, ReplaceValues, SaeAblation, StepEdit
+from .hook_ops import AddVector, At, ReplaceValues, SaeAblation, SaeScale, StepEdit
 from .policy import Observation
 
 if TYPE_CHECKING:
@@ -152,14 +152,13 @@ def _finite(name: str, value: float) -> float:
 def _load_sae(path: str, layer: str, pooling: str | None = None) -> SAE:
     """The SAE at ``path``, checked against the hook point; loaded once per file version
     (a steering sweep binds the same SAE for every rollout)."""
-    from .sae.io import WEIGHTS
+    from .sae.io import sae_weights_file
 
-    folder = Path(path)
     try:
-        stamp = (folder / WEIGHTS).stat().st_mtime_ns
+        stamp = sae_weights_file(path).stat().st_mtime_ns
     except OSError:
         stamp = None  # load_sae says what is missing
-    return _load_sae_cached(str(folder.resolve()), stamp, layer, pooling)
+    return _load_sae_cached(str(Path(path).resolve()), stamp, layer, pooling)
 
 
 @lru_cache(maxsize=8)
@@ -171,7 +170,9 @@ def _load_sae_cached(path: str, stamp: int | None, layer: str, pooling: str | No
 
 @dataclass(frozen=True, kw_only=True)
 class Steer(LayerIntervention):
-    """Add ``alpha`` x (the feature's mean active value) x its SAE decoder direction."""
+    """Add ``alpha`` x (the feature's mean active value) x its SAE decoder direction; for an
+    SAE with ``steering="scale"`` (Action Atlas'), multiply the feature's code on every
+    token by (1 + ``alpha``) instead (``SaeScale``)."""
 
     kind: ClassVar[str] = "steer"
     sae: str
@@ -186,6 +187,8 @@ class Steer(LayerIntervention):
         sae = _load_sae(self.sae, self.layer)
         if not 0 <= self.feature < sae.cfg.d_sae:
             raise VLAScopeError(f"steer: feature {self.feature} outside 0..{sae.cfg.d_sae - 1}")
+        if sae.cfg.steering == "scale":
+            return SaeScale(sae, int(self.feature), float(self.alpha), self.positions)
         scale = float(sae.feature_scale[self.feature]) or 1.0
         delta = (self.alpha * scale * sae.direction(self.feature)).detach().float()
         return AddVector(delta.numpy(), self.positions)

@@ -161,9 +161,18 @@ class Session:
     def describe_features(self, path: str, observations: Sequence[Observation],
                           task: str = "", phases: Sequence[str] | None = None,
                           progress: Callable | None = None,
-                          should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
-        """A saved SAE, described on these frames (its layer is captured again)."""
-        sae = load_sae(path)
+                          should_cancel: Callable[[], bool] | None = None,
+                          layer: str = "") -> FeatureSet:
+        """A saved SAE, described on these frames (its layer is captured again). An
+        Action Atlas checkpoint reads the hook point its layer name maps to on this policy,
+        else ``layer`` (the dock's layer picker)."""
+        sae = load_sae(path, policy=getattr(self.policy, "family", None))
+        if "atlas" in sae.metadata and sae.cfg.layer not in self.policy.layers():
+            if not layer:
+                raise VLAScopeError(
+                    f"vlascope knows no hook point of {getattr(self.policy, 'family', '?')} "
+                    f"for Action Atlas' layer '{sae.cfg.layer}'; pick the layer and load again")
+            sae = load_sae(path, layer=layer)
         samples = capture_frames(self.policy, observations, sae.cfg.layer, progress=progress,
                                  should_cancel=should_cancel)
         features = describe(sae, samples, self.policy.visual_token_layout(),

@@ -45,6 +45,8 @@ N_EFFECTS = 32  # features whose ablation effect "Measure effects" computes
 N_TOP = 6
 THUMB = 96
 ALPHA_SCALE = 10  # slider units per unit of alpha
+# vlascope SAEs are opened by a file of their folder; Action Atlas' by their checkpoint
+SAE_FILTER = "SAEs (sae.json sae.safetensors sae_best.pt *.pt);;All files (*)"
 
 
 def to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
@@ -135,6 +137,8 @@ class FeaturesDock(Panel):
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
         self.load = QPushButton("Load SAE...")
+        self.load.setToolTip("Open a saved SAE (its sae.json) or an Action Atlas sae_best.pt; "
+                             "an Atlas layer vlascope cannot map reads the layer picked above")
         self.save = QPushButton("Save SAE as...")
         self.save.setEnabled(False)
         self.effects = QPushButton("Measure effects")
@@ -288,9 +292,11 @@ class FeaturesDock(Panel):
                                        self.k.value(), self.steps.value())
 
     def _load(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "SAE folder")
-        if folder:
-            self.controller.load_features(folder)
+        """Pick an SAE by one of its files: ours (sae.json) or an Action Atlas checkpoint
+        (sae_best.pt), whose layer, where vlascope knows none, is the layer picked above."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open an SAE", "", SAE_FILTER)
+        if path:
+            self.controller.load_features(path, self.layer.currentText())
 
     def _save(self) -> None:
         from vlascope.core.sae import save_sae

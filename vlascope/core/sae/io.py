@@ -2,7 +2,8 @@
 and ``sae.json`` (config, report, metadata), written atomically as a pair: both to
 temporaries, then renamed, each carrying one pair id that the loader checks. The loader
 reads the tensor shapes from the weights' header and checks the config against them before
-it allocates anything of the config's size."""
+it allocates anything of the config's size. ``load_sae`` also takes an Action Atlas
+``sae_best.pt`` (or its folder): ``atlas_format.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from ..atomic import atomic_paths
 from ..errors import VLAScopeError
 from ..tensor_files import PAIR_KEY, check_pair, check_shapes, new_pair_id, read_header
-from .model import SAE, SAEConfig, SAEReport
+from .model import SAE, SAEConfig, SAEMismatchError, SAEReport
 
 FORMAT = "vlascope-sae"
 VERSION = 1
@@ -26,8 +27,7 @@ TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "mean", "std", "feature_scale", "
 MAX_D_IN, MAX_EXPANSION = 1 << 16, 1 << 10
 
 
-class SAEMismatchError(VLAScopeError):
-    """A saved SAE opened for a different hook point or pooling than it was trained on."""
+__all__ = ["SAEMismatchError", "load_sae", "sae_folder", "sae_weights_file", "save_sae"]
 
 
 def save_sae(sae: SAE, path: str | Path, extra: dict | None = None) -> Path:
@@ -83,13 +83,39 @@ def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
             "std": (d,), "feature_scale": (m,), "feature_mean": (m,)}
 
 
+def sae_folder(path: str | Path) -> Path:
+    """The folder of an SAE given as its folder or a file in it: where ``sae stats``
+    writes and ``steer``/``ablate`` read ``sae_stats.json``."""
+    p = Path(path)
+    return p.parent if p.is_file() else p
+
+
+def sae_weights_file(path: str | Path) -> Path:
+    """The file whose change means a changed SAE (for caches of loaded SAEs)."""
+    from .atlas_format import atlas_file
+
+    return atlas_file(path) or sae_folder(path) / WEIGHTS
+
+
 def load_sae(path: str | Path, *, layer: str | None = None, pooling: str | None = None,
-             device: str = "cpu") -> SAE:
-    """Read an SAE saved by ``save_sae`` (the folder, or a file in it). ``layer``/``pooling``
-    when given must match what it was trained on, else SAEMismatchError."""
+             device: str = "cpu", policy: str | None = None) -> SAE:
+    """Read an SAE saved by ``save_sae`` (the folder, or a file in it) or an Action Atlas
+    checkpoint (``sae_best.pt`` or its folder; ``policy`` maps its layer name to our hook
+    point). ``layer``/``pooling`` when given must match what it was trained on, else
+    SAEMismatchError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .atlas_format import atlas_file, load_atlas_sae
+
+    if atlas_file(path) is not None:
+        sae = load_atlas_sae(path, layer=layer, policy=policy)
+        if pooling is not None and pooling != sae.cfg.pooling:
+            raise SAEMismatchError(f"the Action Atlas SAE at {path} reads every token, not "
+                                   f"'{pooling}'-pooled activations")
+        from vlascope.core.device import pick_device
+
+        return sae.to(pick_device(device)).eval()
     folder = Path(path)
     if folder.is_file() and folder.name in (WEIGHTS, META):
         folder = folder.parent

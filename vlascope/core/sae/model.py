@@ -11,8 +11,21 @@ from torch import Tensor, nn
 
 from vlascope.core.errors import VLAScopeError
 
-KINDS = ("topk", "relu")
+# "topk_signed" is Action Atlas's TopK (``core/sae/atlas_format.py``): the k largest
+# pre-activations kept with their sign (no ReLU) and no ``b_dec`` subtracted before the
+# encoder, so a published checkpoint loads bit for bit. It is read, not trained here.
+KINDS = ("topk", "relu", "topk_signed")
+TOPK_KINDS = ("topk", "topk_signed")
 POOLINGS = ("tokens", "mean")
+# How ``Steer`` moves a feature: "add" adds alpha x feature_scale x its direction (the
+# same vector on every token); "scale" multiplies the feature's code on each token by
+# (1 + alpha), Action Atlas's steering (its ``PerTokenSteeringHook``).
+STEERINGS = ("add", "scale")
+
+
+class SAEMismatchError(VLAScopeError):
+    """A saved SAE opened for a different hook point or pooling than it was trained on, or
+    given activations of another size."""
 
 
 @dataclass
@@ -22,7 +35,7 @@ class SAEConfig:
 
     d_in: int
     expansion: int = 8
-    kind: str = "topk"  # "topk" (exactly k active) or "relu" (ReLU + L1 penalty)
+    kind: str = "topk"  # "topk" (exactly k active), "relu" (ReLU + L1), "topk_signed"
     k: int = 64
     # relu only: loss per sample = (||z - zhat||^2 + l1_coeff * sum(codes)) / d_in, the
     # lambda of Anthropic's SAE recipe. 1.0 on the reference policy's trunk.2.resid: FVE 0.92
@@ -30,6 +43,7 @@ class SAEConfig:
     l1_coeff: float = 1.0
     layer: str = ""
     pooling: str = "tokens"
+    steering: str = "add"  # see STEERINGS
 
     def __post_init__(self) -> None:
         if int(self.d_in) < 1 or int(self.expansion) < 1:
@@ -38,10 +52,13 @@ class SAEConfig:
         self.d_in, self.expansion, self.k = int(self.d_in), int(self.expansion), int(self.k)
         if self.kind not in KINDS:
             raise VLAScopeError(f"unknown SAE kind '{self.kind}' (known: {', '.join(KINDS)})")
-        if self.kind == "topk" and not 1 <= self.k <= self.d_sae:
+        if self.kind in TOPK_KINDS and not 1 <= self.k <= self.d_sae:
             raise VLAScopeError(f"TopK SAE needs 1 <= k <= d_sae={self.d_sae} (got k={self.k})")
         if not self.l1_coeff >= 0:
             raise VLAScopeError(f"l1_coeff must be >= 0 (got {self.l1_coeff})")
+        if self.steering not in STEERINGS:
+            raise VLAScopeError(f"unknown steering '{self.steering}' "
+                                f"(known: {', '.join(STEERINGS)})")
         if self.pooling not in POOLINGS:
             raise VLAScopeError(f"unknown pooling '{self.pooling}' "
                                 f"(known: {', '.join(POOLINGS)})")
@@ -76,7 +93,8 @@ class SAEReport:
 
 
 class SAE(nn.Module):
-    """Encoder ``relu|topk(W_enc (z - b_dec) + b_enc)``, decoder ``codes @ W_dec + b_dec`` in
+    """Encoder ``relu|topk(W_enc (z - b_dec) + b_enc)`` (``topk_signed``: the k largest of
+    ``W_enc z + b_enc`` with their sign), decoder ``codes @ W_dec + b_dec`` in
     z-space; ``encode``/``decode``/``forward`` take and give raw activations.
 
     ``W_dec`` rows are the features' directions (kept unit-norm by training); ``W_enc`` has
@@ -123,8 +141,9 @@ class SAE(nn.Module):
     def _check(self, x: Tensor) -> Tensor:
         x = torch.as_tensor(x)
         if x.shape[-1:] != (self.cfg.d_in,):
-            raise VLAScopeError(f"SAE for layer '{self.cfg.layer}' takes vectors of size "
-                                f"{self.cfg.d_in}, got shape {tuple(x.shape)}")
+            raise SAEMismatchError(f"SAE for layer '{self.cfg.layer}' takes vectors of size "
+                                   f"{self.cfg.d_in}, got shape {tuple(x.shape)} (an SAE "
+                                   "of another layer or model?)")
         return x.to(self.W_dec.device, self.W_dec.dtype)
 
     def normalize(self, x_raw: Tensor) -> Tensor:
@@ -136,6 +155,8 @@ class SAE(nn.Module):
     # Codes ------------------------------------------------------------------------------
     def pre_activations(self, z: Tensor) -> Tensor:
         """Encoder pre-activations of z-scored inputs (N, d_sae)."""
+        if self.cfg.kind == "topk_signed":  # as Atlas's nn.Linear computes it, to the bit
+            return torch.nn.functional.linear(z, self.W_enc, self.b_enc)
         return (z - self.b_dec) @ self.W_enc.t() + self.b_enc
 
     def encode_z(self, z: Tensor) -> Tensor:
@@ -143,13 +164,16 @@ class SAE(nn.Module):
         if self.cfg.kind == "relu":
             return torch.relu(pre)
         vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        if self.cfg.kind == "topk":
+            vals = torch.relu(vals)
+        return torch.zeros_like(pre).scatter(-1, idx, vals)
 
     def decode_z(self, codes: Tensor) -> Tensor:
         return codes @ self.W_dec + self.b_dec
 
     def encode(self, x_raw: Tensor) -> Tensor:
-        """(..., d_in) raw activations -> (..., d_sae) non-negative codes."""
+        """(..., d_in) raw activations -> (..., d_sae) codes (non-negative but for
+        ``topk_signed``)."""
         return self.encode_z(self.normalize(x_raw))
 
     def decode(self, codes: Tensor) -> Tensor:

@@ -156,7 +156,7 @@ def _scan(sae: SAE, z: Tensor, batch_size: int) -> dict[str, Tensor | float]:
         sse += float(err.double().pow(2).sum())
         s1 += zb.double().sum(0)
         s2 += zb.double().pow(2).sum(0)
-        on = codes > 0
+        on = codes != 0  # signed TopK codes may be negative
         active += float(on.sum())
         count += on.sum(0).double()
         total += codes.double().sum(0)
@@ -229,6 +229,9 @@ def train_sae(x: np.ndarray | Tensor, cfg: SAEConfig, *, steps: int | None = Non
     """
     if not isinstance(cfg, SAEConfig):
         raise VLAScopeError(f"cfg must be an SAEConfig, got {type(cfg).__name__}")
+    if cfg.kind == "topk_signed":
+        raise VLAScopeError("'topk_signed' SAEs are imported from Action Atlas, not trained "
+                            "here; train kind 'topk' (or use Atlas's train_sae.py)")
     data = as_matrix(x, cfg.d_in)
     n = len(data)
     train_idx, hold_idx = holdout_split(n, holdout, seed)
