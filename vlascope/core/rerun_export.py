@@ -16,7 +16,8 @@ Entity layout::
     cameras/<cam>/objects            SegmentationImage: simulator object ids, named
     display/<cam>/image              Image: the display render, where one was recorded
     actions/<name>, state/<name>     Scalars per step
-    nmr/<method>@<k>                 Scalars: per-step NMR@k (``metrics.episode_nmr``)
+    nmr/<method>/k<k>                Scalars: per-step NMR@k (``metrics.episode_nmr``),
+                                     its line named "NMR@<k> <method>"
     success                          Scalars: 1 once the task is done
     events                           TextLog: instruction, interventions starting and
                                      ending (prompt changes), success, an early end
@@ -162,7 +163,7 @@ def dimension_names(metadata: dict[str, Any], kind: str, n: int) -> list[str]:
 
 def _entity_part(text: str) -> str:
     """One path component of a Rerun entity (no separators, no spaces)."""
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text) or "_"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "_"
 
 
 def intervention_text(iv: dict[str, Any]) -> str:
@@ -236,19 +237,19 @@ def episode_fps(metadata: dict[str, Any], fps: float | None = None) -> float:
 
 
 def episode_nmr_streams(ep: Episode, regions: dict[str, np.ndarray] | None,
-                        ks: tuple[float, ...] = NMR_KS) -> dict[str, np.ndarray]:
-    """``<method>@<k>`` -> per-step NMR@k of every stored map with regions for all its
-    cameras (the same numbers as ``vlascope nmr``)."""
+                        ks: tuple[float, ...] = NMR_KS) -> dict[tuple[str, float], np.ndarray]:
+    """(method, k) -> per-step NMR@k of every stored map with regions for all its cameras
+    (the same numbers as ``vlascope nmr``)."""
     from .metrics import episode_nmr
 
-    out: dict[str, np.ndarray] = {}
+    out: dict[tuple[str, float], np.ndarray] = {}
     if regions is None:
         return out
     for method in ep.saliency_methods():
         if not all(c in regions for c in ep.saliency_cameras(method)):
             continue
         for k, scores in episode_nmr(ep, method, ks, regions=regions).items():
-            out[f"{method}@{k:g}"] = scores
+            out[(method, k)] = scores
     return out
 
 
@@ -327,7 +328,7 @@ def _blueprint(ep: Episode) -> Any:
 
 
 def _write(rr: Any, rec: Any, ep: Episode, fps: float, regions: dict[str, np.ndarray] | None,
-           nmr: dict[str, np.ndarray], progress: Progress | None,
+           nmr: dict[tuple[str, float], np.ndarray], progress: Progress | None,
            should_cancel: Callable[[], bool] | None) -> None:
     meta = ep.metadata
     n = ep.n_steps
@@ -359,8 +360,10 @@ def _write(rr: Any, rec: Any, ep: Episode, fps: float, regions: dict[str, np.nda
         for d, name in enumerate(dims):
             rec.send_columns(f"{group}/{name}", indexes=index,
                              columns=rr.Scalars.columns(scalars=values[:, d]))
-    for name, scores in nmr.items():
-        rec.send_columns(f"nmr/{_entity_part(name)}", indexes=index,
+    for (method, k), scores in nmr.items():
+        entity = f"nmr/{_entity_part(method)}/k{k:g}"
+        rec.log(entity, rr.SeriesLines(names=f"NMR@{k:g} {method}"), static=True)
+        rec.send_columns(entity, indexes=index,
                          columns=rr.Scalars.columns(scalars=np.asarray(scores, np.float64)))
     rec.send_columns("success", indexes=index,
                      columns=rr.Scalars.columns(scalars=successes.astype(np.float64)))
