@@ -93,6 +93,8 @@ def exported(episode, tmp_path_factory):
 def test_every_stream_holds_the_episodes_values_on_every_step(episode, exported):
     out, data, recordings = exported
     assert [(r.application_id, r.kind) for r in recordings] == [(APPLICATION_ID, "recording")]
+    # with the views it opens in: the cameras with their layers, the series, the events
+    assert [b.application_id for b in RrdReader(str(out)).blueprints()] == [APPLICATION_ID]
     with Episode(episode) as ep:
         assert ep.n_steps == STEPS and ep.cameras == ["front", "wrist"]
         assert ep.saliency_methods() == [METHOD]
