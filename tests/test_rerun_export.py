@@ -155,6 +155,40 @@ def test_every_stream_holds_the_episodes_values_on_every_step(episode, exported)
     assert "pick_red" in summary and PROMPT in summary
 
 
+def test_an_episode_with_less_exports_what_it_has(tmp_path):
+    """Another scene's episode without regions, with coarse maps, display renders and its
+    own rate and action names: no regions or NMR, maps stretched over the frames."""
+    from vlascope.core.episode import EpisodeWriter, update_episode
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "other.h5"
+    meta = {"scene": "elsewhere", "task": "t", "fps": 20, "action_names": ["x", "y", "grip"]}
+    with EpisodeWriter(path, meta) as w:
+        for t in range(5):
+            w.append(state=rng.random(2), action=rng.random(3), action_chunk=rng.random((2, 3)),
+                     chunk_index=0, success=t == 4,
+                     images={"cam": rng.integers(0, 255, (24, 32, 3), np.uint8)},
+                     display={"cam": rng.integers(0, 255, (48, 64, 3), np.uint8)})
+    update_episode(path, {"saliency/coarse/cam": rng.random((5, 3, 4)).astype(np.float32)})
+    out = tmp_path / "other.rrd"
+    export_rerun(path, out)
+    data, _ = read_rrd(out)
+    entities = {k for k in data if isinstance(k, str)}
+    assert not any(e.startswith(("/nmr", "/cameras/cam/regions")) for e in entities)
+    assert {"/actions/x", "/actions/y", "/actions/grip", "/state/s0", "/state/s1"} <= entities
+    with Episode(path) as ep:
+        layer = data["/cameras/cam/saliency/coarse"]
+        assert layer["Image:format"][0][0]["height"] == 24  # the frame's size, not 3 x 4
+        assert layer["Image:format"][0][0]["width"] == 32
+        shown = data["/display/cam/image"]
+        np.testing.assert_array_equal(image(shown["Image:buffer"][3], shown["Image:format"][3],
+                                            3), ep.display_frame(3, "cam"))
+        np.testing.assert_array_equal(scalars(data["/actions/grip"]), ep.actions()[:, 2])
+    assert [t.value for t in data["/success"]["time"]] == [t * 50_000_000 for t in range(5)]
+    said = [text for (text,) in data["/events"]["TextLog:text"]]
+    assert said[-1] == "success" and data["/events"]["step"][-1] == 4
+
+
 def test_rerun_itself_verifies_the_file(exported):
     """The viewer's own binary (the same version as the SDK) loads and interprets it."""
     out = exported[0]
