@@ -290,7 +290,7 @@ def test_cli_exports_and_refuses_with_one_clear_line(episode, tmp_path):
 
 
 @pytest.mark.slow
-def test_file_menu_exports_the_shown_episode(qtbot, window, episode, tmp_path):
+def test_file_menu_exports_the_shown_episode(qtbot, window, episode, tmp_path, monkeypatch):
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
     from test_app import WAIT_MS, errors_shown, idle
@@ -301,6 +301,19 @@ def test_file_menu_exports_the_shown_episode(qtbot, window, episode, tmp_path):
     file_menu = window.menuBar().actions()[0].menu()
     action = window.actions_by_name["export-rerun"]
     assert action in file_menu.actions() and "Rerun" in action.text()
+    import vlascope.app.rerun_export as gui
+
+    def missing():
+        raise VLAScopeError("Rerun export needs rerun-sdk 0.41.0, which is not installed; "
+                            "install it with: bash scripts/setup.sh rerun")
+
+    with monkeypatch.context() as m:  # without the SDK: how to install it, no dialog
+        m.setattr(gui, "import_rerun", missing)
+        action.trigger()
+        (shown,) = errors_shown(window)
+        assert "setup.sh rerun" in shown.text()
+        assert not any(isinstance(d, gui.RerunExportDialog) for d in window.dialogs)
+        shown.close()
     action.trigger()
     dialog = window.dialogs[-1]
     assert dialog.windowTitle() == "Export to Rerun" and dialog.fps.value() == 10.0
