@@ -289,6 +289,25 @@ def test_cli_exports_and_refuses_with_one_clear_line(episode, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.rrd", "corrupt.h5", "no_rerun"]
 
 
+def test_a_full_disk_is_one_line_and_leaves_nothing(episode, tmp_path):
+    """The disk-full line every export gives, and no partial file (Rerun's own file sink
+    only logs a failed write and then hangs: the export writes the file itself). The full
+    disk is a file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored): write() fails with EFBIG."""
+    limited = ("import resource, signal, sys\n"
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+               "from vlascope.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", limited, "export-rerun", str(episode),
+                           "--out", str(tmp_path / "full.rrd")], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("vlascope: error: disk full while "
+                                                   "writing"), done.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_file_menu_exports_the_shown_episode(qtbot, window, episode, tmp_path, monkeypatch):
     from PySide6.QtCore import Qt
