@@ -314,10 +314,11 @@ def _blueprint(ep: Episode) -> Any:
     methods = ep.saliency_methods()
     cams = []
     for cam in ep.cameras:
-        contents = [f"cameras/{cam}/image", f"cameras/{cam}/regions"]
+        root = f"cameras/{_entity_part(cam)}"
+        contents = [f"{root}/image", f"{root}/regions"]
         if methods and cam in ep.saliency_cameras(methods[0]):
-            contents.append(f"cameras/{cam}/saliency/{_entity_part(methods[0])}")
-        cams.append(rrb.Spatial2DView(origin=f"cameras/{cam}", contents=contents, name=cam))
+            contents.append(f"{root}/saliency/{_entity_part(methods[0])}")
+        cams.append(rrb.Spatial2DView(origin=root, contents=contents, name=cam))
     plots = [rrb.TimeSeriesView(origin="actions", name="actions")]
     if methods:
         plots.append(rrb.TimeSeriesView(origin="nmr", name="NMR@k"))
@@ -346,9 +347,9 @@ def _write(rr: Any, rec: Any, ep: Episode, fps: float, regions: dict[str, np.nda
                                            *((k, v) for k, v in sorted(names.items()))])
     methods = {m: ep.saliency_cameras(m) for m in ep.saliency_methods()}
     for cam in ep.cameras:
-        rec.log(f"cameras/{cam}/regions", region_context, static=True)
+        rec.log(f"cameras/{_entity_part(cam)}/regions", region_context, static=True)
         if ep.has_segments():
-            rec.log(f"cameras/{cam}/objects", object_context, static=True)
+            rec.log(f"cameras/{_entity_part(cam)}/objects", object_context, static=True)
 
     # series, columnar (one call each)
     steps = np.arange(n)
@@ -381,22 +382,23 @@ def _write(rr: Any, rec: Any, ep: Episode, fps: float, regions: dict[str, np.nda
         rec.set_time("step", sequence=t)
         rec.set_time("time", duration=t / fps)
         for cam in ep.cameras:
+            root = f"cameras/{_entity_part(cam)}"
             frame = ep.frame(t, cam)
-            rec.log(f"cameras/{cam}/image", rr.Image(frame, color_model="RGB", draw_order=0.0))
+            rec.log(f"{root}/image", rr.Image(frame, color_model="RGB", draw_order=0.0))
             if regions is not None and cam in regions:
-                rec.log(f"cameras/{cam}/regions",
+                rec.log(f"{root}/regions",
                         rr.SegmentationImage(regions[cam][t], opacity=0.35, draw_order=1.0))
             if ep.has_segments():
-                rec.log(f"cameras/{cam}/objects",
+                rec.log(f"{root}/objects",
                         rr.SegmentationImage(ep.segments(t, cam).astype(np.uint16),
                                              opacity=0.5, draw_order=1.5))
             for method, cams in methods.items():
                 if cam in cams:
                     layer = saliency_layer(_fit(ep.saliency(method, cam, t), frame.shape[:2]))
-                    rec.log(f"cameras/{cam}/saliency/{_entity_part(method)}",
+                    rec.log(f"{root}/saliency/{_entity_part(method)}",
                             rr.Image(layer, color_model="RGBA", draw_order=2.0))
         for cam in ep.display_cameras:
-            rec.log(f"display/{cam}/image", rr.Image(ep.display_frame(t, cam),
+            rec.log(f"display/{_entity_part(cam)}/image", rr.Image(ep.display_frame(t, cam),
                                                      color_model="RGB"))
         if progress is not None:
             progress(t + 1, n)
