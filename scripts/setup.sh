@@ -6,8 +6,9 @@
 #   bash scripts/setup.sh lerobot  runtime + the SmolVLA adapter (LeRobot 0.4.4)
 #   bash scripts/setup.sh metaworld   runtime + the MetaWorld scene plugin (MT1/MT10/MT50)
 #   bash scripts/setup.sh ray      runtime + Ray, for sweeps on a cluster (docs/scale.md)
-#   bash scripts/setup.sh dev      runtime + test/lint tools + Ray + every first-party plugin
-#                                  (CI tests them all)
+#   bash scripts/setup.sh rerun    runtime + the Rerun SDK, for `vlascope export-rerun`
+#   bash scripts/setup.sh dev      runtime + test/lint tools + Ray + Rerun + every first-party
+#                                  plugin (CI tests them all)
 #   bash scripts/setup.sh env NAME a separate virtualenv for a policy family whose
 #                                  dependencies conflict with the app's (known: openpi,
 #                                  lerobot, openvla-oft);
@@ -72,9 +73,9 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 
 if [ "$extras" = dev ]; then
-  "${pip[@]}" -e ".[dev,ray]"
-elif [ "$extras" = ray ]; then
-  "${pip[@]}" -e ".[ray]"
+  "${pip[@]}" -e ".[dev,ray,rerun]"
+elif [ "$extras" = ray ] || [ "$extras" = rerun ]; then
+  "${pip[@]}" -e ".[$extras]"
 else
   "${pip[@]}" -e .
 fi

@@ -745,6 +745,24 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_rerun(args: argparse.Namespace) -> int:
+    """An episode as a Rerun recording (.rrd) for the Rerun viewer."""
+    from tqdm import tqdm
+
+    from .core.rerun_export import export_rerun, rerun_version
+
+    version = rerun_version()  # a missing SDK fails here, before the episode is read
+    with tqdm(desc="rerun", unit="step", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = export_rerun(args.episode, args.out, fps=args.fps, progress=progress,
+                           overwrite=args.overwrite)
+    print(f"rerun -> {out} (open it with the Rerun viewer {version}: rerun {out})")
+    return 0
+
+
 def cmd_demo_video(args: argparse.Namespace) -> int:
     """The reference policy with and without a steering intervention, side by side."""
     from .core.demo import steering_demo
@@ -1106,6 +1124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", default=None, help="FIRST:LAST step range (default: all)")
     _add_video_options(p)
     p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("export-rerun", help="an episode as a Rerun recording (.rrd): frames, "
+                       "saliency and region layers, actions, NMR, success and interventions on "
+                       "Rerun's timeline (needs: bash scripts/setup.sh rerun)")
+    p.add_argument("episode")
+    p.add_argument("--out", required=True, help="the .rrd file to write")
+    p.add_argument("--fps", type=float, default=None,
+                   help="steps per second of the 'time' timeline (default: the episode's, "
+                   "else 10)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing .rrd written by vlascope (other files are never "
+                   "replaced)")
+    p.set_defaults(func=cmd_export_rerun)
 
     p = sub.add_parser("demo-video", help="roll out the reference policy with and without a "
                                           "steering intervention and write the comparison "

@@ -47,6 +47,7 @@ from .docks.scene_view import SceneViewDock
 from .docks.timeline import TimelineDock
 from .engine import Engine, JobContext
 from .errors import install_excepthook, show_error
+from .rerun_export import RerunExportDialog, open_export_dialog
 from .video import ExportDialog, LiveVideoRecorder
 
 EPISODE_SUFFIXES = (".h5", ".hdf5")
@@ -169,6 +170,7 @@ class MainWindow(QMainWindow):
             "reconnect": ("Re&connect", "", lambda: c.reconnect()),
             "record-video": ("Record video", "Ctrl+Shift+R", self.toggle_video),
             "export-video": ("&Export video...", "Ctrl+E", self.export_video_dialog),
+            "export-rerun": ("Export to Rerun...", "", self.export_rerun_dialog),
             "reset-layout": ("Reset layout", "", self.reset_layout),
             "outline": ("Top-k &outline in the Scene dock", "",
                         lambda: self.scene_dock.set_outline(
@@ -206,6 +208,7 @@ class MainWindow(QMainWindow):
         self.workspace.baseline_changed.connect(
             lambda actions: a["end-compare"].setEnabled(actions is not None))
         file_menu.addAction(a["export-video"])
+        file_menu.addAction(a["export-rerun"])
         file_menu.addSeparator()
         file_menu.addAction(a["quit"])
         run_menu = self.menuBar().addMenu("&Run")
@@ -325,6 +328,10 @@ class MainWindow(QMainWindow):
         self.dialogs.append(dialog)
         dialog.show()
         return dialog
+
+    def export_rerun_dialog(self) -> RerunExportDialog | None:
+        """Export the shown episode as a Rerun recording (.rrd)."""
+        return open_export_dialog(self)
 
     # startup ----------------------------------------------------------------------------
     def start(self, weights: str | None = None) -> None:
