@@ -20,6 +20,9 @@ def main() -> None:
     parser.add_argument("episodes", nargs="+")
     parser.add_argument("--vcodec", default="libsvtav1")
     parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--display", action="store_true",
+                        help="the episodes' display renders as the camera frames (larger than "
+                        "the policy's input, as a real dataset's are)")
     args = parser.parse_args()
 
     from vlascope_lerobot.compat import prepare_torchvision
@@ -31,7 +34,8 @@ def main() -> None:
 
     with Episode(args.episodes[0]) as first:
         cams = first.cameras
-        h, w = first.frame(0, cams[0]).shape[:2]
+        frame = first.display_frame if args.display else first.frame
+        h, w = frame(0, cams[0]).shape[:2]
         features = {f"observation.images.{c}": {"dtype": "video", "shape": (h, w, 3),
                                                 "names": ["height", "width", "channels"]}
                     for c in cams}
@@ -46,8 +50,9 @@ def main() -> None:
     for path in args.episodes:
         with Episode(path) as ep:
             states, actions, successes = ep.states(), ep.actions(), ep.successes()
+            image = ep.display_frame if args.display else ep.frame
             for t in range(ep.n_steps):
-                frame = {f"observation.images.{c}": ep.frame(t, c) for c in cams}
+                frame = {f"observation.images.{c}": image(t, c) for c in cams}
                 frame["observation.state"] = states[t].astype(np.float32)
                 frame["action"] = actions[t].astype(np.float32)
                 frame["next.success"] = np.array([successes[t]], bool)

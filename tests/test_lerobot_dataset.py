@@ -17,7 +17,7 @@ import pytest
 from cli_process import run_cli, run_cli_fails
 from PySide6.QtCore import Qt
 
-from vlascope.core.episode import Episode, policy_instruction
+from vlascope.core.episode import Episode, fit_observation, policy_instruction
 from vlascope.core.errors import OutputExistsError, VLAScopeError
 from vlascope.core.lerobot_dataset import DatasetFormatError, LeRobotDatasetReader
 from vlascope.core.linked_episode import (
@@ -33,6 +33,7 @@ from vlascope.policies.reference.policy import ReferencePolicy
 
 WAIT_MS = 120_000
 STEPS = (12, 9)  # two episodes of different lengths: the second starts mid-video
+SIZE = 128  # the dataset's frames: larger than the policy's 96 px input, as real ones are
 WRITER = Path(__file__).with_name("make_lerobot_dataset.py")
 
 
@@ -42,17 +43,21 @@ def sources(scene, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lerobot-sources")
     policy = ReferencePolicy(name="reference")
     paths = [folder / "ep0.h5", folder / "ep1.h5"]
-    rollout(scene, policy, "pick_red", 3, max_steps=STEPS[0], record_to=paths[0])
-    rollout(scene, policy, "place_red_on_plate", 4, max_steps=STEPS[1], record_to=paths[1])
+    rollout(scene, policy, "pick_red", 3, max_steps=STEPS[0], record_to=paths[0],
+            display_size=(SIZE, SIZE))
+    rollout(scene, policy, "place_red_on_plate", 4, max_steps=STEPS[1], record_to=paths[1],
+            display_size=(SIZE, SIZE))
     return paths
 
 
 @pytest.fixture(scope="module")
 def dataset(sources, tmp_path_factory):
     """Written by LeRobot itself (LeRobotDataset.create / add_frame / save_episode /
-    finalize), AV1 videos as LeRobot encodes them by default."""
+    finalize), AV1 videos as LeRobot encodes them by default, of the rollouts' SIZE px
+    renders."""
     root = tmp_path_factory.mktemp("lerobot") / "tabletop-demos"
-    done = subprocess.run([sys.executable, str(WRITER), str(root), *map(str, sources)],
+    done = subprocess.run([sys.executable, str(WRITER), str(root), *map(str, sources),
+                           "--display"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -76,7 +81,8 @@ def test_reader_gives_back_what_lerobot_wrote(dataset, sources):
             np.testing.assert_array_equal(data.successes, ep.successes())
             assert data.tasks == [policy_instruction(ep.metadata, t) for t in range(ep.n_steps)]
             for cam in ep.cameras:
-                truth = np.stack([ep.frame(t, cam) for t in range(ep.n_steps)]).astype(float)
+                truth = np.stack([ep.display_frame(t, cam)
+                                  for t in range(ep.n_steps)]).astype(float)
                 got = data.frames[cam].astype(float)
                 assert got.shape == truth.shape
                 # lossy AV1, but every decoded frame is its own step's frame, in order
@@ -218,6 +224,8 @@ def test_commands_take_dataset_episodes(dataset, sources, tmp_path, monkeypatch)
     with Episode(linked) as ep:
         (method,) = ep.saliency_methods()
         maps = ep.saliency(method, "front")
+        # made at the policy's input size from the resized frames
+        assert ep.frame(0, "front").shape == (SIZE, SIZE, 3)
         assert maps.shape == (STEPS[1], 96, 96) and np.isfinite(maps).all() and np.ptp(maps) > 0
     run_cli("iss", ref, "--method", "attention-rollout")
     with Episode(linked) as ep:
@@ -293,7 +301,10 @@ def test_the_inspector_opens_a_dataset_episode_and_explains_it(qtbot, window, da
     dock.raise_()
     qtbot.mouseClick(dock.compute, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: ws.maps_at() is not None, timeout=WAIT_MS)
-    want = pixel_iss(window.engine.session.policy, ws.recording.observation(ws.step),
+    policy = window.engine.session.policy  # its 96 px input: the frames resized first
+    frame = ws.recording.observation(ws.step)
+    assert frame.images["front"].shape[:2] == (SIZE, SIZE)
+    want = pixel_iss(policy, fit_observation(frame, policy.image_size),
                      ws.saliency.iss_config()).maps
     for cam, view in window.scene_dock.views.items():
         np.testing.assert_allclose(ws.maps_at()[cam], want[cam], rtol=1e-4, atol=1e-6)

@@ -571,8 +571,9 @@ class Controller(QObject):
 
         def job(session: Session, ctx: JobContext):
             policy = session.load_policy(run.policy, run.device, weights)
-            return faithfulness_curves(policy, obs, maps, sigma=sigma, seed=seed,
-                                       progress=ctx.progress, should_cancel=ctx.cancelled)
+            return faithfulness_curves(policy, session.fit([obs])[0], maps, sigma=sigma,
+                                       seed=seed, progress=ctx.progress,
+                                       should_cancel=ctx.cancelled)
 
         def done(curves) -> None:
             self.saliency_progress.emit(0, 0)
@@ -749,7 +750,8 @@ class Controller(QObject):
             from vlascope.core.features import frame_feature_map
 
             policy = session.load_policy(run.policy, run.device, weights)
-            return frame_feature_map(policy, features.sae, features.layer, obs, feature)
+            return frame_feature_map(policy, features.sae, features.layer,
+                                     session.fit([obs])[0], feature)
 
         self.engine.submit("feature-map", job,
                            on_done=lambda maps: self.feature_map_ready.emit(feature, t, maps),

@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -583,13 +584,21 @@ def policy_instruction(metadata: dict[str, Any], t: int | None = None) -> str:
 def episode_observation(ep: Episode, t: int, cameras: Sequence[str],
                         size: tuple[int, int] | None) -> Observation:
     """The observation the policy saw at step ``t`` (frames resized to ``size`` if needed)."""
-    images = {}
-    for c in cameras:
-        img = ep.frame(t, c)
-        if size is not None and img.shape[:2] != tuple(size):
-            img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
-        images[c] = img
-    return Observation(images, ep.states()[t], policy_instruction(ep.metadata, t))
+    obs = Observation({c: ep.frame(t, c) for c in cameras}, ep.states()[t],
+                      policy_instruction(ep.metadata, t))
+    return fit_observation(obs, size)
+
+
+def fit_observation(obs: Observation, size: Sequence[int] | None) -> Observation:
+    """``obs`` with every image resized (bilinear) to ``size`` = (H, W) where it differs: a
+    dataset's frames are larger than a policy's input, and its maps are made at the input's
+    size (the views upsample them onto the frame)."""
+    if size is None or all(img.shape[:2] == tuple(size) for img in obs.images.values()):
+        return obs
+    images = {c: img if img.shape[:2] == tuple(size) else np.asarray(
+        Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
+        for c, img in obs.images.items()}
+    return replace(obs, images=images)
 
 
 def open_episode(path: str | Path) -> Episode:

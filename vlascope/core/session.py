@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .episode import safe_name
+from .episode import fit_observation, safe_name
 from .errors import VLAScopeError
 from .features import FeatureSet, capture_frames, describe, train_features, visual_positions
 from .live import LiveRollout, StepRecord
@@ -147,8 +147,8 @@ class Session:
                        should_cancel: Callable[[], bool] | None = None) -> FeatureSet:
         """Capture ``layer`` over the frames, train an SAE on it, save the SAE (steering
         refers to it by path, so an episode that used it can be re-run) and describe it."""
-        samples = capture_frames(self.policy, observations, layer, progress=progress,
-                                 should_cancel=should_cancel)
+        samples = capture_frames(self.policy, self.fit(observations), layer,
+                                 progress=progress, should_cancel=should_cancel)
         features = train_features(samples, self.policy.visual_token_layout(),
                                   visual_positions(self.policy, layer), expansion=expansion,
                                   k=k, steps=steps, task=task, phases=phases,
@@ -173,8 +173,8 @@ class Session:
                     f"vlascope knows no hook point of {getattr(self.policy, 'family', '?')} "
                     f"for Action Atlas' layer '{sae.cfg.layer}'; pick the layer and load again")
             sae = load_sae(path, layer=layer)
-        samples = capture_frames(self.policy, observations, sae.cfg.layer, progress=progress,
-                                 should_cancel=should_cancel)
+        samples = capture_frames(self.policy, self.fit(observations), sae.cfg.layer,
+                                 progress=progress, should_cancel=should_cancel)
         features = describe(sae, samples, self.policy.visual_token_layout(),
                             visual_positions(self.policy, sae.cfg.layer), task, phases=phases)
         features.path = str(path)
@@ -186,9 +186,15 @@ class Session:
         """Largest action change over the frames when each feature alone is ablated."""
         from .experiments import ablation_effects
 
-        return ablation_effects(self.policy, observations, sae=features.path,
+        return ablation_effects(self.policy, self.fit(observations), sae=features.path,
                                 layer=features.layer, features=list(which), tick=tick,
                                 should_cancel=should_cancel)
+
+    def fit(self, observations: Sequence[Observation]) -> list[Observation]:
+        """Recorded observations at the loaded policy's image size (a dataset's frames are
+        larger; the maps come back at the policy's size and are drawn upsampled)."""
+        size = getattr(self.policy, "image_size", None)
+        return [fit_observation(obs, size) for obs in observations]
 
     def stop(self) -> str | None:
         """Publish the running rollout's recording (also when stopped midway)."""
@@ -208,6 +214,8 @@ class Session:
             raise VLAScopeError("load a policy before computing saliency")
         settings.check()
         cfg = settings.iss_config()
+        obs = self.fit([obs])[0]
+        reference_frames = self.fit(reference_frames)
         cams = [c for c in (getattr(self.policy, "cameras", None) or obs.images)
                 if c in obs.images]
         size = getattr(self.policy, "image_size", None)
