@@ -77,7 +77,8 @@ def main() -> int:
         ws = window.workspace
         wait(app, window, lambda: ws.policy_label != "" and not window.engine.busy())
         window.open_episode(f"{dataset}#1")
-        wait(app, window, lambda: str(getattr(ws.recording, "path", "")).endswith("episode_000001.h5"))
+        wait(app, window,
+             lambda: str(getattr(ws.recording, "path", "")).endswith("episode_000001.h5"))
         ws.set_step(14)
         window.controller.explain()
         wait(app, window, lambda: ws.maps_at() is not None and not window.engine.busy())
