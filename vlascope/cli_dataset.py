@@ -16,23 +16,27 @@ EPISODE_ARGUMENTS = ("episode", "episodes", "compare")
 
 def resolve_episode_arguments(args: argparse.Namespace) -> None:
     """``DATASET#N`` (and, in lists, a whole dataset folder) -> the linked episode file, so
-    every command that reads episodes reads dataset episodes too."""
-    from .core.lerobot_dataset import is_lerobot_dataset
-    from .core.linked_episode import expand_episodes, resolve_episode, split_reference
+    every command that reads episodes reads dataset episodes too. Imports the episode code
+    only when a dataset is named: ``vlascope serve`` runs in policy environments that have
+    no h5py."""
+    from .core.lerobot_dataset import is_lerobot_dataset, split_reference
 
-    def say(spec: str) -> None:
-        if split_reference(spec) is not None or is_lerobot_dataset(spec):
-            print(f"vlascope: reading LeRobot dataset episode(s) {spec}", file=sys.stderr)
+    def names_dataset(spec: object) -> bool:
+        return isinstance(spec, str) and (split_reference(spec) is not None
+                                          or is_lerobot_dataset(spec))
 
     for name in EPISODE_ARGUMENTS:
         value = getattr(args, name, None)
-        if isinstance(value, str):
-            say(value)
-            setattr(args, name, resolve_episode(value))
-        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            for v in value:
-                say(v)
-            setattr(args, name, expand_episodes(value))
+        items = value if isinstance(value, list) else [value]
+        named = [v for v in items if names_dataset(v)]
+        if not named:
+            continue
+        from .core.linked_episode import expand_episodes, resolve_episode
+
+        print(f"vlascope: reading LeRobot dataset episode(s) {', '.join(named)}",
+              file=sys.stderr)
+        setattr(args, name, expand_episodes(value) if isinstance(value, list)
+                else resolve_episode(value))
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:

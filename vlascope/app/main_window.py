@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from vlascope.core.errors import CheckpointCodeRequired, VLAScopeError
-from vlascope.core.lerobot_dataset import is_lerobot_dataset
+from vlascope.core.lerobot_dataset import is_lerobot_dataset, split_reference
 from vlascope.core.plugins import PluginRegistry
 from vlascope.core.session import Session, default_recordings_dir
 from vlascope.core.workspace import Workspace
@@ -382,8 +382,6 @@ class MainWindow(QMainWindow):
     def _linked_then(self, paths: list[str], then: Callable[..., bool]) -> bool:
         """``then(*paths)`` once every ``DATASET#N`` among them is read into its linked
         episode file (in the worker, one after another); a malformed one is a dialog."""
-        from vlascope.core.linked_episode import split_reference
-
         for i, path in enumerate(paths):
             try:
                 ref = split_reference(path)

@@ -26,6 +26,7 @@ CAMERA_PREFIX = "observation.images."
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 SUCCESS_KEYS = ("next.success", "success")
+SEPARATOR = "#"  # DATASET#N names episode N of a dataset folder
 
 
 class DatasetFormatError(VLAScopeError):
@@ -35,6 +36,18 @@ class DatasetFormatError(VLAScopeError):
 def is_lerobot_dataset(path: str | Path) -> bool:
     """A folder with ``meta/info.json`` (cheap: used to tell datasets from episode files)."""
     return (Path(path) / "meta" / "info.json").is_file()
+
+
+def split_reference(spec: str) -> tuple[Path, int] | None:
+    """``DATASET#N`` -> (dataset folder, N); None when ``spec`` names no dataset episode."""
+    root, sep, number = str(spec).rpartition(SEPARATOR)
+    if not sep or not is_lerobot_dataset(root):
+        return None
+    try:
+        return Path(root), int(number)
+    except ValueError:
+        raise VLAScopeError(f"{spec}: after '{SEPARATOR}' comes an episode number "
+                            f"(e.g. {root}{SEPARATOR}0)") from None
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,7 @@ import numpy as np
 
 from .atomic import exclusive_lock, write_json_atomic, write_text_atomic
 from .errors import OutputExistsError, VLAScopeError
-from .lerobot_dataset import LeRobotDatasetReader, is_lerobot_dataset
-from .linked_episode import SEPARATOR, split_reference
+from .lerobot_dataset import SEPARATOR, LeRobotDatasetReader, is_lerobot_dataset, split_reference
 
 INDEX_NAME = ".vlascope-library.json"
 MARKS_NAME = ".vlascope-marks.json"

@@ -20,9 +20,13 @@ from typing import Any
 from .. import __version__
 from .episode import SCHEMA, Episode, EpisodeWriter, safe_name
 from .errors import CancelledError, OutputExistsError, VLAScopeError
-from .lerobot_dataset import LeRobotDatasetReader, is_lerobot_dataset
+from .lerobot_dataset import (
+    SEPARATOR,
+    LeRobotDatasetReader,
+    is_lerobot_dataset,
+    split_reference,
+)
 
-SEPARATOR = "#"
 SOURCE_KIND = "lerobot"
 
 
@@ -123,18 +127,6 @@ def _check_linked(path: Path, reader: LeRobotDatasetReader, index: int) -> None:
     if (source.get("dataset") != str(reader.root.resolve())
             or source.get("episode_index") != index):
         raise OutputExistsError(path)
-
-
-def split_reference(spec: str) -> tuple[Path, int] | None:
-    """``DATASET#N`` -> (dataset folder, N); None when ``spec`` names no dataset episode."""
-    root, sep, number = str(spec).rpartition(SEPARATOR)
-    if not sep or not is_lerobot_dataset(root):
-        return None
-    try:
-        return Path(root), int(number)
-    except ValueError:
-        raise VLAScopeError(f"{spec}: after '{SEPARATOR}' comes an episode number "
-                            f"(e.g. {root}{SEPARATOR}0)") from None
 
 
 def resolve_episode(spec: str | Path, record_dir: str | Path | None = None, **kw: Any) -> str:
