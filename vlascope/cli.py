@@ -122,6 +122,17 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .core.doctor import FAIL, report, run_checks
+
+    checks = run_checks(registry=_registry())
+    if args.json:
+        print(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        print(report(checks))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = _registry()
     rows = [e.as_dict() for e in reg.entries]
@@ -877,6 +888,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scenes", help="list scenes, their tasks and variants")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_scenes)
+
+    p = sub.add_parser("doctor", help="what works on this machine and what does not, each "
+                       "with its fix (rendering, display, GPU, plugins, disk, extras)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("plugins", help="list discovered plugins and their status")
     p.add_argument("--json", action="store_true")
