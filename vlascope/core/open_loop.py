@@ -50,8 +50,7 @@ def predict_chunks(policy: Any, ep: Episode, *, batch: int = BATCH,
     if capture is not None:
         batch = 1  # a capture reads batch row 0
     chunks: list[np.ndarray] = []
-    captured: dict[str, list[np.ndarray]] = {name: [] for name in capture.layers} \
-        if capture is not None else {}
+    captured: dict[str, list[np.ndarray]] = {n: [] for n in capture.layers} if capture else {}
     for start in range(0, ep.n_steps, batch):
         if should_cancel is not None and should_cancel():
             raise CancelledError(f"open-loop prediction cancelled at step {start}")
