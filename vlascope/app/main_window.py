@@ -315,15 +315,22 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
             self.statusBar().showMessage(f"recording video to {path}", 8000)
 
-    def export_video_dialog(self) -> ExportDialog | None:
-        """Export the shown episode (beside its A/B baseline, if it has one)."""
-        rec = self.workspace.recording
-        path = getattr(rec, "path", None)
-        if rec is None or path is None or not Path(path).is_file():
+    def shown_episode_file(self) -> str | None:
+        """The file of the shown episode, for an export; None, with a dialog saying what to
+        do, when nothing recorded is shown."""
+        path = getattr(self.workspace.recording, "path", None)
+        if path is None or not Path(path).is_file():
             self.show_error("Nothing to export", "Open a recorded episode (a live rollout "
                             "is exported once it has been published: reset or stop it).")
             return None
-        dialog = ExportDialog(self.controller, str(path), rec.n_steps,
+        return str(path)
+
+    def export_video_dialog(self) -> ExportDialog | None:
+        """Export the shown episode (beside its A/B baseline, if it has one)."""
+        path = self.shown_episode_file()
+        if path is None:
+            return None
+        dialog = ExportDialog(self.controller, path, self.workspace.recording.n_steps,
                               self.workspace.baseline_path, self)
         self.dialogs.append(dialog)
         dialog.show()

@@ -13,22 +13,14 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLineEdit,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from vlascope.core.errors import OutputExistsError, VLAScopeError
+from vlascope.core.errors import VLAScopeError
 from vlascope.core.video import (
     OVERLAYS,
     PLOTS,
@@ -38,7 +30,7 @@ from vlascope.core.video import (
     export_video,
 )
 
-from .errors import show_error
+from .export_dialog import OutputDialog
 
 
 def grab_rgb(widget: QWidget) -> np.ndarray:
@@ -103,16 +95,17 @@ class LiveVideoRecorder(QObject):
         self.writer.write(frame)
 
 
-class ExportDialog(QDialog):
+class ExportDialog(OutputDialog):
     """Export a recorded episode (or A/B pair) as MP4 / GIF / PNG frames."""
+
+    browse_caption = "Video file"
+    browse_filter = "Video (*.mp4 *.gif)"
 
     def __init__(self, controller, episode: str, n_steps: int, compare: str | None = None,
                  parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Export video")
-        self.controller, self.episode = controller, episode
-        col = QVBoxLayout(self)
-        form = QFormLayout()
+        super().__init__(controller, "Export video", "video",
+                         str(Path(episode).with_suffix("")) + ".mp4", parent)
+        self.episode = episode
         self.compare = QLineEdit(compare or "")
         self.compare.setPlaceholderText("optional: a baseline episode shown beside it (A)")
         self.first, self.last = QSpinBox(), QSpinBox()
@@ -144,35 +137,14 @@ class ExportDialog(QDialog):
         self.fps = QDoubleSpinBox()
         self.fps.setRange(1, 120)
         self.fps.setValue(10)
-        stem = Path(episode).with_suffix("")
-        self.out = QLineEdit(str(stem) + ".mp4")
-        browse = QPushButton("...")
-        browse.clicked.connect(self._browse)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out, 1)
-        out_row.addWidget(browse)
         for label, w in (("compare with", self.compare), ("steps [first, last)", steps),
                          ("overlay", self.overlay), ("maps", self.method),
                          ("outline top-k", self.top_k),
                          ("plot", self.plot), ("", self.caption), ("", self.paths),
-                         ("view height (px)", self.height_px), ("frames/s", self.fps),
-                         ("output (.mp4, .gif, folder)", out_row)):
-            form.addRow(label, w)
-        col.addLayout(form)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        col.addWidget(self.progress)
-        self.buttons = QDialogButtonBox()
-        self.export = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.cancel = self.buttons.addButton("Cancel export",
-                                             QDialogButtonBox.ButtonRole.RejectRole)
-        self.cancel.setEnabled(False)
-        col.addWidget(self.buttons)
-        self.export.clicked.connect(self.start)
-        self.cancel.clicked.connect(lambda: controller.engine.cancel("video"))
+                         ("view height (px)", self.height_px), ("frames/s", self.fps)):
+            self.form.addRow(label, w)
+        self.lay_out("output (.mp4, .gif, folder)")
         controller.video_progress.connect(self._progress)
-        self.result: str | None = None
-        self.message: QMessageBox | None = None  # the last refusal or question shown
 
     def layout_settings(self) -> VideoLayout:
         return VideoLayout(overlay=self.overlay.currentText(), method=self.method.currentText(),
@@ -180,31 +152,10 @@ class ExportDialog(QDialog):
                            plot=self.plot.currentText(), caption=self.caption.isChecked(),
                            height=self.height_px.value(), paths=self.paths.isChecked())
 
-    def start(self) -> None:
-        """Export, after the same output check as the CLI's: an existing video or frame
-        folder of ours is replaced only once the user confirms; any other folder in the
-        way is refused with a message, and nothing starts."""
-        try:
-            check_video_output(self.out.text())
-        except OutputExistsError as e:
-            self._confirm_replace(e.path)
-            return
-        except VLAScopeError as e:
-            self.message = show_error(self, "Export video", str(e))
-            return
-        self._start(overwrite=False)
-
-    def _confirm_replace(self, path: object) -> None:
-        box = QMessageBox(QMessageBox.Icon.Question, "Export video",
-                          f"{path} already exists. Replace it?",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setObjectName("confirm-replace")
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        yes = box.button(QMessageBox.StandardButton.Yes)
-        box.buttonClicked.connect(lambda b: b is yes and self._start(overwrite=True))
-        box.setModal(False)
-        box.show()
-        self.message = box
+    def check_output(self, path: str) -> None:
+        """An existing video or frame folder of ours is OutputExistsError (asked); any
+        other folder in the way is refused."""
+        check_video_output(path)
 
     def _start(self, overwrite: bool) -> None:
         paths = [self.compare.text(), self.episode] if self.compare.text() else [self.episode]
@@ -224,12 +175,6 @@ class ExportDialog(QDialog):
         if state == "done":
             self.result = path
             self.accept()
-
-    def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Video file", self.out.text(),
-                                              "Video (*.mp4 *.gif)")
-        if path:
-            self.out.setText(path)
 
 
 def stored_methods(path: str) -> list[str]:
