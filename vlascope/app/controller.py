@@ -444,25 +444,13 @@ class Controller(QObject):
 
         def done(result: tuple[dict[str, Any], np.ndarray]) -> None:
             summary, actions = result
-            self.saliency_progress.emit(0, 0)
             if self.ws.recording is rec:  # the user may have opened another meanwhile
                 self.ws.put_open_loop(summary["name"], actions)
             how = (f"MSE {summary['mse']:.4g} against the recorded actions"
                    if "mse" in summary else summary.get("not_compared", ""))
             self.status.emit(f"{run.policy} open loop on {Path(path).name}: {how}")
 
-        def failed(message: str, details: str) -> None:
-            self.saliency_progress.emit(0, 0)
-            self.error.emit("Open-loop prediction failed", message, details)
-
-        def cancelled(message: str) -> None:
-            self.saliency_progress.emit(0, 0)
-            self.status.emit(message)
-
-        self.saliency_progress.emit(0, 1)
-        self.engine.submit("open-loop", job, on_done=done, on_error=failed,
-                           on_progress=lambda d, n: self.saliency_progress.emit(d, n),
-                           on_cancel=cancelled)
+        self._on_saliency_bar("open-loop", job, done, "Open-loop prediction failed")
         return True
 
     def compare_episodes(self, path_a: str, path_b: str) -> bool:
@@ -575,20 +563,28 @@ class Controller(QObject):
                                        seed=seed, progress=ctx.progress,
                                        should_cancel=ctx.cancelled)
 
-        def done(curves) -> None:
+        self._on_saliency_bar("faithfulness", job,
+                              lambda curves: self.faithfulness_ready.emit(t, curves),
+                              "Faithfulness failed")
+
+    def _on_saliency_bar(self, name: str, job: Callable[[Session, JobContext], Any],
+                         then: Callable[[Any], None], failure: str) -> None:
+        """A job whose progress shows on the Saliency dock's bar (its Cancel cancels it):
+        the bar is reset however the job ends, a failure is a dialog titled ``failure``."""
+        def done(result: Any) -> None:
             self.saliency_progress.emit(0, 0)
-            self.faithfulness_ready.emit(t, curves)
+            then(result)
 
         def failed(message: str, details: str) -> None:
             self.saliency_progress.emit(0, 0)
-            self.error.emit("Faithfulness failed", message, details)
+            self.error.emit(failure, message, details)
 
         def cancelled(message: str) -> None:
             self.saliency_progress.emit(0, 0)
             self.status.emit(message)
 
         self.saliency_progress.emit(0, 1)
-        self.engine.submit("faithfulness", job, on_done=done, on_error=failed,
+        self.engine.submit(name, job, on_done=done, on_error=failed,
                            on_progress=lambda d, n: self.saliency_progress.emit(d, n),
                            on_cancel=cancelled)
 
