@@ -116,19 +116,9 @@ class TimelineDock(Panel):
         if not predicted:
             return
         name, actions = next(reversed(predicted.items()))
-        steps = np.arange(len(actions))
-        for i in range(actions.shape[1]):
-            pen = pg.mkPen(_PENS[i % len(_PENS)], width=1, style=Qt.PenStyle.DotLine)
-            curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
-            self.plot.addItem(curve)
-            self.open_loop_curves.append(curve)
-        gap = step_distance(rec.actions(), actions)  # empty where the widths differ
-        if len(gap):
-            self.open_loop_gap = pg.PlotDataItem(
-                steps, gap, name=f"|{name} - recorded|", pen=pg.mkPen("#c77dff", width=2),
-                fillLevel=0.0, brush=pg.mkBrush(199, 125, 255, 50))
-            self.plot.addItem(self.open_loop_gap)
-            self.open_loop_curves.append(self.open_loop_gap)
+        self.open_loop_curves, self.open_loop_gap = self._draw_beside(
+            actions, rec.actions(), Qt.PenStyle.DotLine, f"|{name} - recorded|",
+            (199, 125, 255))
 
     def _draw_baseline(self, actions) -> None:
         """A/B: run A's actions, dashed, in the same colours, and how far B's action is
@@ -138,21 +128,32 @@ class TimelineDock(Panel):
         self.baseline_curves, self.gap_curve = [], None
         if actions is None:
             return
-        steps = np.arange(len(actions))
-        for i in range(actions.shape[1]):
-            pen = pg.mkPen(_PENS[i % len(_PENS)], width=1, style=Qt.PenStyle.DashLine)
-            curve = pg.PlotDataItem(steps, actions[:, i], pen=pen)
-            self.plot.addItem(curve)
-            self.baseline_curves.append(curve)
         rec = self.ws.recording
-        gap = step_distance(actions, rec.actions()) if rec is not None else []
+        self.baseline_curves, self.gap_curve = self._draw_beside(
+            actions, rec.actions() if rec is not None else None, Qt.PenStyle.DashLine,
+            "|B-A|", (248, 249, 250))
+
+    def _draw_beside(self, actions: np.ndarray, shown: np.ndarray | None, style: Qt.PenStyle,
+                     gap_name: str, rgb: tuple[int, int, int],
+                     ) -> tuple[list[pg.PlotDataItem], pg.PlotDataItem | None]:
+        """Other actions over the shown episode's, in the same colours drawn ``style``, and
+        the distance between the two per step, filled (none where the widths differ);
+        returns every item added (the distance last) and the distance curve."""
+        steps = np.arange(len(actions))
+        items = []
+        for i in range(actions.shape[1]):
+            pen = pg.mkPen(_PENS[i % len(_PENS)], width=1, style=style)
+            items.append(pg.PlotDataItem(steps, actions[:, i], pen=pen))
+        gap = step_distance(actions, shown) if shown is not None else []
+        gap_curve = None
         if len(gap):
-            curve = pg.PlotDataItem(np.arange(len(gap)), gap, name="|B-A|",
-                                    pen=pg.mkPen("#f8f9fa", width=2), fillLevel=0.0,
-                                    brush=pg.mkBrush(248, 249, 250, 50))
-            self.plot.addItem(curve)
-            self.baseline_curves.append(curve)
-            self.gap_curve = curve
+            gap_curve = pg.PlotDataItem(np.arange(len(gap)), gap, name=gap_name,
+                                        pen=pg.mkPen(rgb, width=2), fillLevel=0.0,
+                                        brush=pg.mkBrush(*rgb, 50))
+            items.append(gap_curve)
+        for item in items:
+            self.plot.addItem(item)
+        return items, gap_curve
 
     def _draw_markers(self) -> None:
         for m in self.markers:
