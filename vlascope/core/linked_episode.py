@@ -68,13 +68,15 @@ def source_of(metadata: dict[str, Any]) -> dict[str, Any] | None:
 def import_episode(dataset: str | Path | LeRobotDatasetReader, index: int,
                    record_dir: str | Path | None = None, *,
                    progress: Callable[[int, int], None] | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> Path:
+                   should_cancel: Callable[[], bool] | None = None,
+                   digest: str | None = None) -> Path:
     """The VLAScope episode linked to episode ``index`` of ``dataset``: imported on first
-    use, the existing file afterwards (with the results stored in it since)."""
+    use, the existing file afterwards (with the results stored in it since). ``digest``:
+    the dataset's ``fingerprint``, when the caller links several of its episodes."""
     reader = (dataset if isinstance(dataset, LeRobotDatasetReader)
               else LeRobotDatasetReader(dataset))
     ep = reader.episode(index)
-    digest = fingerprint(reader)
+    digest = digest or fingerprint(reader)
     path = linked_path(reader, index, record_dir, digest)
     if path.exists():
         _check_linked(path, reader, index)
@@ -151,7 +153,9 @@ def expand_episodes(items: Sequence[str | Path], record_dir: str | Path | None =
     for item in items:
         if is_lerobot_dataset(item):
             reader = LeRobotDatasetReader(item)
-            out += [str(import_episode(reader, i, record_dir)) for i in reader.episodes]
+            digest = fingerprint(reader)  # hashes every file's size: once per dataset
+            out += [str(import_episode(reader, i, record_dir, digest=digest))
+                    for i in reader.episodes]
         else:
             out.append(resolve_episode(item, record_dir))
     return out
