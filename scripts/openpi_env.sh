@@ -9,7 +9,7 @@
 #   bash scripts/openpi_env.sh           (or: bash scripts/setup.sh env openpi)
 #   bash scripts/openpi_env.sh --built   only prints it; exit status 1 when not built yet
 # The scripts run there put the checkout first on PYTHONPATH (the installed vlascope only
-# provides the package's metadata; the reference weights live in the checkout's resources/).
+# provides the package's metadata; the app runs the checkout's code, weights included).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 

@@ -33,6 +33,10 @@ apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.
               # Qt's xcb platform, for the window on a desktop
               libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
               libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0)
+# the desktop's own tools, which the tests of `vlascope install-desktop` check it with
+if [ "$extras" = dev ]; then
+  apt_packages+=(desktop-file-utils shared-mime-info libglib2.0-bin)
+fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do
@@ -55,22 +59,7 @@ done
 [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
 pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 
-if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
-    echo "setup: NVIDIA GPU found, installing torch with CUDA"
-    "${pip[@]}" "torch==2.13.0"
-  else
-    local_wheel=$(ls /opt/wheels/torch-2.13.0+cpu-cp311-*.whl 2>/dev/null | head -n1 || true)
-    if [ -n "$local_wheel" ]; then
-      echo "setup: no GPU, installing CPU torch from $local_wheel"
-      "${pip[@]}" "$local_wheel"
-    else
-      echo "setup: no GPU, installing CPU torch"
-      "${pip[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-        --extra-index-url https://pypi.org/simple
-    fi
-  fi
-fi
+bash scripts/install_torch.sh .venv/bin/python
 
 if [ "$extras" = dev ]; then
   "${pip[@]}" -e ".[dev,ray,rerun]"

@@ -29,7 +29,7 @@ def openpi_python() -> Path:
 
 
 def openpi_env_vars() -> dict[str, str]:
-    """The checkout first on the path (the environment's own vlascope has no resources/)."""
+    """The checkout first on the path (the environment's own vlascope is only metadata)."""
     return {**os.environ, "PYTHONPATH": str(REPO), "VLASCOPE_PLUGIN_PATH": ""}
 
 

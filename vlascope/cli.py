@@ -133,6 +133,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
+def cmd_install_desktop(args: argparse.Namespace) -> int:
+    from .desktop_integration import install, uninstall
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    change = uninstall(data_dir) if args.uninstall else install(data_dir)
+    print(change.summary() or f"nothing of VLAScope's to remove in {change.data_dir}")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = _registry()
     rows = [e.as_dict() for e in reg.entries]
@@ -893,6 +902,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "with its fix (rendering, display, GPU, plugins, disk, extras)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("install-desktop", help="add VLAScope to the desktop's menus with its "
+                       "icon, and open episode files in it on double click (freedesktop)")
+    p.add_argument("--uninstall", action="store_true",
+                   help="remove what install-desktop wrote (files changed since are kept)")
+    p.add_argument("--data-dir", default=None,
+                   help="the data folder to install into (default: $XDG_DATA_HOME, else "
+                        "~/.local/share)")
+    p.set_defaults(func=cmd_install_desktop)
 
     p = sub.add_parser("plugins", help="list discovered plugins and their status")
     p.add_argument("--json", action="store_true")

@@ -36,7 +36,7 @@ class EnvironmentNotBuilt(PluginError):
 
 def checkout() -> Path | None:
     """The source checkout this vlascope runs from (None when installed from a wheel): the
-    build scripts, and the reference weights in resources/, live there."""
+    environments' build scripts live there."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() else None
 

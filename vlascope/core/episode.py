@@ -84,6 +84,9 @@ class EpisodeWriter:
         self._closed = False
         try:
             self._h5 = h5py.File(self._tmp, "w")
+            # first, so it lands in the file's first kilobytes: desktops recognise episodes
+            # by it (the MIME magic that vlascope/desktop_integration.py installs)
+            self._h5.attrs["format"] = FORMAT
         except Exception as e:
             self._tmp.unlink(missing_ok=True)
             self._closed = True
@@ -170,7 +173,6 @@ class EpisodeWriter:
         try:
             self._metadata.update(extra_metadata or {})
             self._metadata["n_steps"] = self._n
-            self._h5.attrs["format"] = FORMAT
             self._h5.attrs["schema"] = SCHEMA
             self._h5.attrs["metadata"] = json.dumps(self._metadata, default=json_default)
             self._h5.flush()  # a full disk fails here, cleanly (closing would crash h5py)

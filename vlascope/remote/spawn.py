@@ -52,7 +52,7 @@ def _child_env(environment: str, plugin_folder: Path | None,
     env = dict(os.environ)
     env[ENV_VAR] = environment
     root = checkout()
-    # the checkout's vlascope (and its resources/) first, then the plugin's own source
+    # the checkout's vlascope (the code the app runs) first, then the plugin's own source
     first = [str(p) for p in (root, code) if p is not None]
     if first:
         env["PYTHONPATH"] = os.pathsep.join(

@@ -184,7 +184,8 @@ def test_record_the_expert_then_eval_beside_it_through_the_cli(tmp_path):
 def test_the_shipped_metaworld_reference_acts_in_the_scene(scene):
     reg = PluginRegistry.discover([])
     policy = reg.create_policy("reference-metaworld")
-    assert (shipped_weights("reference-metaworld") / "model.safetensors").is_file()
+    assert (shipped_weights("reference-metaworld", "vlascope_metaworld")
+            / "model.safetensors").is_file()  # package data of the plugin
     assert policy.cameras == ("corner2", "gripperPOV")
     result = rollout(scene, policy, "drawer-close-v3", seed=1000, max_steps=20)
     assert result.steps == 20 or result.success

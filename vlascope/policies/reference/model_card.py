@@ -265,7 +265,7 @@ def comparison_markdown(comp: Comparison, command: str, shortcut_pair=("shortcut
              f"Seeds {comp.seed}.. per cell; each cell is successes/episodes. Machine: "
              f"{platform.machine()}, {platform.processor() or 'CPU'}; "
              f"written {time.strftime('%Y-%m-%d %H:%M')}. Architecture, data and training "
-             "time of each model: `resources/policies/<name>/model_card.md`.",
+             "time of each model: `vlascope/policies/reference/weights/<name>/model_card.md`.",
              ""]
     train, test = shortcut_pair
     gap_rows = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,10 @@ from .model import HookPoint, ReferenceConfig, ReferenceTrunk
 SHIPPED = ("reference", "reference-shortcut")
 
 
-def resources_dir() -> Path:
-    """``resources/`` at the repository root (the package is installed in editable mode)."""
-    return Path(__file__).resolve().parents[3] / "resources"
-
-
-def shipped_weights(name: str) -> Path:
-    return resources_dir() / "policies" / name
+def shipped_weights(name: str, package: str = __package__) -> Path:
+    """The folder of a model shipped as package data (``<package>/weights/<name>``): found
+    through importlib.resources, so a wheel, a bundle and a checkout all carry it."""
+    return Path(str(files(package) / "weights" / name))
 
 
 def load_checkpoint(path: str | Path) -> tuple[ReferenceConfig, dict[str, torch.Tensor], Path]:
@@ -69,8 +67,11 @@ class ReferencePolicy:
     """Frozen EfficientNet-Lite0 + MiniLM-L6 encoders, trained transformer trunk, two heads."""
 
     def __init__(self, weights: str | Path | None = None, name: str = "reference",
-                 device: str = "auto", head: str | None = None, seed: int = 0):
-        folder = Path(weights) if weights is not None else shipped_weights(name)
+                 device: str = "auto", head: str | None = None, seed: int = 0,
+                 shipped: Path | None = None):
+        """``shipped``: where model ``name`` ships when not in this package (a plugin's)."""
+        folder = (Path(weights) if weights is not None
+                  else shipped if shipped is not None else shipped_weights(name))
         cfg, state, weights_file = load_checkpoint(folder)
         self.cfg = cfg
         self.device = torch.device(pick_device(device))
