@@ -78,6 +78,7 @@ def test_a_launcher_path_with_spaces_and_dollars_is_quoted_as_the_spec_asks(tmp_
     subprocess.run([tool("desktop-file-validate"), str(entry)], check=True)
     exec_line = next(x for x in entry.read_text().splitlines() if x.startswith("Exec="))
     assert exec_line == f'Exec="{tmp_path}/my apps/v\\\\$1 (test)/vlascope" app %f'
+    assert f"TryExec={weird}\n" in entry.read_text()
 
 
 def test_a_file_we_did_not_write_is_never_replaced_nor_removed(tmp_path):

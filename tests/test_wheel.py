@@ -64,6 +64,7 @@ def run_installed(installed, *args: str, timeout: int = 600) -> str:
     proc = subprocess.run(list(args), cwd=home, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc.stdout
 
 
@@ -121,3 +122,18 @@ def test_installed_vlascope_evaluates_explains_and_renders_the_window(installed)
     shot = np.asarray(Image.open(home / "shot.png").convert("RGB"))
     assert shot.shape[0] > 400 and shot.shape[1] > 600
     assert shot.std() > 20  # a real window, not a blank image
+
+
+def test_doctor_in_the_installed_wheel_reports_its_plugins(installed):
+    """The plugin wheel installed beside it is found through its entry points, its model
+    through its own package data; rendering works from the fresh environment."""
+    venv, home = installed
+    proc = subprocess.run(["vlascope", "doctor", "--json"], cwd=home, capture_output=True,
+                          text=True, env={"HOME": str(home), "PATH": f"{venv / 'bin'}:/bin",
+                                          "QT_QPA_PLATFORM": "offscreen", "MUJOCO_GL": "egl"})
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert checks["rendering"]["status"] == "ok"
+    for policy in ("reference", "reference-shortcut", "reference-metaworld"):
+        assert checks[f"plugin policy {policy}"]["status"] == "ok"
+    assert "vlascope_metaworld" in checks["plugin scene metaworld"]["detail"]

@@ -82,7 +82,7 @@ def desktop_entry(command: list[str]) -> str:
         "GenericName=Robot policy inspector",
         "Comment=See why a vision-language-action robot policy acts as it does",
         f"Exec={argv} app %f",
-        f"TryExec={exec_argument(command[0])}",
+        f"TryExec={command[0].replace(chr(92), chr(92) * 2)}",  # a plain path: no quoting
         f"Icon={APP_ID}",
         "Terminal=false",
         "Categories=Science;Robotics;",

@@ -40,6 +40,15 @@ def open_window(episode: str | None = None, weights: str | None = None, window=N
     return window
 
 
+def app_icon():
+    """VLAScope's icon, the same file `vlascope install-desktop` installs."""
+    from importlib.resources import files
+
+    from PySide6.QtGui import QIcon
+
+    return QIcon(str(files("vlascope") / "icons" / "vlascope.svg"))
+
+
 def run_app(argv: Sequence[str] = (), episode: str | None = None, **options: str) -> int:
     check_display()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -48,5 +57,8 @@ def run_app(argv: Sequence[str] = (), episode: str | None = None, **options: str
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("VLAScope")
     app.setOrganizationName("VLAScope")
+    # the installed desktop entry's name (Wayland matches windows to it) and its icon
+    app.setDesktopFileName("vlascope")
+    app.setWindowIcon(app_icon())
     window = open_window(episode, **options)  # noqa: F841 - kept alive by the event loop
     return app.exec()

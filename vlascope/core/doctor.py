@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import VLAScopeError
+
 OK, WARN, FAIL = "ok", "warn", "fail"
 SETUP = "bash scripts/setup.sh"
 PACKAGES = ("vlascope", "torch", "mujoco", "pyside6-essentials", "numpy", "h5py", "av",
@@ -161,7 +163,14 @@ def check_plugins(registry: Any | None = None) -> list[Check]:
                              "fix or remove it; the app runs without it"))
             continue
         env = getattr(e.factory, "environment", None) if e.kind == "policy" else None
-        if env and env_python(env) is None:
+        try:
+            built = env_python(env) is not None if env else True
+        except VLAScopeError as err:  # installed from a wheel: no build scripts here
+            out.append(Check(name, WARN, str(err), "install VLAScope from a source checkout "
+                             "to build the environment, or serve the policy from elsewhere "
+                             "(vlascope serve; docs/remote.md)"))
+            continue
+        if not built:
             out.append(Check(name, WARN, f"served from the environment '{env}', not built",
                              how_to_build(env)))
         else:
