@@ -260,3 +260,22 @@ def test_an_old_episode_without_state_says_so(qtbot, dock, rollout, tmp_path):
     # and a file with the state opened next draws again
     _open(qtbot, dock, rollout[0], step=1)
     assert dock.camera is not None and "Step 1" in dock.message.text()
+
+
+def test_the_window_shows_the_live_rollout_in_the_free_camera(qtbot, window):
+    """In the inspector: the dock sits beside the Scene dock, builds its simulator on the
+    worker thread, and follows the live rollout step by step."""
+    from test_app import WAIT_MS, play_steps
+
+    dock = window.free_camera_dock
+    assert dock in window.docks and dock.toggleViewAction().text() == "Free camera"
+    dock.raise_()
+    play_steps(qtbot, window, 3)
+    qtbot.waitUntil(lambda: dock.camera is not None and dock.view.frames > 0, timeout=WAIT_MS)
+    rec = window.workspace.recording
+    assert rec.sim_state(window.workspace.step) is not None
+    first = dock.render_now()
+    window.workspace.set_step(0)
+    assert not np.array_equal(dock.render_now(), first)  # the hand moved since step 0
+    window.actions_by_name["paths"].trigger()  # View > Planned vs executed: off
+    assert not dock.paths_on
