@@ -38,6 +38,10 @@ PLANNED_RGBA = (0.55, 1.0, 0.1, 1.0)  # lime, as the cameras' overlay draws the 
 EXECUTED_RGBA = (1.0, 0.7, 0.1, 1.0)  # amber: where the hand went
 PATH_WIDTH = 0.004  # capsule radius in metres
 DEFAULT_ELEVATION = -30.0  # degrees, looking down on the task
+# Contact marks in metres and newtons: MuJoCo scales them by the model's mean body size and
+# mass, which walls, floors and parked props inflate (8 cm discs on a 4 cm cube).
+CONTACT_RADIUS, CONTACT_HEIGHT, FORCE_WIDTH = 0.005, 0.002, 0.002
+FORCE_M_PER_N = 0.05
 # Renderers left open at exit fail in __del__ once MuJoCo's atexit hook has ended EGL; ours
 # is registered after the first renderer exists (after MuJoCo's), so it runs first.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -153,6 +157,11 @@ class FreeCamera:
     def __init__(self, sim: SimulatorModel, size: tuple[int, int] = (480, 640)):
         self.sim = sim
         self.model = sim.model
+        mean, mass = max(self.model.stat.meansize, 1e-6), max(self.model.stat.meanmass, 1e-9)
+        scale = self.model.vis.scale
+        scale.contactwidth, scale.contactheight = CONTACT_RADIUS / mean, CONTACT_HEIGHT / mean
+        scale.forcewidth = FORCE_WIDTH / mean
+        self.model.vis.map.force = FORCE_M_PER_N * mass
         self.data = mujoco.MjData(self.model)
         self.option = copy.deepcopy(sim.option)
         self.camera = mujoco.MjvCamera()
