@@ -279,3 +279,33 @@ def test_the_window_shows_the_live_rollout_in_the_free_camera(qtbot, window):
     assert not np.array_equal(dock.render_now(), first)  # the hand moved since step 0
     window.actions_by_name["paths"].trigger()  # View > Planned vs executed: off
     assert not dock.paths_on
+
+
+def test_a_scene_that_cannot_restore_a_state_says_so(qtbot, dock, rollout):
+    """A scene without a simulator to hand out (here the tabletop before its first reset)
+    is refused with a reason; a live rollout of such a scene (no state in its metadata)
+    tells the user, and draws nothing."""
+    from vlascope.core.free_camera import FreeCameraUnavailable
+
+    with TabletopScene() as fresh:
+        assert fresh.simulator() is None and fresh.sim_state() is None
+        with pytest.raises(FreeCameraUnavailable, match="cannot restore a simulator state"):
+            simulator_model(fresh)
+    with Episode(rollout[0]) as ep:
+        meta = {k: v for k, v in ep.metadata.items() if k != "sim_state"}
+    dock.ws.begin_live(meta, ["front", "wrist"], None)
+    assert "cannot restore a simulator state" in dock.message.text()
+    assert dock.camera is None and dock.render_now() is None
+
+
+def test_a_malformed_state_dataset_is_refused_on_open(rollout, tmp_path):
+    from vlascope.core.errors import EpisodeFormatError
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(rollout[0], bad)
+    with h5py.File(bad, "r+") as f:
+        n = f["steps/sim_state"].shape[0]
+        del f["steps/sim_state"]
+        f["steps/sim_state"] = np.zeros(n, np.float64)  # (T,), not (T, N)
+    with pytest.raises(EpisodeFormatError, match="sim_state"):
+        Episode(bad)

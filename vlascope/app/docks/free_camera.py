@@ -135,6 +135,7 @@ class FreeCameraDock(Panel):
         self._key: tuple | None = None  # the rollout whose model the camera holds
         self._wanted: tuple | None = None  # the rollout whose model was asked for
         self._home = True  # the next shown state resets the view (a new rollout)
+        self._shown: tuple | None = None  # (recording, step) whose state the camera holds
 
         row = QHBoxLayout()
         self.contacts = QCheckBox("Contacts")
@@ -204,7 +205,7 @@ class FreeCameraDock(Panel):
             self._say(str(e))
             return
         key = self._rollout_key(rec)
-        self._home = True
+        self._home, self._shown = True, None
         if key == self._key:
             self.schedule_render()
             return
@@ -223,15 +224,18 @@ class FreeCameraDock(Panel):
             self._say(got)
             return
         self._drop_camera()
-        h, w = self.view.render_size()
-        self.camera = FreeCamera(got, (h, w))
+        try:
+            self.camera = FreeCamera(got, self.view.render_size())
+        except Exception as e:  # noqa: BLE001 - no GL context here: said, not fatal
+            self._say(f"Cannot render the free camera: {e}")
+            return
         self._key = key
         self._toggled()
 
     def _drop_camera(self) -> None:
         if self.camera is not None:
             self.camera.close()
-        self.camera, self._key = None, None
+        self.camera, self._key, self._shown = None, None, None
 
     # drawing ----------------------------------------------------------------------------
     def schedule_render(self) -> None:
@@ -246,11 +250,14 @@ class FreeCameraDock(Panel):
         if cam is None or rec is None or rec.n_steps == 0:
             return None
         try:
-            state = rec.sim_state(self.ws.step)
-            if state is None:
-                self._say(NO_STATE)
-                return None
-            cam.set_state(state)
+            shown = (id(rec), self.ws.step)
+            if shown != self._shown:  # a camera move alone keeps the restored state
+                state = rec.sim_state(self.ws.step)
+                if state is None:
+                    self._say(NO_STATE)
+                    return None
+                cam.set_state(state)
+                self._shown = shown
             if self._home:
                 cam.reset_view()
                 self._home = False
