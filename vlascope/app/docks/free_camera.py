@@ -118,7 +118,9 @@ class FreeCameraView(QWidget):
         self.dock.zoom(e.angleDelta().y() / 120.0)
 
     def resizeEvent(self, _event: Any) -> None:  # noqa: N802 - Qt API
-        self.dock.schedule_render()
+        # a new size needs a new renderer (~0.2 s on a CPU): once the size settles; until
+        # then the last frame is stretched
+        self.dock.resize_timer.start()
 
 
 class FreeCameraDock(Panel):
@@ -161,6 +163,13 @@ class FreeCameraDock(Panel):
         row.addWidget(self.reset_button)
         self.reset_button.clicked.connect(self.reset_view)
         self.body.addLayout(row)
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.timeout.connect(self.render_now)
+        self.resize_timer = QTimer(self)
+        self.resize_timer.setSingleShot(True)
+        self.resize_timer.setInterval(150)
+        self.resize_timer.timeout.connect(self.schedule_render)
         self.view = FreeCameraView(self)
         self.view.setToolTip("left drag: orbit; right, middle or Shift+left drag: pan; "
                              "wheel: zoom; click: name the body")
@@ -168,9 +177,6 @@ class FreeCameraDock(Panel):
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.body.addWidget(self.message)
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.timeout.connect(self.render_now)
         workspace.recording_changed.connect(self._recording)
         workspace.step_changed.connect(lambda _t: self.schedule_render())
         workspace.steps_appended.connect(lambda _n: self.schedule_render())
