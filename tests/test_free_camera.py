@@ -208,16 +208,30 @@ def test_a_recorded_step_rerenders_as_the_live_simulator_drew_it(qtbot, dock, ro
     assert not np.array_equal(cam.render(), ref["image"])
 
 
-def test_contact_toggle_draws_contacts(qtbot, dock, rollout):
+def test_contact_toggle_draws_contacts_where_they_are(qtbot, dock, rollout):
+    """Through the front camera (a known projection), ticking Contacts changes the picture
+    only around the simulator's contact points, and unticking it takes the marks away."""
+    from vlascope.core.projection import mujoco_camera_matrix
+
     _open(qtbot, dock, rollout[0], step=LIVE_STEP)
     dock.set_paths(False)
+    dock.look_from.setCurrentText("front")
     plain = dock.render_now()
-    assert dock.camera.data.ncon > 0
+    cam = dock.camera
+    m, d = cam.model, cam.data
+    assert d.ncon > 0
+    matrix = mujoco_camera_matrix(m, d, mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA,
+                                                          "front"), cam.size)
+    uvw = np.c_[d.contact.pos[:d.ncon], np.ones(d.ncon)] @ matrix.T
+    contacts = uvw[:, :2] / uvw[:, 2:]  # pixels (u right, v down)
     qtbot.mouseClick(dock.contacts, Qt.MouseButton.LeftButton)
     assert dock.contacts.isChecked()
     with_contacts = dock.render_now()
-    changed = np.any(with_contacts != plain, axis=-1)
-    assert 0 < changed.mean() < 0.2  # marks at the contacts, not a different picture
+    ys, xs = np.nonzero(np.any(with_contacts != plain, axis=-1))
+    assert len(ys) > 0
+    near = np.min(np.hypot(xs[:, None] - contacts[None, :, 0],
+                           ys[:, None] - contacts[None, :, 1]), axis=1)
+    assert np.mean(near < 12) > 0.95  # the marks sit on the contacts
     qtbot.mouseClick(dock.contacts, Qt.MouseButton.LeftButton)
     assert np.array_equal(dock.render_now(), plain)
 
