@@ -38,6 +38,7 @@ from .controller import Controller
 from .dataset_dialog import DatasetDialog
 from .docks.atlas import AtlasDock
 from .docks.features import FeaturesDock
+from .docks.free_camera import FreeCameraDock
 from .docks.interventions import InterventionsDock
 from .docks.library import LibraryDock
 from .docks.plugins import PluginsDock
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         self.interventions_dock = InterventionsDock(self.workspace, self.controller,
                                                     self.features_dock, self)
         self.library_dock = LibraryDock(self.record_dir, self.settings, self)
+        self.free_camera_dock = FreeCameraDock(self.workspace, self._free_camera_model, self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.scene_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.saliency_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
@@ -105,10 +107,13 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.saliency_dock, self.interventions_dock)
         self.tabifyDockWidget(self.saliency_dock, self.plugins_dock)
         self.tabifyDockWidget(self.saliency_dock, self.library_dock)
+        self.tabifyDockWidget(self.scene_dock, self.free_camera_dock)
+        self.scene_dock.raise_()
         self.saliency_dock.raise_()
         self.docks = [self.scene_dock, self.timeline_dock, self.saliency_dock,
                       self.regions_dock, self.features_dock, self.atlas_dock,
-                      self.interventions_dock, self.plugins_dock, self.library_dock]
+                      self.interventions_dock, self.plugins_dock, self.library_dock,
+                      self.free_camera_dock]
         self.fit_to_screen()
         self.actions_by_name["record-video"].setCheckable(True)
         self.actions_by_name["outline"].setCheckable(True)
@@ -501,6 +506,13 @@ class MainWindow(QMainWindow):
         on = self.actions_by_name["paths"].isChecked()
         self.scene_dock.set_paths(on)
         self.timeline_dock.set_fan(on)
+        self.free_camera_dock.set_paths(on)
+
+    def _free_camera_model(self, metadata: dict, done: Callable) -> None:
+        """The free camera's simulator for a rollout, built on the worker thread (a scene
+        of its kind, reset to it: seconds for LIBERO); a failure is said in the dock."""
+        self.engine.submit("free-camera", lambda s, _ctx: s.free_camera_model(metadata),
+                           on_done=done, on_error=lambda message, _details: done(message))
 
     def show_about(self) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, "About VLAScope", self.about_text(),

@@ -12,6 +12,10 @@ Layout (schema 1)::
     /steps/hand             (T, 3) float32      optional hand position (world m) when observed
     /steps/planned_hand     (T, H+1, 3) float32 optional hand path the step's chunk plans,
                                                 from the step that predicted it (start first)
+    /steps/sim_state        (T, N) float64      optional full simulator state when observed
+                                                (MuJoCo's mj_getState, the layout named in
+                                                metadata["sim_state"]; core/free_camera.py):
+                                                any step re-renders from any viewpoint
     /camera_matrix/<camera> (T, 3, 4) float32   optional world -> pixel projection of the
                                                 camera at its frames' size (projection.py)
     /frames/<camera>        (T, h, w, 3) uint8  one chunk per frame, gzip
@@ -121,15 +125,18 @@ class EpisodeWriter:
                activations: dict[str, np.ndarray] | None = None,
                display: dict[str, np.ndarray] | None = None,
                hand: np.ndarray | None = None, planned_hand: np.ndarray | None = None,
-               camera_matrices: dict[str, np.ndarray] | None = None) -> None:
+               camera_matrices: dict[str, np.ndarray] | None = None,
+               sim_state: np.ndarray | None = None) -> None:
         """Record one step: the observation that was acted on, and what happened (with the
         hand's position, its planned path and the cameras' projections where the scene can
-        say: the planned-vs-executed overlay). A write that fails (a full disk) drops the
-        partial file and raises."""
+        say: the planned-vs-executed overlay; the simulator's state where it can restore
+        one: the free camera). A write that fails (a full disk) drops the partial file and
+        raises."""
         try:
             self._append_step(state, action, action_chunk, chunk_index, success, images,
                               regions, segments, activations, display)
             self._append_path(hand, planned_hand, camera_matrices)
+            self._append_sim_state(sim_state)
             self._n += 1
         except Exception as e:
             self.discard()
@@ -165,6 +172,14 @@ class EpisodeWriter:
             self._append("steps/planned_hand", planned_hand, np.float32)
             for cam, matrix in camera_matrices.items():
                 self._append(f"camera_matrix/{cam}", matrix, np.float32)
+
+    def _append_sim_state(self, sim_state: np.ndarray | None) -> None:
+        """Every step has the simulator state, or none does."""
+        if self._n and (sim_state is not None) != ("steps/sim_state" in self._datasets):
+            raise VLAScopeError(f"step {self._n}: the simulator state is recorded at every "
+                                "step or never")
+        if sim_state is not None:
+            self._append("steps/sim_state", np.reshape(sim_state, -1), np.float64)
 
     def close(self, extra_metadata: dict[str, Any] | None = None) -> Path:
         """Finish the file and move it into place (on failure nothing is left behind)."""
@@ -347,6 +362,9 @@ def _check_path_shape(name: str, shape: tuple, datasets: dict[str, h5py.Dataset]
             horizon is None or shape[1] == horizon + 1)
     elif name.startswith("camera_matrix/"):
         expected, ok = "(T, 3, 4)", shape[1:] == (3, 4)
+    elif name == "steps/sim_state":
+        kind = datasets[name].dtype.kind
+        expected, ok = "(T, N) floats", len(shape) == 2 and shape[1] > 0 and kind == "f"
     if expected is not None and not ok:
         raise EpisodeFormatError(f"{path}: '{name}' has shape {shape}, it should be "
                                  f"{expected}")
@@ -541,6 +559,15 @@ class Episode:
     def planned_hands(self) -> np.ndarray:
         """(T, H + 1, 3) the hand path each step's chunk plans."""
         return self._read("steps/planned_hand")
+
+    def has_sim_state(self) -> bool:
+        """Whether each step's simulator state was recorded (the free camera re-renders it;
+        older files and scenes that cannot restore a state have none)."""
+        return "steps/sim_state" in self._datasets
+
+    def sim_state(self, t: int) -> np.ndarray:
+        """(N,) float64 the simulator's state at step ``t`` (see core/free_camera.py)."""
+        return np.asarray(self._read("steps/sim_state", t), np.float64)
 
     def matrix_cameras(self) -> list[str]:
         return self._names("camera_matrix")

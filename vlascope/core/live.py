@@ -41,12 +41,19 @@ class StepRecord:
     hand: np.ndarray | None = None  # (3,) hand position when observed
     planned_hand: np.ndarray | None = None  # (H + 1, 3) the executed chunk's planned path
     camera_matrices: dict[str, np.ndarray] | None = None  # camera -> (3, 4) at image size
+    # The simulator's full state when observed (Scene.sim_state): any step re-renders.
+    sim_state: np.ndarray | None = None
 
 
 def episode_metadata(scene: Scene, policy: Any, task: str, variant: str, seed: int,
                      policy_name: str, interventions: list[dict]) -> dict[str, Any]:
     """Everything needed to re-run an episode."""
-    return {
+    sim_state = {}
+    if scene.simulator() is not None:  # after reset: /steps/sim_state is recorded
+        from .free_camera import state_metadata
+
+        sim_state = {"sim_state": state_metadata()}
+    return {**sim_state,
         "policy": {**policy_info(policy, policy_name), "name": policy_name},
         "scene": scene.name, "task": task, "variant": variant, "seed": int(seed),
         "target_object": scene.task(task).target_object, "instruction": scene.instruction(),
@@ -163,6 +170,7 @@ class LiveRollout:
         if self.done:
             raise VLAScopeError("the rollout is over; start a new one")
         frame = self.scene.observe(cameras=self.cameras, size=self.size, regions=self._regions)
+        sim_state = self.scene.sim_state() if self._regions else None
         display = self.render_display()  # the same state as the policy's frame
         obs = frame.observation
         obs = self._applied.observation(obs, self.t)  # what the policy sees is recorded
@@ -187,7 +195,8 @@ class LiveRollout:
         self.scene.step(action)
         self.success = bool(self.scene.success())
         record = StepRecord(self.t, obs, frame.regions, action, self._chunk, self._idx,
-                            self.success, frame.segments, display, hand, planned, matrices)
+                            self.success, frame.segments, display, hand, planned, matrices,
+                            sim_state)
         if self._writer is not None:
             self._writer.append(state=obs.state, action=action, action_chunk=self._chunk,
                                 chunk_index=self._idx, success=self.success,
@@ -195,7 +204,8 @@ class LiveRollout:
                                 segments=frame.segments,
                                 activations=self._activations or None,
                                 display=display if self._record_display else None,
-                                hand=hand, planned_hand=planned, camera_matrices=matrices)
+                                hand=hand, planned_hand=planned, camera_matrices=matrices,
+                                sim_state=sim_state)
         self._idx += 1
         self.t += 1
         return record

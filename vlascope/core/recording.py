@@ -80,6 +80,11 @@ class Recording:
         """The camera's (3, 4) projection at step ``t`` and the image size it is for."""
         return None
 
+    def sim_state(self, t: int) -> np.ndarray | None:
+        """The simulator's state at step ``t`` (the free camera re-renders it); None where
+        it was not recorded (an older episode, a scene that cannot restore a state)."""
+        return None
+
     def planned_path(self, t: int, sizes: dict[str, tuple[int, int]] | None = None,
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
         """Per camera (planned (H + 1, 2), executed (M, 2)) pixel coordinates of the hand
@@ -193,6 +198,9 @@ class LiveRecording(Recording):
         return HandPath(origin, np.asarray(step.planned_hand, np.float64),
                         np.asarray(hands, np.float64).reshape(-1, 3))
 
+    def sim_state(self, t: int) -> np.ndarray | None:
+        return self.steps[self.check_step(t)].sim_state
+
     def camera_matrix(self, t: int, camera: str) -> tuple[np.ndarray, tuple[int, int]] | None:
         step = self.steps[self.check_step(t)]
         matrix = (step.camera_matrices or {}).get(camera)
@@ -227,6 +235,7 @@ class FileRecording(Recording):
             self._planned = self.episode.planned_hands()
             self._matrices = {c: self.episode.camera_matrices(c)
                               for c in self.episode.matrix_cameras() if c in self.cameras}
+        self._has_sim_state = self.episode.has_sim_state()
         self._frame_size = {c: self.episode.frame(0, c).shape[:2] for c in self.cameras}
         self._open_loop = {name: self.episode.open_loop(name)[:, 0]
                            for name in self.episode.open_loop_names()}
@@ -286,6 +295,9 @@ class FileRecording(Recording):
         if camera not in self._matrices:
             return None
         return self._matrices[camera][self.check_step(t)], self._frame_size[camera]
+
+    def sim_state(self, t: int) -> np.ndarray | None:
+        return self.episode.sim_state(self.check_step(t)) if self._has_sim_state else None
 
     def stored_saliency(self, name: str, t: int) -> dict[str, np.ndarray] | None:
         cams = self.episode.saliency_cameras(name)

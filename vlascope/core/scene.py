@@ -9,6 +9,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,17 @@ class SceneFrame:
     observation: Observation
     regions: dict[str, np.ndarray] | None  # camera -> (H, W) uint8 labels (see regions.py)
     segments: dict[str, np.ndarray] | None = None  # camera -> (H, W) int object ids, 0 = none
+
+
+@dataclass(frozen=True)
+class SimulatorHandles:
+    """The MuJoCo simulation behind a scene, for views that draw it their own way (the free
+    camera). ``data`` is the live state: read it only on the thread that steps the scene."""
+
+    model: Any  # mujoco.MjModel, as configured by the last reset (a variant's colours)
+    data: Any  # mujoco.MjData
+    option: Any = None  # mujoco.MjvOption the scene's cameras render with (None: default)
+    flags_off: tuple = ()  # mujoco.mjtRndFlag effects the scene turns off (shadows, ...)
 
 
 class Scene(ABC):
@@ -155,6 +167,31 @@ class Scene(ABC):
         """Per camera the (3, 4) matrix taking homogeneous world points to homogeneous
         pixels (u right, v down) of the image ``observe`` renders now at ``size`` = (H, W)
         (a moving camera's changes every step); see ``core/projection.py``."""
+        return None
+
+    # The simulator behind the scene (optional: the free camera looks around in it and
+    # re-renders recorded steps; a scene that returns None says it cannot).
+    def simulator(self) -> SimulatorHandles | None:
+        """The MuJoCo model and live data after the last reset, None where the scene is not
+        a MuJoCo simulation it can hand out (the free camera then says so)."""
+        return None
+
+    def sim_state(self) -> np.ndarray | None:
+        """The simulator's full state now, a 1-D float64 vector that restores every step
+        exactly (``core/free_camera.py``: ``mj_getState`` with ``STATE_SPEC``); None where
+        the scene cannot restore a state. Recorded per step as ``/steps/sim_state``."""
+        handles = self.simulator()
+        if handles is None:
+            return None
+        from .free_camera import get_state  # MuJoCo only for scenes that have it
+
+        return get_state(handles.model, handles.data)
+
+    def classify_segmentation(self, seg: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+        """MuJoCo segmentation (..., 2) (object id, object type) -> region labels and the
+        object ids of ``segment_names``, the scene's own rule (what ``observe(regions=True)``
+        gives); None where the scene has none."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most scenes hold nothing

@@ -52,11 +52,26 @@ class Session:
         # (the remote plugin's url, token, timeout): jobs that only name the policy get the
         # policy the user connected to, not the plugin's defaults.
         self.policy_options: dict[str, dict[str, Any]] = {}
+        self._replay: Scene | None = None  # the free camera's own scene (never the live one)
 
     def allow_code(self, folder: str | Path) -> None:
         """The user allowed this checkpoint folder's own code (asked after the adapter
         raised CheckpointCodeRequired); later loads of it pass ``trust_remote_code``."""
         self.code_allowed.add(str(Path(folder).expanduser().resolve()))
+
+    def free_camera_model(self, metadata: dict[str, Any]) -> Any:
+        """The simulator model of a rollout for the free camera, from a scene of its kind
+        kept apart from the live one (it is reset to the rollout's task, seed and variant,
+        which a running rollout must not see); see core/free_camera.py."""
+        from .free_camera import replay_model
+
+        name = str(metadata.get("scene", ""))
+        if self._replay is None or self._replay.name != name:
+            if self._replay is not None:
+                self._replay.close()
+                self._replay = None
+            self._replay = self.registry.create_scene(name)
+        return replay_model(self._replay, metadata)
 
     # loading ----------------------------------------------------------------------------
     def load_scene(self, name: str) -> Scene:
@@ -241,9 +256,10 @@ class Session:
 
     def close(self) -> None:
         self.stop()
-        if self.scene is not None:
-            self.scene.close()
-            self.scene = None
+        for scene in (self.scene, self._replay):
+            if scene is not None:
+                scene.close()
+        self.scene = self._replay = None
         close = getattr(self.policy, "close", None)
         if callable(close):  # a served policy: its connection (and a server we started) ends
             self.policy = None

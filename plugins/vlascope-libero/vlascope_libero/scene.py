@@ -34,7 +34,7 @@ from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.projection import mujoco_camera_matrix
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
-from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
+from vlascope.core.scene import Scene, SceneFrame, SimulatorHandles, TaskSpec, VariantSpec
 from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
 
 STANDARD_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
@@ -209,6 +209,19 @@ class LiberoScene(Scene):
 
     def segment_names(self) -> dict[int, str]:
         return {i: n for i, n in enumerate(self._object_names) if i}
+
+    def simulator(self) -> SimulatorHandles | None:
+        """robosuite's MuJoCo model and data; a restored state is the simulator's alone (the
+        OSC controller's goal is not in it), enough to draw a step, not to resume it."""
+        if self._env is None:
+            return None
+        sim = self._env.env.sim
+        return SimulatorHandles(sim.model._model, sim.data._data, self._option,
+                                self._renderer.flags_off)
+
+    def classify_segmentation(self, seg: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._classify(seg) if self._env is not None else None
 
     # Planned vs executed ----------------------------------------------------------------
     def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:

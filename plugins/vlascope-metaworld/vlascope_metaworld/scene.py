@@ -38,7 +38,7 @@ from vlascope.core.errors import PluginError, UnknownNameError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.projection import mujoco_camera_matrix, rotate_half_turn
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
-from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
+from vlascope.core.scene import Scene, SceneFrame, SimulatorHandles, TaskSpec, VariantSpec
 from vlascope.scenes.rendering import FAST_OFF, SceneRenderer
 
 from .tasks import GROUPS, INSTRUCTIONS, MT50
@@ -192,6 +192,16 @@ class MetaWorldScene(Scene):
 
     def segment_names(self) -> dict[int, str]:
         return {i: n for i, n in enumerate(self._object_names) if i}
+
+    def simulator(self) -> SimulatorHandles | None:
+        if self._env is None:
+            return None
+        return SimulatorHandles(self._env.model, self._env.data, None,
+                                self._renderer.flags_off)
+
+    def classify_segmentation(self, seg: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._classify(seg) if self._env is not None else None
 
     # Planned vs executed ----------------------------------------------------------------
     def hand_position_of(self, state: np.ndarray) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from vlascope.core.errors import ObservationError, VLAScopeError
 from vlascope.core.policy import Observation
 from vlascope.core.projection import mujoco_camera_matrix
 from vlascope.core.regions import ACTION_CRITICAL, NUISANCE, SUPPORT
-from vlascope.core.scene import Scene, SceneFrame, TaskSpec, VariantSpec
+from vlascope.core.scene import Scene, SceneFrame, SimulatorHandles, TaskSpec, VariantSpec
 
 from . import model as M
 from .tasks import TASKS, TabletopTask
@@ -308,6 +308,15 @@ class TabletopScene(Scene):
 
     def segment_names(self) -> dict[int, str]:
         return {i: n for i, n in enumerate(self._object_names) if i}
+
+    def simulator(self) -> SimulatorHandles | None:
+        return SimulatorHandles(self.model, self.data) if self._task is not None else None
+
+    def classify_segmentation(self, seg: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._label_lut is None:
+            return None
+        return self._labels_from_segmentation(seg), self._objects_from_segmentation(seg)
 
     def _object_lut(self) -> tuple[np.ndarray, list[str]]:
         """geom id + 1 -> object id. An object is a whole body tree (the robot's gantry, a
