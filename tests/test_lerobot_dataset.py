@@ -342,6 +342,11 @@ def test_regions_dock_paints_dataset_frames_from_unlabeled(qtbot, window, datase
     qtbot.waitUntil(lambda: ws.recording is not None and ws.n_steps == STEPS[0],
                     timeout=WAIT_MS)
     idle(qtbot, window)
+    from vlascope.core.free_camera import NO_STATE_IN_DATASET
+
+    window.free_camera_dock.raise_()  # a dataset has frames, not a simulator: said so
+    qtbot.waitUntil(lambda: window.free_camera_dock.message.text() == NO_STATE_IN_DATASET,
+                    timeout=WAIT_MS)
     dock = window.regions_dock
     dock.raise_()
     qtbot.waitUntil(dock.graphics.isVisible, timeout=WAIT_MS)

@@ -30,6 +30,15 @@ from .scene import Scene
 # solver's warm start (contact forces converge from it, so the arrows match too).
 STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 NO_STATE = "this recording has no simulator state; re-record to look around"
+NO_STATE_IN_DATASET = ("this episode comes from a dataset, which keeps camera frames but no "
+                       "simulator state: look around in a rollout recorded by VLAScope")
+
+
+def no_state_message(metadata: dict) -> str:
+    """Why a recorded episode cannot be looked around in, and what would do."""
+    from .linked_episode import source_of
+
+    return NO_STATE_IN_DATASET if source_of(metadata) is not None else NO_STATE
 ORBIT, PAN, ZOOM = (int(mujoco.mjtMouse.mjMOUSE_ROTATE_V), int(mujoco.mjtMouse.mjMOUSE_MOVE_V),
                     int(mujoco.mjtMouse.mjMOUSE_ZOOM))
 _GEOM = int(mujoco.mjtObj.mjOBJ_GEOM)

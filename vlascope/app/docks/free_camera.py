@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 
 from vlascope.core.errors import VLAScopeError
 from vlascope.core.free_camera import (
-    NO_STATE,
     ORBIT,
     PAN,
     FreeCamera,
@@ -36,6 +35,7 @@ from vlascope.core.free_camera import (
     Selection,
     SimulatorModel,
     check_state_metadata,
+    no_state_message,
 )
 from vlascope.core.recording import FileRecording, Recording
 from vlascope.core.workspace import Workspace
@@ -200,7 +200,7 @@ class FreeCameraDock(Panel):
             return
         if "sim_state" not in rec.metadata:
             self._drop_camera()
-            self._say(NO_STATE if isinstance(rec, FileRecording) else
+            self._say(no_state_message(rec.metadata) if isinstance(rec, FileRecording) else
                       f"The scene '{rec.metadata.get('scene', '?')}' cannot restore a "
                       "simulator state, so this rollout cannot be looked around in.")
             return
@@ -260,7 +260,7 @@ class FreeCameraDock(Panel):
             if shown != self._shown:  # a camera move alone keeps the restored state
                 state = rec.sim_state(self.ws.step)
                 if state is None:
-                    self._say(NO_STATE)
+                    self._say(no_state_message(rec.metadata))
                     return None
                 cam.set_state(state)
                 self._shown = shown
