@@ -32,7 +32,9 @@ apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.
               libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
               # Qt's xcb platform, for the window on a desktop
               libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
-              libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0)
+              libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0
+              # a virtual X display with GL (Mesa): benchmarks/atlas.py's vispy comparison
+              xvfb libglx-mesa0)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do
