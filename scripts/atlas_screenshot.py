@@ -27,6 +27,7 @@ def feature_sets(folder: Path, steps: int) -> list:
     """One trained, described FeatureSet per layer, saved under ``folder``, its UMAP map
     computed and cached where the atlas looks for it."""
     from vlascope.app.docks.atlas import umap_cache
+    from vlascope.core.errors import VLAScopeError
     from vlascope.core.features import capture_frames, train_features, visual_positions
     from vlascope.core.live import LiveRollout
     from vlascope.core.sae import save_sae
@@ -38,8 +39,14 @@ def feature_sets(folder: Path, steps: int) -> list:
     policy = ReferencePolicy(device="cpu")
     out = []
     with TabletopScene() as scene:
-        live = LiveRollout(scene, policy, "pick_red", 0, max_steps=steps)
-        frames = [live.step().observation for _ in range(steps)]
+        frames = []
+        for seed in range(4):  # several rollouts: one may end early (success)
+            live = LiveRollout(scene, policy, "pick_red", seed, max_steps=steps)
+            for _ in range(steps):
+                try:
+                    frames.append(live.step().observation)
+                except VLAScopeError:
+                    break
         for layer in LAYERS:
             samples = capture_frames(policy, frames, layer)
             fs = train_features(samples, policy.visual_token_layout(),
@@ -55,7 +62,7 @@ def feature_sets(folder: Path, steps: int) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images/atlas-layers.png")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     import numpy as np
     from matplotlib.path import Path as PolygonPath
