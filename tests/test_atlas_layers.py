@@ -283,4 +283,21 @@ def test_saes_of_two_layers_share_the_atlas(qtbot, window, two_layer_saes, monke
     assert picked.args == ["trunk.0.resid", feature]
     assert dock.features.layer == "trunk.0.resid" and dock.selected_feature() == feature
     assert view.selected == [target]
+    # a lasso around trunk.2.resid's tile: the Features dock switches back and lists them
+    x0, y0, x1, y1 = view.points.tiles[1]
+    corners = [(x0 - 0.05, y0 - 0.05), (x1 + 0.05, y0 - 0.05), (x1 + 0.05, y1 + 0.05),
+               (x0 - 0.05, y1 + 0.05)]
+    points = [to_widget(view, x, y) for x, y in corners]
+    shift = Qt.KeyboardModifier.ShiftModifier
+    with qtbot.waitSignal(view.lassoed_keys, timeout=5000):
+        qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, shift, points[0])
+        for p in points[1:]:
+            move(view, p, shift)
+        qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, shift, points[-1])
+    assert view.selected == np.flatnonzero(view.points.layer == 1).tolist()
+    assert dock.features.layer == "trunk.2.resid"
+    shown = [int(dock.table.item(i, 0).text()) for i in range(dock.table.rowCount())
+             if not dock.table.isRowHidden(i)]
+    assert sorted(shown) == list(range(n2))
+    assert atlas.hint.text() == f"lasso: {n2} features (trunk.2.resid {n2})"
     assert not errors_shown(window)

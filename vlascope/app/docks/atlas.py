@@ -468,6 +468,7 @@ class AtlasDock(Panel):
         """The Features dock lists the lassoed features of the layer holding most of them
         (it browses one layer); all of them, per layer, stay in ``lasso_keys``."""
         self.lasso_keys = list(keys)
+        ringed = list(self.view.selected)  # the lasso's points, before the browser moves
         per_layer: dict[str, list[int]] = {}
         for layer, f in keys:
             per_layer.setdefault(layer, []).append(f)
@@ -480,8 +481,9 @@ class AtlasDock(Panel):
         if fs is None or self.features_dock is None:
             return
         if self.features_dock.features is not fs:
-            self.features_dock.show_features(fs)
+            self.features_dock.show_features(fs)  # selects its densest feature...
         self.features_dock.show_only(per_layer[layer])
+        self.view.set_selection(ringed)  # ...but the atlas keeps the lassoed group ringed
 
     def _feature_selected(self, feature: int) -> None:
         fs = self.features_dock.features if self.features_dock is not None else None
