@@ -35,7 +35,9 @@ apt_packages=(libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgles2 libglib2.
               libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xinerama0)
 # the desktop's own tools, which the tests of `vlascope install-desktop` check it with
 if [ "$extras" = dev ]; then
-  apt_packages+=(desktop-file-utils shared-mime-info libglib2.0-bin)
+  apt_packages+=(desktop-file-utils shared-mime-info libglib2.0-bin
+                 # a virtual X display with GL (Mesa): benchmarks/atlas.py's vispy comparison
+                 xvfb libglx-mesa0)
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

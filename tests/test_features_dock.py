@@ -158,7 +158,8 @@ def test_the_atlas_follows_the_features(qtbot, window):
     assert dock.selected_feature() == target
     assert dock._top == fs.top_frames(target, len(dock.thumbs))  # its top frames shown
     assert all(not dock.thumbs[i].icon().isNull() for i in range(len(dock._top)))
-    view.lassoed.emit([1, 2, 5])  # as a lasso does (its mouse path is tested on the view)
+    # as a lasso does (its mouse path is tested on the view): (layer, feature) pairs
+    view.lassoed_keys.emit([(fs.layer, 1), (fs.layer, 2), (fs.layer, 5)])
     shown = [dock.table.item(i, 0).text() for i in range(dock.table.rowCount())
              if not dock.table.isRowHidden(i)]
     assert sorted(shown, key=int) == ["1", "2", "5"]
