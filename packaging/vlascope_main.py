@@ -15,7 +15,8 @@ if __name__ == "__main__":
     multiprocessing.freeze_support()
     if len(sys.argv) >= 3 and sys.argv[1] == "-c":
         code, sys.argv = sys.argv[2], ["-c", *sys.argv[3:]]
-        exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+        # in __main__'s namespace, as python -c runs it (cProfile.run("...") then works)
+        exec(compile(code, "<string>", "exec"), globals())
         sys.exit(0)
     from vlascope.cli import main
 
