@@ -151,6 +151,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for r in rows:
         status = "ok" if r["status"] == "ok" else f"ERROR {r['error']}"
         print(f"{r['kind']:<8} {r['name']:<20} {status}  [{r['source']}]")
+    from .core.plugins import bundle_install_hint, frozen
+
+    if frozen():  # the bundle has no pip: say where a plugin it lacks goes
+        print("\nTo add a plugin: " + bundle_install_hint().split(": ", 1)[1])
     return 0
 
 

@@ -9,6 +9,11 @@ registers factories through module-level dicts::
     SCENES = {"my_scene": MySceneClass}        # factory(**options) -> Scene
     POLICIES = {"my_policy": load_my_policy}   # factory(**options) -> Policy
 
+In the one-folder bundle (``packaging/build.sh``: no pip, no virtualenv) a plugin packaged as
+a wheel is installed by unpacking it into a plugin folder's ``site-packages/`` (a wheel is a
+zip): that folder is put on ``sys.path``, so its entry points and modules are found as an
+installed package's are (``add_wheel_folders``); the bundle's own packages still win.
+
 A factory that cannot load without a checkpoint folder sets ``needs_weights = True``. One
 whose dependencies conflict with the app's sets ``environment = "NAME"`` (a virtualenv of
 ``vlascope.core.environments``, built by ``bash scripts/setup.sh env NAME``): outside that
@@ -170,6 +175,37 @@ def default_plugin_dirs() -> list[Path]:
     return dirs
 
 
+WHEELS_SUBFOLDER = "site-packages"
+
+
+def frozen() -> bool:
+    """Running as the one-folder bundle (PyInstaller), not from a Python environment."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def add_wheel_folders(dirs: list[Path]) -> list[Path]:
+    """In the bundle, put each plugin folder's ``site-packages/`` (unpacked wheels) on
+    ``sys.path`` (after the bundle's own modules) and return them. Elsewhere pip installs
+    plugins, so nothing is added."""
+    if not frozen():
+        return []
+    folders = [d / WHEELS_SUBFOLDER for d in dirs if (d / WHEELS_SUBFOLDER).is_dir()]
+    for f in folders:
+        if str(f) not in sys.path:
+            sys.path.append(str(f))
+    return folders
+
+
+def bundle_install_hint(dirs: list[Path] | None = None) -> str:
+    """How to add a plugin to the bundle: where its files go."""
+    folder = (dirs or default_plugin_dirs())[-1]
+    return (f"this bundle does not carry it: unpack the plugin's wheel (and any it needs that "
+            f"the bundle lacks) into {folder / WHEELS_SUBFOLDER}, e.g. `unzip -o "
+            f"vlascope_libero-*.whl -d {folder / WHEELS_SUBFOLDER}` (bash "
+            f"packaging/build_wheels.sh makes the wheels in a clone), or put a plugin file "
+            f"into {folder}; see docs/packaging.md")
+
+
 class PluginRegistry:
     """What was found, with status; builds scenes and policies by name."""
 
@@ -179,6 +215,8 @@ class PluginRegistry:
     @classmethod
     def discover(cls, plugin_dirs: list[Path] | None = None) -> PluginRegistry:
         entries: list[PluginEntry] = []
+        dirs = plugin_dirs if plugin_dirs is not None else default_plugin_dirs()
+        add_wheel_folders(dirs)  # before the entry points: unpacked wheels declare theirs
         for kind, group in KINDS.items():
             for ep in entry_points(group=group):
                 dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
@@ -191,7 +229,7 @@ class PluginRegistry:
                         raise
                     entry.error = _one_line(e)
                 entries.append(entry)
-        for folder in plugin_dirs if plugin_dirs is not None else default_plugin_dirs():
+        for folder in dirs:
             entries.extend(_load_folder(folder))
         return cls(entries)
 
@@ -201,7 +239,9 @@ class PluginRegistry:
     def not_installed(self, kind: str) -> dict[str, str]:
         """First-party plugins of this kind that are not installed -> how to install them."""
         have = set(self.names(kind))
-        return {n: hint for (k, n), hint in FIRST_PARTY.items() if k == kind and n not in have}
+        bundle = bundle_install_hint() if frozen() else None  # no setup.sh, no pip there
+        return {n: bundle or hint for (k, n), hint in FIRST_PARTY.items()
+                if k == kind and n not in have}
 
     def get(self, kind: str, name: str) -> PluginEntry:
         matches = [e for e in self.entries if e.kind == kind and e.name == name]
