@@ -4,6 +4,7 @@ is one clear line with its fix. The broken pieces are real: the probes run in ch
 processes with the environment that breaks them."""
 
 import json
+import sys
 
 from cli_process import cli_process
 
@@ -67,6 +68,15 @@ def test_a_missing_extra_says_how_to_install_it(monkeypatch):
     assert rerun.status == WARN and rerun.fix == "bash scripts/setup.sh rerun"
     text = report([rerun])
     assert "[warn] extra rerun" in text and "fix: bash scripts/setup.sh rerun" in text
+    # installed from a wheel there is no setup script: pip's extra; a bundle has neither
+    import vlascope.core.environments as environments
+
+    monkeypatch.setattr(environments, "checkout", lambda: None)
+    rerun = next(c for c in check_extras() if c.name == "extra rerun")
+    assert rerun.fix == "pip install 'vlascope[rerun]'"
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    rerun = next(c for c in check_extras() if c.name == "extra rerun")
+    assert rerun.fix.startswith("the bundle leaves it out") and "vlascope[rerun]" in rerun.fix
 
 
 def test_the_command_prints_every_check_and_fails_on_a_broken_piece():

@@ -25,10 +25,10 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 SETUP = "bash scripts/setup.sh"
 PACKAGES = ("vlascope", "torch", "mujoco", "pyside6-essentials", "numpy", "h5py", "av",
             "pyarrow", "transformers", "pyqtgraph")
-EXTRAS = (  # import name, what it serves, how to install
-    ("ray", "sweeps on a Ray cluster (--executor ray)", f"{SETUP} ray"),
-    ("rerun", "vlascope export-rerun", f"{SETUP} rerun"),
-    ("websockets", "policy servers (vlascope serve, the remote plugin)", f"{SETUP}"),
+EXTRAS = (  # import name, what it serves, the package extra that installs it
+    ("ray", "sweeps on a Ray cluster (--executor ray)", "ray"),
+    ("rerun", "vlascope export-rerun", "rerun"),
+    ("websockets", "policy servers (vlascope serve, the remote plugin)", ""),
 )
 LOW_DISK, NO_DISK = 2 << 30, 200 << 20
 PROBE_TIMEOUT_S = 60
@@ -198,12 +198,28 @@ def check_disk(record_dir: str | Path | None = None) -> Check:
 
 def check_extras() -> list[Check]:
     out = []
-    for module, serves, install in EXTRAS:
+    for module, serves, extra in EXTRAS:
         if importlib.util.find_spec(module) is not None:
             out.append(Check(f"extra {module}", OK, f"installed: {serves}"))
         else:
-            out.append(Check(f"extra {module}", WARN, f"not installed: {serves}", install))
+            out.append(Check(f"extra {module}", WARN, f"not installed: {serves}",
+                             install_hint(extra)))
     return out
+
+
+def install_hint(extra: str) -> str:
+    """How this installation gets an extra: a checkout's setup script, pip for a wheel;
+    the bundle leaves the extras out (docs/packaging.md)."""
+    from .environments import checkout
+
+    if getattr(sys, "frozen", False):
+        if not extra:
+            return "the bundle lacks a dependency of its own: rebuild it (packaging/build.sh)"
+        return (f"the bundle leaves it out: install VLAScope's wheel with pip "
+                f"(pip install 'vlascope[{extra}]') where it is needed")
+    if checkout() is not None:
+        return f"{SETUP} {extra}".rstrip()
+    return f"pip install 'vlascope[{extra}]'" if extra else "pip install vlascope"
 
 
 def run_checks(record_dir: str | Path | None = None, registry: Any | None = None,
