@@ -33,12 +33,6 @@ NO_STATE = "this recording has no simulator state; re-record to look around"
 NO_STATE_IN_DATASET = ("this episode comes from a dataset, which keeps camera frames but no "
                        "simulator state: look around in a rollout recorded by VLAScope")
 
-
-def no_state_message(metadata: dict) -> str:
-    """Why a recorded episode cannot be looked around in, and what would do."""
-    from .linked_episode import source_of
-
-    return NO_STATE_IN_DATASET if source_of(metadata) is not None else NO_STATE
 ORBIT, PAN, ZOOM = (int(mujoco.mjtMouse.mjMOUSE_ROTATE_V), int(mujoco.mjtMouse.mjMOUSE_MOVE_V),
                     int(mujoco.mjtMouse.mjMOUSE_ZOOM))
 _GEOM = int(mujoco.mjtObj.mjOBJ_GEOM)
@@ -60,6 +54,13 @@ _EXIT_HOOK: list[bool] = []
 def _close_live() -> None:
     for cam in list(_LIVE):
         cam.close()
+
+
+def no_state_message(metadata: dict) -> str:
+    """Why a recorded episode cannot be looked around in, and what would do."""
+    from .linked_episode import source_of
+
+    return NO_STATE_IN_DATASET if source_of(metadata) is not None else NO_STATE
 
 
 class FreeCameraUnavailable(VLAScopeError):
