@@ -1,7 +1,24 @@
 """Checks of the free camera shared by the tabletop tests and the scene plugins' tests
-(``tests/`` is on pytest's path): a click names what the scene's own segmentation shows."""
+(``tests/`` is on pytest's path): the dock on a workspace of its own, and a click names what
+the scene's own segmentation shows."""
 
 import numpy as np
+
+from vlascope.app.docks.free_camera import FreeCameraDock
+from vlascope.core.free_camera import replay_model
+from vlascope.core.workspace import Workspace
+
+
+def free_camera_dock(qtbot, replay_scene, size: tuple[int, int]) -> FreeCameraDock:
+    """The Free camera dock, shown, on a new workspace, drawing rollouts with
+    ``replay_scene`` (a scene of their kind kept apart from the one that ran them)."""
+    dock = FreeCameraDock(Workspace(),
+                          lambda meta, done: done(replay_model(replay_scene, meta)))
+    qtbot.addWidget(dock)
+    dock.resize(*size)
+    dock.show()
+    qtbot.waitExposed(dock)
+    return dock
 
 
 def inner_pixels(segments: np.ndarray, min_pixels: int = 1) -> dict[int, tuple[int, int]]:

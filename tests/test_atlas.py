@@ -5,7 +5,8 @@ Features dock (PCA at once, the background embedding when it lands)."""
 import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPointF, Qt
+from qt_events import plot_to_widget
 
 from vlascope.app.docks.atlas import AtlasView
 
@@ -25,14 +26,9 @@ def atlas(qtbot):
     return view
 
 
-def to_widget(view, x, y) -> QPoint:
-    scene = view.plotItem.vb.mapViewToScene(QPointF(x, y))
-    return view.mapFromScene(scene)
-
-
 def test_hover_click_and_lasso_with_the_mouse(qtbot, atlas):
     target = int(np.argmax(atlas.xy[:, 0]))  # the rightmost point: nobody near it
-    pos = to_widget(atlas, *atlas.xy[target])
+    pos = plot_to_widget(atlas, *atlas.xy[target])
     hovered = []
     atlas.hovered.connect(hovered.append)
     qtbot.mouseMove(atlas.viewport(), pos)
@@ -44,7 +40,7 @@ def test_hover_click_and_lasso_with_the_mouse(qtbot, atlas):
     assert picked.args == [target] and atlas.selected == [target]
     # Shift+drag a square around the middle: the features inside are lassoed
     corners = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5), (-0.5, -0.49)]
-    points = [to_widget(atlas, x, y) for x, y in corners]
+    points = [plot_to_widget(atlas, x, y) for x, y in corners]
     shift = Qt.KeyboardModifier.ShiftModifier
     with qtbot.waitSignal(atlas.lassoed, timeout=5000) as lassoed:
         qtbot.mousePress(atlas.viewport(), Qt.MouseButton.LeftButton, shift, points[0])

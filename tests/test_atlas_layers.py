@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 from matplotlib.path import Path as PolygonPath
-from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEvent, Qt
+from qt_events import mouse, plot_to_widget
 from scipy.spatial import cKDTree
 
 from vlascope.app.docks.atlas import ALL_LAYERS, HOVER_PX, AtlasView
@@ -36,24 +35,10 @@ def synthetic_layers(sizes=SIZES, seed=0) -> list[AtlasLayer]:
     return out
 
 
-def move(view, pos, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    """A mouse move sent through Qt to the viewport, as the window system delivers it
-    (QTest's moves go through the platform's cursor, which offscreen Qt may not move)."""
-    vp = view.viewport()
-    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, QPointF(pos),
-                                           vp.mapToGlobal(QPointF(pos)),
-                                           Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
-                                           modifiers))
-
-
-def to_widget(view, x, y):
-    return view.mapFromScene(view.plotItem.vb.mapViewToScene(QPointF(x, y)))
-
-
 def pixels(view) -> np.ndarray:
     """Every point's position in the widget, in pixels (the same mapping as to_widget)."""
-    o = to_widget(view, 0.0, 0.0)
-    ex, ey = to_widget(view, 1.0, 0.0), to_widget(view, 0.0, 1.0)
+    o = plot_to_widget(view, 0.0, 0.0)
+    ex, ey = plot_to_widget(view, 1.0, 0.0), plot_to_widget(view, 0.0, 1.0)
     assert ex.y() == o.y() and ey.x() == o.x()  # axis-aligned, no rotation
     return np.column_stack([o.x() + view.xy[:, 0] * (ex.x() - o.x()),
                             o.y() + view.xy[:, 1] * (ey.y() - o.y())])
@@ -131,8 +116,8 @@ def test_hover_and_click_name_and_select_a_layer_and_feature(qtbot, view):
     target = isolated(view, 1)  # a point of the second layer
     layer, feature = view.points.key(target)
     assert layer == "trunk.1.resid" and target == SIZES["trunk.0.resid"] + feature
-    pos = to_widget(view, *view.xy[target])
-    move(view, pos)
+    pos = plot_to_widget(view, *view.xy[target])
+    mouse(view.viewport(), QEvent.Type.MouseMove, pos)
     qtbot.waitUntil(lambda: view.hover == target, timeout=5000)
     assert view.tip.isVisible()
     assert view.tip.textItem.toPlainText() == f"trunk.1.resid · f{feature}: L1 label {feature}"
@@ -140,8 +125,8 @@ def test_hover_and_click_name_and_select_a_layer_and_feature(qtbot, view):
         qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert picked.args == ["trunk.1.resid", feature] and view.selected == [target]
     # far from every point: nothing hovered, a click selects nothing new
-    empty = to_widget(view, 1.25, -1.25)  # the grid's fourth tile: no fourth layer
-    move(view, empty)
+    empty = plot_to_widget(view, 1.25, -1.25)  # the grid's fourth tile: no fourth layer
+    mouse(view.viewport(), QEvent.Type.MouseMove, empty)
     qtbot.waitUntil(lambda: view.hover == -1, timeout=5000)
     assert not view.tip.isVisible()
 
@@ -151,12 +136,12 @@ def test_lasso_selects_exactly_the_points_inside(qtbot, view):
     x0, y0, x1, y1 = view.points.tiles[0]
     corners = [(x0 + 0.1, y0 + 0.1), (x1 + 0.6, y0 + 0.1), (x1 + 0.6, y0 + 0.5),
                (x0 + 0.5, y0 + 0.5), (x0 + 0.5, y1 - 0.1), (x0 + 0.1, y1 - 0.1)]
-    points = [to_widget(view, x, y) for x, y in corners]
+    points = [plot_to_widget(view, x, y) for x, y in corners]
     shift = Qt.KeyboardModifier.ShiftModifier
     with qtbot.waitSignal(view.lassoed_keys, timeout=5000) as lassoed:
         qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, shift, points[0])
         for p in points[1:]:
-            move(view, p, shift)
+            mouse(view.viewport(), QEvent.Type.MouseMove, p, modifiers=shift)
         qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, shift, points[-1])
     drawn = [view.plotItem.vb.mapSceneToView(view.mapToScene(p)) for p in points]
     expected = np.flatnonzero(PolygonPath([(q.x(), q.y()) for q in drawn])
@@ -279,7 +264,7 @@ def test_saes_of_two_layers_share_the_atlas(qtbot, window, two_layer_saes, monke
     feature = view.points.key(target)[1]
     with qtbot.waitSignal(view.picked_key, timeout=5000) as picked:
         qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
-                         pos=to_widget(view, *view.xy[target]))
+                         pos=plot_to_widget(view, *view.xy[target]))
     assert picked.args == ["trunk.0.resid", feature]
     assert dock.features.layer == "trunk.0.resid" and dock.selected_feature() == feature
     assert view.selected == [target]
@@ -287,12 +272,12 @@ def test_saes_of_two_layers_share_the_atlas(qtbot, window, two_layer_saes, monke
     x0, y0, x1, y1 = view.points.tiles[1]
     corners = [(x0 - 0.05, y0 - 0.05), (x1 + 0.05, y0 - 0.05), (x1 + 0.05, y1 + 0.05),
                (x0 - 0.05, y1 + 0.05)]
-    points = [to_widget(view, x, y) for x, y in corners]
+    points = [plot_to_widget(view, x, y) for x, y in corners]
     shift = Qt.KeyboardModifier.ShiftModifier
     with qtbot.waitSignal(view.lassoed_keys, timeout=5000):
         qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, shift, points[0])
         for p in points[1:]:
-            move(view, p, shift)
+            mouse(view.viewport(), QEvent.Type.MouseMove, p, modifiers=shift)
         qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, shift, points[-1])
     assert view.selected == np.flatnonzero(view.points.layer == 1).tolist()
     assert dock.features.layer == "trunk.2.resid"

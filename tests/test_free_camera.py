@@ -7,15 +7,15 @@ import h5py
 import mujoco
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
+from free_camera_checks import free_camera_dock
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
+from qt_events import raw_drag
 
-from vlascope.app.docks.free_camera import FreeCameraDock
 from vlascope.core.episode import Episode
-from vlascope.core.free_camera import NO_STATE, FreeCamera, replay_model, simulator_model
+from vlascope.core.free_camera import NO_STATE, FreeCamera, simulator_model
 from vlascope.core.live import LiveRollout
-from vlascope.core.workspace import Workspace
 from vlascope.scenes.tabletop import TabletopScene
 
 LIVE_STEP = 5
@@ -61,16 +61,11 @@ def replay_scene():
 
 @pytest.fixture
 def dock(qtbot, replay_scene):
-    ws = Workspace()
-    d = FreeCameraDock(ws, lambda meta, done: done(replay_model(replay_scene, meta)))
-    qtbot.addWidget(d)
-    d.resize(420, 360)
-    d.show()
-    qtbot.waitExposed(d)
+    d = free_camera_dock(qtbot, replay_scene, (420, 360))
     yield d
     d.close()
-    if ws.recording is not None:
-        ws.recording.close()
+    if d.ws.recording is not None:
+        d.ws.recording.close()
 
 
 def _open(qtbot, dock, path, step=0):
@@ -86,28 +81,6 @@ def _frame(qtbot, dock, before):
     qtbot.waitUntil(lambda: dock.view.frames > before)
     qtbot.waitUntil(lambda: not dock._render_timer.isActive())
     return dock.render_now()
-
-
-def _mouse(view, kind, pos, button, buttons, modifiers=Qt.KeyboardModifier.NoModifier):
-    ev = QMouseEvent(kind, QPointF(pos), QPointF(view.mapToGlobal(pos)), button, buttons,
-                     modifiers)
-    QApplication.sendEvent(view, ev)
-
-
-def _drag(view, points, button=Qt.MouseButton.LeftButton,
-          modifiers=Qt.KeyboardModifier.NoModifier):
-    """Press, move with the button held, release: raw events (offscreen Qt drops the held
-    button from QTest's moves)."""
-    pts = [QPoint(*p) for p in points]
-    _mouse(view, QEvent.Type.MouseButtonPress, pts[0], button, button, modifiers)
-    for p in pts[1:]:
-        _mouse(view, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button, modifiers)
-    _mouse(view, QEvent.Type.MouseButtonRelease, pts[-1], button, Qt.MouseButton.NoButton,
-           modifiers)
-
-
-def _click(view, x, y):
-    _drag(view, [(x, y)])
 
 
 def test_episode_keeps_the_simulator_state_per_step(rollout):
@@ -126,18 +99,18 @@ def test_orbit_pan_and_zoom_with_the_mouse_change_the_view(qtbot, dock, rollout)
     az, el = cam.azimuth, cam.elevation
     w, h = dock.view.width(), dock.view.height()
     before = dock.view.frames
-    _drag(dock.view, [(w // 2, h // 2), (w // 2 + 40, h // 2 + 10), (w // 2 + 80, h // 2 + 25)])
+    raw_drag(dock.view, [(w // 2, h // 2), (w // 2 + 40, h // 2 + 10), (w // 2 + 80, h // 2 + 25)])
     orbited = _frame(qtbot, dock, before)
     assert cam.azimuth != pytest.approx(az) and cam.elevation != pytest.approx(el)
     assert np.mean(np.any(orbited != first, axis=-1)) > 0.2  # most of the view moved
 
     lookat = cam.lookat.copy()
     before = dock.view.frames
-    _drag(dock.view, [(w // 2, h // 2), (w // 2 + 30, h // 2)], Qt.MouseButton.RightButton)
+    raw_drag(dock.view, [(w // 2, h // 2), (w // 2 + 30, h // 2)], Qt.MouseButton.RightButton)
     _frame(qtbot, dock, before)
     assert np.linalg.norm(cam.lookat - lookat) > 1e-3
     lookat = cam.lookat.copy()
-    _drag(dock.view, [(w // 2, h // 2), (w // 2, h // 2 + 30)],
+    raw_drag(dock.view, [(w // 2, h // 2), (w // 2, h // 2 + 30)],
           modifiers=Qt.KeyboardModifier.ShiftModifier)
     assert np.linalg.norm(cam.lookat - lookat) > 1e-3
 
@@ -178,7 +151,7 @@ def test_a_click_names_the_body_as_the_scenes_segmentation(qtbot, dock, rollout,
         if not len(ys):
             continue
         y, x = ys[len(ys) // 2] + 1, xs[len(xs) // 2] + 1
-        _click(dock.view, x, y)
+        raw_drag(dock.view, [(x, y)])
         sel = dock.selection
         assert sel is not None, name
         assert (sel.object_id, sel.object_name, sel.label) == (obj, name, lab[y, x])
@@ -266,8 +239,8 @@ def test_an_old_episode_without_state_says_so(qtbot, dock, rollout, tmp_path):
     assert dock.message.text() == NO_STATE
     assert dock.camera is None
     w, h = dock.view.width(), dock.view.height()
-    _drag(dock.view, [(10, 10), (w // 2, h // 2)])  # nothing to move: nothing breaks
-    _click(dock.view, w // 2, h // 2)
+    raw_drag(dock.view, [(10, 10), (w // 2, h // 2)])  # nothing to move: nothing breaks
+    raw_drag(dock.view, [(w // 2, h // 2)])
     dock.contacts.setChecked(True)
     dock.ws.set_step(3)
     assert dock.render_now() is None and dock.message.text() == NO_STATE

@@ -8,27 +8,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
-from free_camera_checks import check_clicks  # noqa: E402
-from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from free_camera_checks import check_clicks, free_camera_dock  # noqa: E402
+from qt_events import raw_drag  # noqa: E402
 from vlascope_metaworld.scene import MetaWorldScene  # noqa: E402
 
-from vlascope.app.docks.free_camera import FreeCameraDock  # noqa: E402
-from vlascope.core.free_camera import FreeCamera, replay_model, simulator_model  # noqa: E402
+from vlascope.core.free_camera import FreeCamera, simulator_model  # noqa: E402
 from vlascope.core.live import LiveRollout  # noqa: E402
 from vlascope.core.plugins import PluginRegistry  # noqa: E402
-from vlascope.core.workspace import Workspace  # noqa: E402
 
 TASK, SEED, STEP = "pick-place-v3", 2, 6
-
-
-def _mouse(view, kind, x, y, buttons):
-    button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else \
-        Qt.MouseButton.LeftButton
-    pos = QPointF(x, y)
-    QApplication.sendEvent(view, QMouseEvent(kind, pos, view.mapToGlobal(pos), button,
-                                             buttons, Qt.KeyboardModifier.NoModifier))
 
 
 def test_metaworld_free_camera(qtbot, tmp_path):
@@ -48,12 +36,8 @@ def test_metaworld_free_camera(qtbot, tmp_path):
                 live.step()
         live.close()
 
-        ws = Workspace()
-        dock = FreeCameraDock(ws, lambda meta, done: done(replay_model(replay, meta)))
-        qtbot.addWidget(dock)
-        dock.resize(360, 300)
-        dock.show()
-        qtbot.waitExposed(dock)
+        dock = free_camera_dock(qtbot, replay, (360, 300))
+        ws = dock.ws
         ws.open_episode(path)
         ws.set_step(STEP)
         qtbot.waitUntil(lambda: dock.camera is not None and dock.view.frames > 0)
@@ -62,11 +46,7 @@ def test_metaworld_free_camera(qtbot, tmp_path):
         # orbit with a real drag
         az = dock.camera.camera.azimuth
         first = dock.render_now()
-        v = dock.view
-        _mouse(v, QEvent.Type.MouseButtonPress, 100, 100, Qt.MouseButton.LeftButton)
-        for x in (110, 130, 150):
-            _mouse(v, QEvent.Type.MouseMove, x, 110, Qt.MouseButton.LeftButton)
-        _mouse(v, QEvent.Type.MouseButtonRelease, 150, 110, Qt.MouseButton.NoButton)
+        raw_drag(dock.view, [(100, 100), (110, 110), (130, 110), (150, 110)])
         assert dock.camera.camera.azimuth != az
         assert not np.array_equal(dock.render_now(), first)
 
