@@ -110,13 +110,14 @@ def mime_package() -> str:
 """
 
 
-def icon_svg() -> bytes:
-    return (files("vlascope") / "icons" / "vlascope.svg").read_bytes()
+def icon_file() -> Path:
+    """VLAScope's icon (package data): installed for the desktop, and the window's own."""
+    return Path(str(files("vlascope") / "icons" / "vlascope.svg"))
 
 
 def planned_files(command: list[str] | None = None) -> dict[Path, bytes]:
     """What an installation writes, relative to the data folder."""
-    icon = icon_svg()
+    icon = icon_file().read_bytes()
     return {
         Path("applications") / f"{APP_ID}.desktop":
             desktop_entry(command or launcher()).encode(),

@@ -42,11 +42,11 @@ def open_window(episode: str | None = None, weights: str | None = None, window=N
 
 def app_icon():
     """VLAScope's icon, the same file `vlascope install-desktop` installs."""
-    from importlib.resources import files
-
     from PySide6.QtGui import QIcon
 
-    return QIcon(str(files("vlascope") / "icons" / "vlascope.svg"))
+    from vlascope.desktop_integration import icon_file
+
+    return QIcon(str(icon_file()))
 
 
 def run_app(argv: Sequence[str] = (), episode: str | None = None, **options: str) -> int:
