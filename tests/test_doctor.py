@@ -16,6 +16,7 @@ from vlascope.core.doctor import (
     check_extras,
     check_plugins,
     check_rendering,
+    cuda_torch_hint,
     report,
     run_checks,
 )
@@ -78,6 +79,25 @@ def test_a_missing_extra_says_how_to_install_it(monkeypatch):
     rerun = next(c for c in check_extras() if c.name == "extra rerun")
     assert rerun.fix.startswith("the bundle leaves it out") and "vlascope[rerun]" in rerun.fix
 
+
+
+def test_system_fixes_follow_the_installation(monkeypatch):
+    """A checkout's fixes may name its setup script; a wheel's and a bundle's may not (they
+    have none): the same broken EGL says apt-get alone there."""
+    no_egl = {"MUJOCO_GL": "egl", "__EGL_VENDOR_LIBRARY_DIRS": "/nonexistent"}
+    assert "scripts/setup.sh" in check_rendering(no_egl).fix
+    assert "scripts/setup.sh" in cuda_torch_hint("2.13.0+cpu")
+    import vlascope.core.environments as environments
+
+    monkeypatch.setattr(environments, "checkout", lambda: None)
+    fix = check_rendering(no_egl).fix
+    assert "apt-get install libegl1" in fix and "setup.sh" not in fix
+    assert cuda_torch_hint("2.13.0+cpu") == ("pip install --force-reinstall torch==2.13.0 "
+                                             "(PyPI's CUDA build)")
+    gone = check_display({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":99"})
+    assert "libxcb-cursor0" in gone.fix and "setup.sh" not in gone.fix
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert "CPU torch only" in cuda_torch_hint("2.13.0+cpu")
 
 def test_the_command_prints_every_check_and_fails_on_a_broken_piece():
     # no display here (CI): one problem, exit status 1, the JSON lists every check

@@ -6,6 +6,7 @@ core computes for the same intervention window."""
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from qt_events import plot_to_widget
 from test_app import WAIT_MS, actions_of, errors_shown, idle, play_steps
 
 from vlascope.app.docks.features import LABEL, N_EFFECTS
@@ -136,8 +137,6 @@ def test_the_atlas_follows_the_features(qtbot, window):
     """PCA at once; the background embedding (here a quick stand-in for UMAP) replaces it
     when the atlas is shown; clicking a point selects that feature in the browser, and a
     lasso lists only its group."""
-    from test_atlas import to_widget
-
     from vlascope.core.sae.atlas import pca_embedding
 
     play_steps(qtbot, window, 4)
@@ -154,7 +153,7 @@ def test_the_atlas_follows_the_features(qtbot, window):
     view = atlas.view
     target = int(np.argmax(view.xy[:, 0]))
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
-                     pos=to_widget(view, *view.xy[target]))
+                     pos=plot_to_widget(view, *view.xy[target]))
     assert dock.selected_feature() == target
     assert dock._top == fs.top_frames(target, len(dock.thumbs))  # its top frames shown
     assert all(not dock.thumbs[i].icon().isNull() for i in range(len(dock._top)))

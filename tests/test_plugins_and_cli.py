@@ -107,6 +107,18 @@ def test_cli_scenes_json():
     assert {"default", "shortcut_train", "shortcut_test", "diverse"} <= names
 
 
+
+def test_cli_output_into_a_closed_pipe_is_no_traceback():
+    """`vlascope scenes --json | head -1`: the reader closes its end before the command has
+    written; the command ends quietly with the status a shell gives a SIGPIPE death."""
+    proc = subprocess.Popen([sys.executable, "-m", "vlascope.cli", "scenes", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VLASCOPE_PLUGIN_PATH": ""})
+    proc.stdout.close()  # long before the child has imported enough to print
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+
 def test_cli_record_and_info(tmp_path):
     out = run_cli("record", "--policy", "expert", "--task", "pick_red", "--episodes", "2",
                   "--seed", "4", "--out", str(tmp_path / "eps"), check=True)

@@ -1235,7 +1235,14 @@ def run_command(args: argparse.Namespace) -> int:
         from .cli_dataset import resolve_episode_arguments
 
         resolve_episode_arguments(args)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        return status
+    except BrokenPipeError:
+        # `vlascope ... | head`: the reader has what it wanted. Python's advice: point stdout
+        # at /dev/null so the flush at exit cannot raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except VLAScopeError as e:
         print(f"vlascope: error: {e}", file=sys.stderr)
         return 2

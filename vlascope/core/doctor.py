@@ -23,6 +23,10 @@ from .errors import VLAScopeError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 SETUP = "bash scripts/setup.sh"
+# what setup.sh installs for Qt's xcb platform (its apt list)
+QT_X_LIBRARIES = ("libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 "
+                  "libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-randr0 "
+                  "libxcb-xinerama0")
 PACKAGES = ("vlascope", "torch", "mujoco", "pyside6-essentials", "numpy", "h5py", "av",
             "pyarrow", "transformers", "pyqtgraph")
 EXTRAS = (  # import name, what it serves, the package extra that installs it
@@ -78,8 +82,7 @@ def check_packages() -> Check:
         except importlib.metadata.PackageNotFoundError:
             missing.append(name)
     if missing:
-        return Check("packages", FAIL, f"missing: {', '.join(missing)}",
-                     f"{SETUP} (installs them into .venv/)")
+        return Check("packages", FAIL, f"missing: {', '.join(missing)}", install_hint(""))
     return Check("packages", OK, ", ".join(found))
 
 
@@ -99,8 +102,8 @@ def check_rendering(env: dict[str, str] | None = None) -> Check:
     ok, said = _probe(RENDER, {"MUJOCO_GL": backend, **(env or {})})
     if ok:
         return Check("rendering", OK, f"MuJoCo via {backend}: {said}")
-    fix = ("install EGL and Mesa (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
-           f"{SETUP} does it when run as root), or set MUJOCO_GL=osmesa with libosmesa6")
+    fix = (f"install EGL and Mesa ({apt_hint('libegl1 libegl-mesa0 libgl1-mesa-dri')}), "
+           "or set MUJOCO_GL=osmesa with libosmesa6")
     return Check("rendering", FAIL, f"MuJoCo via {backend} cannot render offscreen ({said}); "
                  "scenes, recordings and ISS need it", fix)
 
@@ -129,8 +132,7 @@ def check_display(env: dict[str, str] | None = None) -> Check:
     if ok:
         return Check("display", OK, said)
     return Check("display", FAIL, f"Qt cannot open a window ({said})",
-                 f"install Qt's X libraries ({SETUP} does it when run as root) or check "
-                 "DISPLAY")
+                 f"install Qt's X libraries ({apt_hint(QT_X_LIBRARIES)}) or check DISPLAY")
 
 
 def check_gpu() -> Check:
@@ -143,8 +145,7 @@ def check_gpu() -> Check:
                      "(models use it, in half precision where they support it)")
     if shutil.which("nvidia-smi") and torch.version.cuda is None:
         return Check("gpu", WARN, f"{build} is a CPU build but this machine has an NVIDIA "
-                     "GPU", "reinstall torch with CUDA (remove .venv/ and run "
-                     f"{SETUP} again: it picks CUDA when nvidia-smi works)")
+                     "GPU", cuda_torch_hint(torch.__version__))
     return Check("gpu", OK, f"{build}, no CUDA GPU: models run on the CPU (full-size VLAs "
                  "are slow there; `--device` chooses)")
 
@@ -210,16 +211,43 @@ def check_extras() -> list[Check]:
 def install_hint(extra: str) -> str:
     """How this installation gets an extra: a checkout's setup script, pip for a wheel;
     the bundle leaves the extras out (docs/packaging.md)."""
-    from .environments import checkout
-
-    if getattr(sys, "frozen", False):
+    kind = _installation()
+    if kind == "bundle":
         if not extra:
             return "the bundle lacks a dependency of its own: rebuild it (packaging/build.sh)"
         return (f"the bundle leaves it out: install VLAScope's wheel with pip "
                 f"(pip install 'vlascope[{extra}]') where it is needed")
-    if checkout() is not None:
+    if kind == "checkout":
         return f"{SETUP} {extra}".rstrip()
     return f"pip install 'vlascope[{extra}]'" if extra else "pip install vlascope"
+
+
+def _installation() -> str:
+    """"bundle", "checkout" or "wheel": where a fix's command has to come from."""
+    from .environments import checkout
+
+    if getattr(sys, "frozen", False):
+        return "bundle"
+    return "checkout" if checkout() is not None else "wheel"
+
+
+def apt_hint(packages: str) -> str:
+    """The Debian packages a system-library fix installs; a checkout's setup script
+    installs them itself when run as root."""
+    hint = f"apt-get install {packages}"
+    return hint + (f"; {SETUP} does it when run as root"
+                   if _installation() == "checkout" else "")
+
+
+def cuda_torch_hint(version: str) -> str:
+    """How this installation gets torch's CUDA build (on Linux, PyPI's torch is it)."""
+    kind = _installation()
+    if kind == "checkout":
+        return f"remove .venv/ and run {SETUP} again: it picks CUDA when nvidia-smi works"
+    if kind == "bundle":
+        return ("the bundle carries CPU torch only: install VLAScope's wheel with pip into an "
+                "environment with CUDA torch to use the GPU")
+    return f"pip install --force-reinstall torch=={version.split('+')[0]} (PyPI's CUDA build)"
 
 
 def run_checks(record_dir: str | Path | None = None, registry: Any | None = None,
