@@ -5,8 +5,11 @@ Atlas: a 600x500 AtlasView holds N points coloured by a statistic. One hover sam
 time from a mouse-move event over a point (sent through Qt to the viewport) to the end of
 a synchronous repaint showing the hover ring and label; one selection sample is a click on
 a point to the end of its repaint; one zoom sample a wheel step to its repaint (every
-point drawn again). Baseline in the same run: the obvious design, re-brushing every point
-to highlight one (what a scatter without overlay items does).
+point drawn again); the first draw is from handing over the points to the end of the
+first repaint (what a colour change costs too). Baseline in the same run: pyqtgraph's
+ScatterPlotItem, the atlas's drawing before (256 shared brushes, its drawing cached as a
+pixmap) for the first draw and zoom, and re-brushing every point to highlight one (what a
+scatter without overlay items does) for hover.
 
 vispy (GL): the same picking (the KD-tree of ``PointIndex``) and the same overlay design
 (one Markers visual for the points, a one-point Markers for the hover ring), each sample
@@ -105,7 +108,7 @@ def atlas_figures(n: int, moves: int) -> dict[str, float]:
     app.processEvents()
     rng = np.random.default_rng(1)
     targets = rng.choice(n, moves, replace=False)
-    hover, click, zoom, naive = [], [], [], []
+    hover, click, zoom = [], [], []
     for i in targets:
         pos = widget_pos(view, xy[i])
         t = time.perf_counter()
@@ -131,20 +134,53 @@ def atlas_figures(n: int, moves: int) -> dict[str, float]:
         wheel(view.viewport(), centre, 1 if k % 2 == 0 else -1)
         view.viewport().repaint()
         zoom.append(time.perf_counter() - t)
-    # baseline: highlight by re-brushing all points (no overlay item, no cached drawing)
-    base = [pg.mkBrush(60, 60, 200) for _ in range(n)]
-    for i in targets[: max(4, min(20, moves // 10))]:
-        t = time.perf_counter()
-        brushes = list(base)
-        brushes[int(i)] = pg.mkBrush(255, 255, 255)
-        view.base.setBrush(brushes)
-        view.viewport().repaint()
-        naive.append(time.perf_counter() - t)
     view.close()
     h, h95 = ms(hover)
     c, c95 = ms(click)
     return {"first_draw_s": first_draw, "hover_ms": h, "hover_p95_ms": h95, "click_ms": c,
-            "click_p95_ms": c95, "zoom_ms": ms(zoom)[0], "naive_ms": ms(naive)[0]}
+            "click_p95_ms": c95, "zoom_ms": ms(zoom)[0]}
+
+
+def scatter_figures(n: int, moves: int) -> dict[str, float]:
+    """The baseline: the same points in pyqtgraph's ScatterPlotItem as the atlas drew them
+    before (256 shared brushes, DeviceCoordinateCache): first draw, zoom step, and a
+    highlight by re-brushing every point."""
+    from matplotlib import colormaps
+    from PySide6.QtWidgets import QGraphicsItem
+
+    app = QApplication.instance() or QApplication([])
+    view = pg.PlotWidget()
+    view.resize(*SIZE)
+    view.show()
+    xy, values = points(n)
+    levels = (colormaps["viridis"](np.linspace(0, 1, 256)) * 255).astype(np.uint8)
+    palette = [pg.mkBrush(*c) for c in levels]
+    t0 = time.perf_counter()
+    scatter = pg.ScatterPlotItem(size=5, pen=None, pxMode=True)
+    scatter.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    view.addItem(scatter)
+    scatter.setData(pos=xy, brush=[palette[i] for i in (values * 255).astype(int).tolist()])
+    view.viewport().repaint()
+    first_draw = time.perf_counter() - t0
+    app.processEvents()
+    zoom, naive = [], []
+    centre = QPointF(SIZE[0] / 2, SIZE[1] / 2)
+    for k in range(max(4, moves // 20)):
+        t = time.perf_counter()
+        wheel(view.viewport(), centre, 1 if k % 2 == 0 else -1)
+        view.viewport().repaint()
+        zoom.append(time.perf_counter() - t)
+    base = [pg.mkBrush(60, 60, 200) for _ in range(n)]
+    rng = np.random.default_rng(1)
+    for i in rng.choice(n, max(4, min(20, moves // 10)), replace=False):
+        t = time.perf_counter()
+        brushes = list(base)
+        brushes[int(i)] = pg.mkBrush(255, 255, 255)
+        scatter.setBrush(brushes)
+        view.viewport().repaint()
+        naive.append(time.perf_counter() - t)
+    view.close()
+    return {"first_draw_s": first_draw, "zoom_ms": ms(zoom)[0], "naive_ms": ms(naive)[0]}
 
 
 def vispy_figures(n: int, moves: int) -> dict[str, float]:
@@ -322,17 +358,22 @@ def fps(ms_: float) -> str:
     return f"{1000 / ms_:.0f} fps"
 
 
-def report(n: int, a: dict[str, float]) -> None:
-    print(f"atlas (pyqtgraph), {n:,} points: first draw {a['first_draw_s']:.2f} s")
+def report(n: int, a: dict[str, float], b: dict[str, float]) -> None:
+    print(f"atlas (pyqtgraph + numpy raster), {n:,} points:")
+    print(f"  first draw (and a colour change): {a['first_draw_s']:.3f} s vs "
+          f"{b['first_draw_s']:.3f} s for ScatterPlotItem "
+          f"({b['first_draw_s'] / a['first_draw_s']:.1f}x faster)")
     print(f"  hover redraw: median {a['hover_ms']:.2f} ms (p95 {a['hover_p95_ms']:.2f}) = "
           f"{fps(a['hover_ms'])}, {TARGET_MS / a['hover_ms']:.1f}x within the "
           f"{TARGET_MS:.0f} ms target")
     print(f"  click-select redraw: median {a['click_ms']:.2f} ms (p95 "
           f"{a['click_p95_ms']:.2f}) = {fps(a['click_ms'])}, "
           f"{TARGET_MS / a['click_ms']:.1f}x within the target")
-    print(f"  zoom step (every point drawn again): median {a['zoom_ms']:.1f} ms")
-    print(f"  baseline, re-brush every point per highlight: {a['naive_ms']:.1f} ms = "
-          f"{fps(a['naive_ms'])} (ours {a['naive_ms'] / a['hover_ms']:.0f}x faster)")
+    print(f"  zoom step (every point drawn again): median {a['zoom_ms']:.1f} ms vs "
+          f"{b['zoom_ms']:.1f} ms for ScatterPlotItem ({b['zoom_ms'] / a['zoom_ms']:.1f}x "
+          "faster)")
+    print(f"  baseline, re-brush every point per highlight: {b['naive_ms']:.1f} ms = "
+          f"{fps(b['naive_ms'])} (ours {b['naive_ms'] / a['hover_ms']:.0f}x faster)")
 
 
 def main() -> None:
@@ -351,7 +392,7 @@ def main() -> None:
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     for n in sizes:
-        report(n, atlas_figures(n, args.moves))
+        report(n, atlas_figures(n, args.moves), scatter_figures(n, args.moves))
     if not args.no_vispy:
         gl = gl_figures(sizes, args.moves)
         if isinstance(gl, str):

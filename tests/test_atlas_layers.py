@@ -14,6 +14,7 @@ from qt_events import mouse, plot_to_widget
 from scipy.spatial import cKDTree
 
 from vlascope.app.docks.atlas import ALL_LAYERS, HOVER_PX, AtlasView
+from vlascope.app.docks.point_raster import SIZE_PX, pack_rgb, rasterize
 from vlascope.core.errors import VLAScopeError
 from vlascope.core.sae.atlas_layers import AtlasLayer, PointIndex, lay_out
 
@@ -110,6 +111,45 @@ def test_the_kd_tree_finds_what_a_scan_of_every_point_finds():
     assert PointIndex(np.zeros((0, 2))).nearest(0, 0, (1, 1), 8) == -1
 
 
+
+def test_rasterized_discs_equal_drawing_each_point_in_turn():
+    """The one-pass numpy drawing against the plainest drawing there is: each point's
+    disc written in index order, clipped at the image's edge."""
+    rng = np.random.default_rng(5)
+    w, h, n = 61, 47, 400
+    px, py = rng.uniform(-4, w + 4, n), rng.uniform(-4, h + 4, n)
+    px[:40], py[:40] = px[40:80] + 0.7, py[40:80]  # many overlaps
+    colours = pack_rgb(rng.integers(0, 256, (n, 3)))
+    expected = np.zeros((h, w), np.uint32)
+    r = SIZE_PX / 2
+    for x, y, c in zip(px, py, colours, strict=True):
+        cx, cy = int(np.floor(x)), int(np.floor(y))
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                if dx * dx + dy * dy <= r * r and 0 <= cx + dx < w and 0 <= cy + dy < h:
+                    expected[cy + dy, cx + dx] = c
+    np.testing.assert_array_equal(rasterize(px, py, colours, w, h), expected)
+    assert (rasterize(np.array([np.nan]), np.array([3.0]), colours[:1], w, h) == 0).all()
+
+
+def test_the_view_shows_each_point_in_its_colour_where_it_is(qtbot, view):
+    """What is on screen: at an isolated point's widget position, the grabbed window has
+    that point's colour; a zoom step draws the points again, where they now are."""
+    def shown_colour(i):
+        c = view.grab().toImage().pixelColor(plot_to_widget(view, *view.xy[i]))
+        return c.red(), c.green(), c.blue()
+
+    for layer in range(3):
+        i = isolated(view, layer)
+        assert shown_colour(i) == view.base.colour_of(i) != (0x20, 0x20, 0x20)
+    made = view.base.rasterized
+    view.plotItem.vb.scaleBy((0.5, 0.5))  # zoom in around the centre
+    i = isolated(view, 1)
+    assert shown_colour(i) == view.base.colour_of(i)
+    assert view.base.rasterized == made + 1
+    view.grab()  # a repaint at the same range reuses the image
+    assert view.base.rasterized == made + 1
+
 # the view at 130k points, with the mouse -----------------------------------------------
 def test_hover_and_click_name_and_select_a_layer_and_feature(qtbot, view):
     assert len(view.xy) == N == 130_000
@@ -161,8 +201,7 @@ def test_lasso_selects_exactly_the_points_inside(qtbot, view):
 
 # the dock: layer picker and colour-by, in the inspector ---------------------------------
 def brush_rgb(view, i) -> tuple[int, int, int]:
-    c = view.base.data["brush"][i].color()
-    return c.red(), c.green(), c.blue()
+    return view.base.colour_of(i)
 
 
 @pytest.mark.slow

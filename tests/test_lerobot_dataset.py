@@ -22,6 +22,7 @@ from vlascope.core.errors import OutputExistsError, VLAScopeError
 from vlascope.core.lerobot_dataset import DatasetFormatError, LeRobotDatasetReader
 from vlascope.core.linked_episode import (
     expand_episodes,
+    fingerprint,
     import_episode,
     linked_path,
     resolve_episode,
@@ -384,6 +385,22 @@ def test_the_library_lists_dataset_episodes_and_never_trashes_them(dataset, tmp_
     with pytest.raises(VLAScopeError, match="add the folder that holds it"):
         lib.add_folder(holder / "demos")
     assert snapshot(holder / "demos") == before  # no index, marks or trash in the dataset
+    # opened once, an episode is listed once: by the file linked to it (its results live
+    # there), not also as demos#1
+    linked = import_episode(holder / "demos", 1, holder)  # the recordings are listed too
+    lib.scan()
+    rows = {r.rel: r for r in lib.rows()}
+    assert sorted(rows) == ["demos#0", linked.relative_to(holder).as_posix()]
+    assert rows[linked.relative_to(holder).as_posix()].steps == STEPS[1]
+    assert rows["demos#0"].source.endswith("#0@" + fingerprint(LeRobotDatasetReader(
+        holder / "demos")))
+    # the dataset changed since: the linked file holds results of other frames, so both
+    info = json.loads((holder / "demos" / "meta" / "info.json").read_text())
+    info["robot_type"] = "re-recorded"
+    (holder / "demos" / "meta" / "info.json").write_text(json.dumps(info))
+    lib.scan()
+    assert sorted(r.rel for r in lib.rows()) == ["demos#0", "demos#1",
+                                                  linked.relative_to(holder).as_posix()]
 
 
 def test_double_click_on_a_dataset_row_opens_it_in_the_window(qtbot, window, dataset,

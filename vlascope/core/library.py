@@ -83,6 +83,9 @@ class Row:
     date: str = ""  # ISO time the episode was recorded (else the file's mtime)
     stopped_early: bool = False
     error: str = ""
+    # a LeRobot dataset episode: "<dataset>#<episode>@<fingerprint>", on its dataset row
+    # and on the file linked to it (core/linked_episode.py); "" for a recorded rollout
+    source: str = ""
     flag: bool = False  # the user's (from the marks file)
     note: str = ""  # the user's
 
@@ -161,6 +164,7 @@ def _fill(row: Row, ep: Any) -> None:
     row.interventions = [str(i.get("kind", "?")) for i in md.get("interventions", [])]
     row.stopped_early = bool(md.get("stopped_early", False))
     row.date = _date(md.get("created"))
+    row.source = _source_key(md)
     try:  # a damaged map costs the row its NMR, not its place in the library
         row.nmr, row.nmr_method = episode_mean_nmr(ep)
     except Exception as e:
@@ -271,6 +275,26 @@ def _fill_from_dataset(row: Row, path: Path) -> None:
     robot = reader.info.get("robot_type")
     row.policy = f"recorded ({robot})" if robot else "recorded"
     row.steps = ep.length
+    row.source = f"{Path(root).resolve()}{SEPARATOR}{index}@{_fingerprint(str(root), row.mtime_ns)}"
+
+
+def _source_key(metadata: dict[str, Any]) -> str:
+    """The dataset episode a linked episode file holds ("" for a rollout)."""
+    from .linked_episode import source_of
+
+    src = source_of(metadata)
+    if src is None:
+        return ""
+    return f"{src.get('dataset')}{SEPARATOR}{src.get('episode_index')}@{src.get('fingerprint')}"
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(root: str, stamp: int) -> str:
+    """The dataset's fingerprint, once per scan of an unchanged dataset (as
+    ``_dataset_reader``)."""
+    from .linked_episode import fingerprint
+
+    return fingerprint(_dataset_reader(root, stamp))
 
 
 class FolderIndex:
@@ -584,9 +608,11 @@ class Library:
         return sum(f.reads for f in self.folders)
 
     def rows(self) -> list[Row]:
-        """Every row, each file once even when folders nest."""
-        if len(self.folders) == 1:
-            return list(self.folders[0].rows.values())
+        """Every row, each file once even when folders nest, and each dataset episode once:
+        once it has been opened, the file linked to it stands for it (it holds the results,
+        and opening the dataset episode opens that file). A file linked to an earlier
+        state of the dataset does not: its results are not of the frames the dataset holds
+        now, so both are listed."""
         seen: set[str] = set()
         out = []
         for f in self.folders:
@@ -595,7 +621,10 @@ class Library:
                 if key not in seen:
                     seen.add(key)
                     out.append(r)
-        return out
+        linked = {r.source for r in out if r.source and not is_dataset_row(r.rel)}
+        if not linked:
+            return out
+        return [r for r in out if not (is_dataset_row(r.rel) and r.source in linked)]
 
     def problems(self) -> list[str]:
         return [f.problem for f in self.folders if f.problem]

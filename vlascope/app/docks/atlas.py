@@ -5,10 +5,10 @@ selects it in the feature browser (switching the browser to its layer), Shift+dr
 lasso that selects a group.
 
 Fluid at 130k points (benchmarks/atlas.py; pyqtgraph against vispy in
-docs/architecture.md): the colour of every point is set once per map and the points are
-drawn into a cached pixmap (DeviceCoordinateCache), so hover and selection repaint only
-small overlay items over that pixmap; the point under the cursor comes from a KD-tree
-built once per map (``PointIndex``), not a scan of every point per mouse move.
+docs/architecture.md): the points are one image rasterized with numpy for the view's range
+(``PointRaster``), remade only when the map, its colours or the range change, so hover and
+selection repaint only small overlay items over it; the point under the cursor comes from
+a KD-tree built once per map (``PointIndex``), not a scan of every point per mouse move.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QGraphicsItem,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -42,9 +41,10 @@ from vlascope.core.sae.atlas_layers import (
 )
 
 from . import Panel
+from .point_raster import PointRaster, pack_rgb
 
 HOVER_PX = 8  # how near (pixels) the cursor must be to a point to hover it
-NAN_COLOUR = (90, 90, 90, 255)  # a point whose layer lacks the statistic
+NAN_COLOUR = (90, 90, 90)  # a point whose layer lacks the statistic
 ALL_LAYERS = "all layers"
 
 
@@ -73,10 +73,7 @@ class AtlasView(pg.PlotWidget):
         self.labels: Sequence[str] = ()
         self.points: AtlasPoints | None = None
         self.index = PointIndex(self.xy)
-        self.base = _Scatter(size=5, pen=None, pxMode=True)
-        # drawn once into a pixmap and reused until the view is zoomed or resized: a
-        # hover or selection repaint blits it instead of drawing every point again
-        self.base.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.base = PointRaster()
         self.selection = _Scatter(size=9, pen=pg.mkPen("#00e5ff", width=1.5),
                                             brush=None, pxMode=True)
         self.hover_mark = _Scatter(size=12, pen=pg.mkPen("#ffffff", width=2),
@@ -102,29 +99,28 @@ class AtlasView(pg.PlotWidget):
     def set_points(self, xy: np.ndarray, values: np.ndarray, labels: Sequence[str] = (),
                    cmap: str = "viridis", *, points: AtlasPoints | None = None,
                    categorical: bool = False) -> None:
-        """Place the points and colour them by ``values`` (256 shared brushes, or one per
-        category with ``categorical``; NaN grey), once per map. ``points`` says which
-        (layer, feature) each point is; without it point i is feature i."""
-        self.xy = np.asarray(xy, np.float64)
+        """Place the points and colour them by ``values`` (a 256-step colour map, or one
+        colour per category with ``categorical``; NaN grey), once per map. ``points`` says
+        which (layer, feature) each point is; without it point i is feature i."""
+        xy = np.asarray(xy, np.float64)
+        if xy.shape != self.xy.shape or not np.array_equal(xy, self.xy):
+            self.index = PointIndex(xy)  # a colour change keeps the map, and its tree
+        self.xy = xy
         self.labels = labels
         self.points = points
-        self.index = PointIndex(self.xy)
         v = np.asarray(values, np.float64)
         ok = np.isfinite(v)
         if categorical:
             levels = (np.asarray(colormaps[cmap].colors)[:, :3] * 255).astype(np.uint8)
-            palette = [pg.mkBrush(*c) for c in levels] + [pg.mkBrush(*NAN_COLOUR)]
             idx = np.where(ok, np.nan_to_num(v).astype(np.int64) % len(levels), len(levels))
         else:
             lo = v[ok].min() if ok.any() else 0.0
             span = v[ok].max() - lo if ok.any() else 0.0
             norm = (v - lo) / span if span > 0 else np.zeros_like(v)
-            # 256 shared brushes instead of one per point: 130k QBrush objects cost seconds
-            levels = (colormaps[cmap](np.linspace(0, 1, 256)) * 255).astype(np.uint8)
-            palette = [pg.mkBrush(*c) for c in levels] + [pg.mkBrush(*NAN_COLOUR)]
+            levels = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
             idx = np.where(ok, (np.nan_to_num(norm) * 255).astype(np.int64), 256)
-        brushes = [palette[i] for i in idx.tolist()]
-        self.base.setData(pos=self.xy, brush=brushes)
+        palette = pack_rgb(np.vstack([levels, NAN_COLOUR]))
+        self.base.set_data(self.xy, palette[idx])
         self._set_names(points)
         self.hover = -1
         self.hover_mark.setData(pos=np.zeros((0, 2)))
