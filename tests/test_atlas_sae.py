@@ -268,7 +268,11 @@ def test_layer_names_map_to_our_hook_points(ckpt_file, tmp_path):
     assert atlas_hook_point("llm_L16", "openvla-oft") == "vlm.17.resid"
     assert atlas_hook_point("paligemma_L11", "pi0.5 (transformers)") == "vlm.12.resid"
     assert atlas_hook_point("transformer_L12", "X-VLA") == "expert.13.resid"
-    assert atlas_hook_points("dit_L04") == {} and atlas_hook_points("trunk.1.resid") == {}
+    assert atlas_hook_points("dit_L04") == {"groot": "expert.5.resid"}
+    assert atlas_hook_point("eagle_lm_L08", "GR00T N1.5") == "vlm.9.resid"
+    assert atlas_hook_point("eagle_L8", "groot") == "vlm.9.resid"
+    assert atlas_hook_point("vl_sa_L01", "GR00T N1.5") == "vlsa.2.resid"
+    assert atlas_hook_points("trunk.1.resid") == {} and atlas_hook_points("dit") == {}
     assert load_sae(ckpt_file).cfg.layer == "expert_L3"  # two families: not guessed
     assert load_sae(ckpt_file, policy="SmolVLA").cfg.layer == "expert.3.mlp"
     assert load_sae(ckpt_file, policy="pi05").cfg.layer == "expert.4.resid"

@@ -65,6 +65,35 @@ def test_served_groot_conforms(policy, obs):
     assert rep.norm_hook == "vlsa.1.resid"  # the last stream that still holds the image
 
 
+
+def test_action_atlas_layers_read_what_our_hook_points_read(checkpoint, in_lerobot_env):
+    """Action Atlas's GR00T collector hooks each Eagle LM layer, VL self-attention block
+    and DiT block's output (their groot_common paths, N1.5); sae/atlas_format maps
+    ``{group}_L{i}`` to our ``{stack}.{i+1}.resid``. On the model itself, in its
+    environment: the same numbers at every call (the DiT's at every denoising step)."""
+    code = f"""
+import json
+import numpy as np
+from vlascope.adapters.layer_agreement import layer_outputs_feed_the_next
+from vlascope.core.policy import Observation
+from vlascope_lerobot.groot import GrootAdapter
+p = GrootAdapter(weights={str(checkpoint)!r}, device="cpu")
+model = p.policy._groot_model
+head = model.action_head
+img = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+obs = Observation(images={{"front": img, "wrist": img[::-1]}}, state=np.ones(4, np.float32),
+                  instruction="pick up the red cube")
+dit = getattr(head, "diffusion_model", None) or head.model
+groups = {{"vlm": model.backbone.eagle_model.language_model.model.layers,
+          "vlsa": head.vl_self_attention.transformer_blocks, "expert": dit.transformer_blocks}}
+print(json.dumps({{stack: layer_outputs_feed_the_next(p, obs, stack, layers)
+                  for stack, layers in groups.items()}}))
+"""
+    gaps = json.loads(in_lerobot_env("-c", code).strip().splitlines()[-1])
+    assert set(gaps) == {"vlm", "vlsa", "expert"}
+    for stack, per_layer in gaps.items():
+        assert per_layer and all(v == 0.0 for v in per_layer.values()), (stack, per_layer)
+
 def test_noise_stream_advances_and_replays(policy, obs):
     policy.reset()
     first = policy.batch_infer([obs])

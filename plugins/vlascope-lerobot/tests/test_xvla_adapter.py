@@ -112,6 +112,7 @@ import torch
 from vlascope.core.policy import Observation
 from vlascope_lerobot.xvla import XVLAAdapter
 from vlascope_lerobot.xvla_build import count_parameters
+from vlascope.adapters.layer_agreement import layer_outputs_feed_the_next
 p = XVLAAdapter(weights={str(checkpoint)!r}, device="cpu")
 img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
 obs = [Observation(images={{"front": img, "wrist": img[::-1]}}, state=np.ones(4, np.float32),
@@ -127,7 +128,11 @@ ref = p.policy.model.generate_actions(**inputs, steps=p.cfg.num_denoising_steps)
 print(json.dumps({{"same": torch.equal(ref, p._sample(inputs, noise)),
                   "size": float(ref.abs().max()), "published": count_parameters("published"),
                   "tiny_meta": count_parameters("tiny"),
-                  "tiny_loaded": sum(x.numel() for x in p.policy.parameters())}}))
+                  "tiny_loaded": sum(x.numel() for x in p.policy.parameters()),
+                  # Action Atlas's transformer_L{{i}}: policy.model.transformer.blocks[i]
+                  "atlas_gaps": layer_outputs_feed_the_next(p, obs[0], "expert",
+                                                            p.policy.model.transformer.blocks)
+                  }}))
 """
     return json.loads(in_lerobot_env("-c", code).strip().splitlines()[-1])
 
@@ -136,6 +141,13 @@ def test_sampler_is_lerobots_with_our_noise(in_env_figures):
     """The adapter's sampler reproduces LeRobot's generate_actions exactly when both start
     from the same noise."""
     assert in_env_figures["same"] is True and in_env_figures["size"] > 0
+
+
+def test_action_atlas_blocks_read_what_our_hook_points_read(in_env_figures):
+    """Their ``transformer_L{i}`` (the block's output) is our ``expert.{i+1}.resid``: the
+    same numbers at every denoising step."""
+    gaps = in_env_figures["atlas_gaps"]
+    assert gaps and all(v == 0.0 for v in gaps.values()), gaps
 
 
 def test_published_configuration(in_env_figures):

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from vlascope_transformers.tiny import write_tiny_pi05  # noqa: E402
 
 from vlascope.adapters.conformance import check_adapter  # noqa: E402
+from vlascope.adapters.layer_agreement import layer_outputs_feed_the_next  # noqa: E402
 from vlascope.core.errors import ObservationError, PluginError  # noqa: E402
 from vlascope.core.plugins import PluginRegistry  # noqa: E402
 from vlascope.scenes.tabletop.scene import TabletopScene  # noqa: E402
@@ -59,6 +60,19 @@ def test_pi05_conforms(registry, obs, folder):
     assert not set(groups["state"]) & set(groups["language"])
     assert policy.token_groups("expert.0.resid") == {}  # the expert holds the actions only
 
+
+
+def test_atlas_layer_outputs_are_our_next_resid_points(registry, obs, folder):
+    """sae/atlas_format maps Action Atlas's ``paligemma_L{i}`` / ``expert_L{i}`` (a decoder
+    layer's output) to our ``vlm.{i+1}.resid`` / ``expert.{i+1}.resid``. Measured on
+    transformers' pi0.5 classes (ours; theirs hook LeRobot's): a forward hook on layer i
+    and our point see the same numbers at every call (the expert's at every step)."""
+    policy = registry.create_policy("pi05", weights=str(folder), device="cpu")
+    inner = policy.model.model
+    for stack, layers in (("vlm", inner.vlm.language_model.layers),
+                          ("expert", inner.dit.layers)):
+        gaps = layer_outputs_feed_the_next(policy, obs, stack, layers)
+        assert gaps and all(v == 0.0 for v in gaps.values()), (stack, gaps)
 
 def test_state_is_written_into_the_prompt(registry, obs, tmp_path):
     """LeRobot's mapping: quantiles to [-1, 1], zero-padded to max_state_dim, 256 bins, the

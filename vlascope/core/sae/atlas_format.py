@@ -53,16 +53,23 @@ _METAWORLD = re.compile(r"^layer_(?P<index>\d+)$")
 # ``{group}_L{i}``) as our hook points, per policy plugin: (our stack, point, index shift).
 # SmolVLA: they hook ``layers[i].mlp`` and so do our ``.mlp`` points. Elsewhere they hook
 # the decoder layer, whose output is the residual stream entering layer i + 1: our
-# ``{stack}.{i+1}.resid`` (the last layer's output has no such point: pass a layer).
+# ``{stack}.{i+1}.resid`` (the last layer's output has no such point: pass a layer). That
+# the two are the same numbers is measured on each family's tiny model
+# (``adapters/layer_agreement.py``). GR00T N1.5: their model_adapters names
+# the groups eagle / vlsa / dit, their GR00T collector eagle_lm / vl_sa / dit (zero-padded,
+# ``dit_L03``); both hook the Eagle LM layer, the VL self-attention block, the DiT block.
 ATLAS_LAYERS: dict[str, dict[str, tuple[str, str, int]]] = {
     "smolvla": {"expert": ("expert", "mlp", 0), "vlm": ("vlm", "mlp", 0)},
     "pi05": {"expert": ("expert", "resid", 1), "paligemma": ("vlm", "resid", 1)},
     "openvla-oft": {"llm": ("vlm", "resid", 1)},
     "xvla": {"transformer": ("expert", "resid", 1)},
+    "groot": {"eagle": ("vlm", "resid", 1), "eagle_lm": ("vlm", "resid", 1),
+              "vlsa": ("vlsa", "resid", 1), "vl_sa": ("vlsa", "resid", 1),
+              "dit": ("expert", "resid", 1)},
 }
 # Adapters' ``family`` -> the plugin name above (the dock knows the loaded policy by it).
 FAMILIES = {"SmolVLA": "smolvla", "pi0.5 (transformers)": "pi05",
-            "OpenVLA-OFT": "openvla-oft", "X-VLA": "xvla"}
+            "OpenVLA-OFT": "openvla-oft", "X-VLA": "xvla", "GR00T N1.5": "groot"}
 
 
 class AtlasFormatError(VLAScopeError):
