@@ -1,5 +1,6 @@
 """Atlas interaction at 16k, 130k and 500k features (pyqtgraph, and vispy on GL where it
-can run), and slider-to-action latency, in one run.
+can run), the feature browser's switch to another SAE, and slider-to-action latency, in
+one run.
 
 Atlas: a 600x500 AtlasView holds N points coloured by a statistic. One hover sample is the
 time from a mouse-move event over a point (sent through Qt to the viewport) to the end of
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 if "--vispy-child" not in sys.argv:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -181,6 +183,57 @@ def scatter_figures(n: int, moves: int) -> dict[str, float]:
         naive.append(time.perf_counter() - t)
     view.close()
     return {"first_draw_s": first_draw, "zoom_ms": ms(zoom)[0], "naive_ms": ms(naive)[0]}
+
+
+def browser_figures(n: int) -> dict[str, float]:
+    """The Features dock's table switching to an SAE of ``n`` features (what an atlas
+    click on another layer does): FeatureTableModel against the QTableWidget it replaced
+    (an item per cell, sorted by density), each to the end of a repaint."""
+    from PySide6.QtWidgets import QTableView, QTableWidget, QTableWidgetItem
+
+    from vlascope.app.docks.feature_table import COLUMNS, FeatureTableModel
+
+    app = QApplication.instance() or QApplication([])
+    rng = np.random.default_rng(0)
+    density, mean = rng.random(n), rng.gamma(2.0, size=n)
+    peak, labels = rng.integers(0, 40, n), [f"label {i % 13}" for i in range(n)]
+
+    step_max = np.zeros((40, n))
+    step_max[peak, np.arange(n)] = 1.0
+    fs = SimpleNamespace(  # what the model reads of a FeatureSet
+        n_features=n, stats=SimpleNamespace(density=density, mean_active=mean, labels=labels),
+        step_max=step_max, cohen_d=rng.normal(size=n), d_phase=[""] * n,
+        effects=np.full(n, np.nan))
+    view = QTableView()
+    model = FeatureTableModel(view)
+    view.setModel(model)
+    view.resize(500, 400)
+    view.show()
+    t = time.perf_counter()
+    model.set_features(fs)
+    view.repaint()
+    ours = time.perf_counter() - t
+    table = QTableWidget(0, len(COLUMNS))
+    table.resize(500, 400)
+    table.show()
+    t = time.perf_counter()
+    table.setSortingEnabled(False)
+    table.setRowCount(n)
+    for i in range(n):
+        cells = [str(i), f"{density[i]:.3f}", f"{mean[i]:.3g}", str(peak[i]), "-", "-",
+                 labels[i]]
+        for j, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, float(i))
+            table.setItem(i, j, item)
+    table.setSortingEnabled(True)
+    table.sortItems(1, Qt.SortOrder.DescendingOrder)
+    table.repaint()
+    widget = time.perf_counter() - t
+    view.close()
+    table.close()
+    app.processEvents()
+    return {"model_s": ours, "widget_s": widget}
 
 
 def vispy_figures(n: int, moves: int) -> dict[str, float]:
@@ -407,6 +460,11 @@ def main() -> None:
                           f"{v[what + '_ms'] / p[what + '_ms']:.2f}x)")
                 print(f"  first draw: vispy {v['first_draw_s']:.2f} s, pyqtgraph "
                       f"{p['first_draw_s']:.2f} s")
+    for n in (16_384, 32_768):  # one SAE of Action Atlas's sizes
+        b = browser_figures(n)
+        print(f"feature browser, switching to an SAE of {n:,} features: "
+              f"{1000 * b['model_s']:.0f} ms vs {1000 * b['widget_s']:.0f} ms for the "
+              f"QTableWidget it replaced ({b['widget_s'] / b['model_s']:.0f}x faster)")
     if not args.no_slider:
         s = slider_figures()
         print(f"slider-to-action (reference policy): {s['slider_ms']:.1f} ms median from a "

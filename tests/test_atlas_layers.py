@@ -320,8 +320,7 @@ def test_saes_of_two_layers_share_the_atlas(qtbot, window, two_layer_saes, monke
         qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, shift, points[-1])
     assert view.selected == np.flatnonzero(view.points.layer == 1).tolist()
     assert dock.features.layer == "trunk.2.resid"
-    shown = [int(dock.table.item(i, 0).text()) for i in range(dock.table.rowCount())
-             if not dock.table.isRowHidden(i)]
+    shown = dock.shown_features()
     assert sorted(shown) == list(range(n2))
     assert atlas.hint.text() == f"lasso: {n2} features (trunk.2.resid {n2})"
     assert not errors_shown(window)

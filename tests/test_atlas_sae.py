@@ -480,7 +480,7 @@ def test_features_dock_opens_an_atlas_checkpoint(qtbot, window, recorded, tmp_pa
     assert "sae_best.pt" in asked["filters"]
     fs = dock.features
     assert fs.layer == "trunk.1.resid" and fs.sae.cfg.kind == "topk_signed"
-    assert dock.table.rowCount() == fs.n_features == 256
+    assert dock.model.rowCount() == fs.n_features == 256
     x = torch.from_numpy(fs.samples.x)
     with torch.no_grad():
         torch.testing.assert_close(fs.sae.encode(x), their_encode(c, x), rtol=1e-5,

@@ -5,11 +5,12 @@ core computes for the same intervention window."""
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from qt_events import plot_to_widget
 from test_app import WAIT_MS, actions_of, errors_shown, idle, play_steps
 
-from vlascope.app.docks.features import LABEL, N_EFFECTS
+from vlascope.app.docks.feature_table import COLUMNS, LABEL
+from vlascope.app.docks.features import N_EFFECTS
 from vlascope.core.experiments import ablation_effects
 from vlascope.core.features import encode, frame_feature_map
 from vlascope.core.runner import rollout
@@ -56,24 +57,37 @@ def test_train_browse_and_steer_from_the_gui(qtbot, window, scene, tmp_path):
     fs = dock.features
     policy = window.engine.session.policy  # the worker is idle: safe to read
     assert LAYER in [dock.layer.itemText(i) for i in range(dock.layer.count())]
-    assert dock.table.rowCount() == fs.n_features == 2 * policy.trunk.cfg.d_model
+    assert dock.model.rowCount() == fs.n_features == 2 * policy.trunk.cfg.d_model
     assert len(fs.samples.x) == ws.n_steps * len(fs.positions)  # every visual token
     assert dock.loss_curve.getData()[0] is not None  # the live training plot was drawn
     assert "held-out FVE" in dock.status.text()
-    # the search box filters by id
+    # sorted by density, densest first; the cells say what the features hold
+    shown = dock.shown_features()
+    assert sorted(shown) == list(range(fs.n_features))
+    assert (np.diff(fs.stats.density[shown]) <= 0).all()
+    top = dock.model.index(0, LABEL)
+    assert dock.model.data(top) == fs.stats.labels[shown[0]]
+    assert dock.model.data(dock.model.index(0, 1)) == f"{fs.stats.density[shown[0]]:.3f}"
+    # a header click sorts by that column (ascending, then descending)
+    header = dock.table.horizontalHeader()
+    mean_col = COLUMNS.index("mean")
+    qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton,
+                     pos=QPoint(header.sectionViewportPosition(mean_col) + 5,
+                                header.height() // 2))
+    means = fs.stats.mean_active[dock.shown_features()]
+    assert (np.diff(means) >= 0).all() or (np.diff(means) <= 0).all()
+    assert not np.array_equal(dock.shown_features(), shown)
+    # the search box filters by id or label
+    before = dock.shown_features()
     qtbot.keyClicks(dock.search, "3")
-    rows = range(dock.table.rowCount())
-    visible = {dock.table.item(i, 0).text() for i in rows if not dock.table.isRowHidden(i)}
-    expected = {dock.table.item(i, 0).text() for i in rows
-                if dock.table.item(i, 0).text() == "3" or "3" in dock.table.item(i, LABEL).text()}
-    assert "3" in visible and visible == expected
+    visible = dock.shown_features()  # in the order they were sorted in
+    assert 3 in visible
+    assert visible == [f for f in before if f == 3 or "3" in fs.stats.labels[f]]
     dock.search.clear()
-    assert not any(dock.table.isRowHidden(i) for i in rows)
+    assert sorted(dock.shown_features()) == list(range(fs.n_features))
     # select the densest feature by clicking its row
     densest = int(np.argmax(fs.stats.density))
-    row = next(i for i in range(dock.table.rowCount())
-               if int(dock.table.item(i, 0).text()) == densest)
-    rect = dock.table.visualItemRect(dock.table.item(row, 0))
+    rect = dock.table.visualRect(dock.model.index(dock.model.row_of(densest), 0))
     qtbot.mouseClick(dock.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert dock.selected_feature() == densest
     xs, ys = dock.step_curve.getData()
@@ -159,7 +173,5 @@ def test_the_atlas_follows_the_features(qtbot, window):
     assert all(not dock.thumbs[i].icon().isNull() for i in range(len(dock._top)))
     # as a lasso does (its mouse path is tested on the view): (layer, feature) pairs
     view.lassoed_keys.emit([(fs.layer, 1), (fs.layer, 2), (fs.layer, 5)])
-    shown = [dock.table.item(i, 0).text() for i in range(dock.table.rowCount())
-             if not dock.table.isRowHidden(i)]
-    assert sorted(shown, key=int) == ["1", "2", "5"]
+    assert sorted(dock.shown_features()) == [1, 2, 5]
     assert not errors_shown(window)

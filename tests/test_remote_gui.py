@@ -69,7 +69,7 @@ def test_a_served_policy_plays_explains_trains_and_steers(qtbot, window, tmp_pat
         # an SAE on a served layer, trained from the Features dock
         features = train_from_gui(qtbot, window, steps=40)
         fs = features.features
-        assert fs.n_features > 0 and features.table.rowCount() == fs.n_features
+        assert fs.n_features > 0 and features.model.rowCount() == fs.n_features
         assert len(fs.samples.x) == ws.n_steps * len(fs.positions)
 
         # steer with its densest feature: a fresh rollout, 3 plain steps, slider up, 4 more

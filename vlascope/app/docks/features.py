@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -38,9 +37,8 @@ from vlascope.core.features import FeatureSet
 from vlascope.core.workspace import Workspace
 
 from . import Panel
+from .feature_table import FeatureTableModel
 
-COLUMNS = ("feature", "density", "mean", "peak step", "Cohen's d", "effect", "label")
-LABEL = COLUMNS.index("label")
 N_EFFECTS = 32  # features whose ablation effect "Measure effects" computes
 N_TOP = 6
 THUMB = 96
@@ -56,18 +54,6 @@ def to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
     qimg = QImage(img.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
     pix = QPixmap.fromImage(qimg)
     return pix.scaledToHeight(size, Qt.TransformationMode.SmoothTransformation) if size else pix
-
-
-class NumberItem(QTableWidgetItem):
-    """Sorts by value, not by text."""
-
-    def __init__(self, value: float, text: str):
-        super().__init__(text)
-        self.setData(Qt.ItemDataRole.UserRole, float(value))
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return float(self.data(Qt.ItemDataRole.UserRole)) < float(
-            other.data(Qt.ItemDataRole.UserRole))
 
 
 class SteerRow(QWidget):
@@ -168,16 +154,19 @@ class FeaturesDock(Panel):
         self.search = QLineEdit()
         self.search.setPlaceholderText("filter features: id or label")
         col.addWidget(self.search)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.model = FeatureTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         # columns share the dock's width instead of scrolling sideways
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setMinimumHeight(120)
+        self.table.horizontalHeader().setSortIndicator(1, Qt.SortOrder.DescendingOrder)
+        self.table.setSortingEnabled(True)  # a header click: FeatureTableModel.sort
         col.addWidget(self.table, 2)
 
         self.tabs = QTabWidget()  # the selected feature | steering
@@ -246,7 +235,8 @@ class FeaturesDock(Panel):
         self.save.clicked.connect(self._save)
         self.effects.clicked.connect(self._measure_effects)
         self.search.textChanged.connect(self._filter)
-        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table.selectionModel().selectionChanged.connect(
+            lambda _new, _old: self._selection_changed())
         self.pin.clicked.connect(self.pin_selected)
         self.store.clicked.connect(self._store_maps)
         self.ablate_layer.toggled.connect(lambda _c: self._steering_changed())
@@ -351,54 +341,30 @@ class FeaturesDock(Panel):
         self.status.setText(f"{features.n_features} features on {features.layer} from "
                             f"{len(features.samples.x)} vectors{quality}; saved in "
                             f"{features.path}")
-        self.table.setSortingEnabled(False)
-        rows = features.table()
-        self.table.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            d = f"{r['cohen_d']:.2f} ({r['d_phase']})" if r["d_phase"] else "-"
-            effect = r["effect"]
-            cells = [NumberItem(r["feature"], str(r["feature"])),
-                     NumberItem(r["density"], f"{r['density']:.3f}"),
-                     NumberItem(r["mean"], f"{r['mean']:.3g}"),
-                     NumberItem(r["peak_step"], str(r["peak_step"])),
-                     NumberItem(r["cohen_d"], d),
-                     NumberItem(-1.0 if np.isnan(effect) else effect,
-                                "-" if np.isnan(effect) else f"{effect:.3g}"),
-                     QTableWidgetItem(r["label"])]
-            for j, item in enumerate(cells):
-                self.table.setItem(i, j, item)
-        self.table.setSortingEnabled(True)
-        self.table.sortItems(1, Qt.SortOrder.DescendingOrder)
-        self._filter(self.search.text())
+        self.model.set_features(features)  # sorted as the header says, filter kept
         self.select_feature(keep if keep is not None else
                             int(np.argmax(features.stats.density)))
 
     def _filter(self, text: str) -> None:
-        text = text.strip().lower()
-        group = None
-        if text.startswith("lasso:"):  # a group from the atlas
-            group = set(text.removeprefix("lasso:").split(","))
-        for i in range(self.table.rowCount()):
-            fid, label = self.table.item(i, 0).text(), self.table.item(i, LABEL).text().lower()
-            hide = (fid not in group) if group is not None else \
-                bool(text) and text != fid and text not in label
-            self.table.setRowHidden(i, hide)
+        self.model.set_filter(text)
+
+    def shown_features(self) -> list[int]:
+        """The features the table lists, top to bottom (after sorting and filtering)."""
+        return self.model.shown()
 
     def show_only(self, features: list[int]) -> None:
         """List only these features (a lasso on the atlas); clear the filter to see all."""
         self.search.setText("lasso:" + ",".join(str(f) for f in features))
 
     def select_feature(self, feature: int) -> None:
-        for i in range(self.table.rowCount()):
-            if int(self.table.item(i, 0).text()) == feature:
-                self.table.selectRow(i)
-                self.table.scrollToItem(self.table.item(i, 0))
-                return
+        row = self.model.row_of(feature)
+        if row >= 0:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
 
     def selected_feature(self) -> int | None:
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() \
-            else []
-        return int(self.table.item(rows[0].row(), 0).text()) if rows else None
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.feature_at(rows[0].row()) if rows else None
 
     def _selection_changed(self) -> None:
         f = self.selected_feature()
