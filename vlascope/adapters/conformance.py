@@ -120,4 +120,3 @@ def check_adapter(policy: Any, obs: Observation, sae_layer: str | None = None
     rep.sae_fve = float(result.report.fve)
     _expect(np.isfinite(rep.sae_fve), "the SAE trained on captured activations gave NaN")
     return rep
-

@@ -106,6 +106,8 @@ class PointRaster(pg.GraphicsObject):
         if vb is None or not len(self.xy):
             return
         view = vb.viewRect()  # the data range the view box shows, its whole pixel size
+        if not view.width() > 0 or not view.height() > 0:  # not laid out yet
+            return
         dpr = painter.device().devicePixelRatioF() if painter.device() else 1.0
         w, h = max(1, round(vb.width() * dpr)), max(1, round(vb.height() * dpr))
         key = (view.x(), view.y(), view.width(), view.height(), w, h, self._version)
