@@ -1236,7 +1236,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         resolve_episode_arguments(args)
         status = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        if sys.stdout is not None:  # a closed pipe shows here, not as a traceback at exit
+            sys.stdout.flush()
         return status
     except BrokenPipeError:
         # `vlascope ... | head`: the reader has what it wanted. Python's advice: point stdout
