@@ -209,6 +209,26 @@ def test_contact_toggle_draws_contacts_where_they_are(qtbot, dock, rollout):
     assert np.array_equal(dock.render_now(), plain)
 
 
+
+def test_force_arrows_scale_with_the_cm_per_newton_box(qtbot, dock, rollout):
+    """Longer arrows per newton cover more of the picture; back to the default, the
+    picture is the default's again."""
+    _open(qtbot, dock, rollout[0], step=LIVE_STEP)
+    dock.set_paths(False)
+    dock.look_from.setCurrentText("front")
+    plain = dock.render_now()
+    qtbot.mouseClick(dock.forces, Qt.MouseButton.LeftButton)
+    default = dock.render_now()
+    changed = np.any(default != plain, axis=-1).sum()
+    assert changed > 0 and dock.force_scale.value() == 5.0
+    dock.force_scale.selectAll()
+    qtbot.keyClicks(dock.force_scale, "40")
+    assert dock.force_scale.value() == 40.0
+    longer = np.any(dock.render_now() != plain, axis=-1).sum()
+    assert longer > 2 * changed
+    dock.force_scale.setValue(5.0)
+    assert np.array_equal(dock.render_now(), default)
+
 def test_planned_path_drawn_in_3d_with_the_overlay(qtbot, dock, rollout):
     _open(qtbot, dock, rollout[0], step=1)
     path = dock.ws.recording.hand_path(1)

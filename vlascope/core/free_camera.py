@@ -44,7 +44,7 @@ DEFAULT_ELEVATION = -30.0  # degrees, looking down on the task
 # Contact marks in metres and newtons: MuJoCo scales them by the model's mean body size and
 # mass, which walls, floors and parked props inflate (8 cm discs on a 4 cm cube).
 CONTACT_RADIUS, CONTACT_HEIGHT, FORCE_WIDTH = 0.005, 0.002, 0.002
-FORCE_M_PER_N = 0.05
+FORCE_M_PER_N = 0.05  # the arrows' default length per newton (the dock's cm/N box)
 # Renderers left open at exit fail in __del__ once MuJoCo's atexit hook has ended EGL; ours
 # is registered after the first renderer exists (after MuJoCo's), so it runs first.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -171,7 +171,8 @@ class FreeCamera:
         scale = self.model.vis.scale
         scale.contactwidth, scale.contactheight = CONTACT_RADIUS / mean, CONTACT_HEIGHT / mean
         scale.forcewidth = FORCE_WIDTH / mean
-        self.model.vis.map.force = FORCE_M_PER_N * mass
+        self._meanmass = mass
+        self.set_force_scale(FORCE_M_PER_N)
         self.data = mujoco.MjData(self.model)
         self.option = copy.deepcopy(sim.option)
         self.camera = mujoco.MjvCamera()
@@ -204,6 +205,13 @@ class FreeCamera:
     def set_flag(self, flag: mujoco.mjtVisFlag, on: bool) -> None:
         """Contact points, contact forces, ... (``mjtVisFlag``)."""
         self.option.flags[int(flag)] = bool(on)
+
+    def set_force_scale(self, metres_per_newton: float) -> None:
+        """Contact force arrows' length per newton (MuJoCo divides its map.force by the
+        model's mean mass, so it is set as a length here)."""
+        if not metres_per_newton > 0:
+            raise ValueError(f"an arrow scale must be positive, got {metres_per_newton}")
+        self.model.vis.map.force = metres_per_newton * self._meanmass
 
     def set_body_frames(self, on: bool) -> None:
         self.option.frame = int(mujoco.mjtFrame.mjFRAME_BODY if on

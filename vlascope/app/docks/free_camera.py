@@ -19,6 +19,7 @@ from PySide6.QtGui import QImage, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from vlascope.core.errors import VLAScopeError
 from vlascope.core.free_camera import (
+    FORCE_M_PER_N,
     ORBIT,
     PAN,
     FreeCamera,
@@ -150,9 +152,19 @@ class FreeCameraDock(Panel):
         self.frames.setToolTip("every body's frame (mjFRAME_BODY)")
         self.regions.setToolTip("colour geoms by their region class (action-critical, "
                                 "support, nuisance; grey: unlabeled)")
-        for w in (self.contacts, self.forces, self.frames, self.regions):
+        self.force_scale = QDoubleSpinBox()
+        self.force_scale.setRange(0.1, 100.0)
+        self.force_scale.setDecimals(1)
+        self.force_scale.setSingleStep(0.5)
+        self.force_scale.setSuffix(" cm/N")
+        self.force_scale.setValue(FORCE_M_PER_N * 100)
+        self.force_scale.setToolTip("length of a contact force arrow per newton (a grasp "
+                                    "presses with a few N; a resting arm with tens)")
+        for w in (self.contacts, self.forces, self.force_scale, self.frames, self.regions):
             row.addWidget(w)
-            w.toggled.connect(self._toggled)
+            if isinstance(w, QCheckBox):
+                w.toggled.connect(self._toggled)
+        self.force_scale.valueChanged.connect(self._toggled)
         row.addStretch(1)
         self.look_from = QComboBox()
         self.look_from.setToolTip("look through one of the scene's cameras (a drag goes on "
@@ -291,6 +303,7 @@ class FreeCameraDock(Panel):
             return
         cam.set_flag(mujoco.mjtVisFlag.mjVIS_CONTACTPOINT, self.contacts.isChecked())
         cam.set_flag(mujoco.mjtVisFlag.mjVIS_CONTACTFORCE, self.forces.isChecked())
+        cam.set_force_scale(self.force_scale.value() / 100)
         cam.set_body_frames(self.frames.isChecked())
         cam.show_regions = self.regions.isChecked()
         self.schedule_render()
