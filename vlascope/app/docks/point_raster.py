@@ -121,7 +121,8 @@ class PointRaster(pg.GraphicsObject):
     def _make_image(self, view: QRectF, w: int, h: int) -> None:
         px = (self.xy[:, 0] - view.x()) * (w / view.width())
         py = (self.xy[:, 1] - view.y()) * (h / view.height())
-        self._pixels = rasterize(px, py, self.colours, w, h)
-        self._image = QImage(self._pixels.data, w, h, 4 * w,
-                             QImage.Format.Format_ARGB32_Premultiplied)
+        pixels = rasterize(px, py, self.colours, w, h)
+        # the QImage reads the array's memory: the array lives as long as the image
+        self._image = QImage(pixels.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+        self._pixels = pixels
         self.rasterized += 1
