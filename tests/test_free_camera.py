@@ -61,7 +61,7 @@ def replay_scene():
 
 @pytest.fixture
 def dock(qtbot, replay_scene):
-    d = free_camera_dock(qtbot, replay_scene, (420, 360))
+    d = free_camera_dock(qtbot, replay_scene, (420, 390))
     yield d
     d.close()
     if d.ws.recording is not None:

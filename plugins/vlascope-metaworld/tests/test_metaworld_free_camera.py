@@ -36,7 +36,7 @@ def test_metaworld_free_camera(qtbot, tmp_path):
                 live.step()
         live.close()
 
-        dock = free_camera_dock(qtbot, replay, (360, 300))
+        dock = free_camera_dock(qtbot, replay, (360, 330))
         ws = dock.ws
         ws.open_episode(path)
         ws.set_step(STEP)

@@ -160,10 +160,17 @@ class FreeCameraDock(Panel):
         self.force_scale.setValue(FORCE_M_PER_N * 100)
         self.force_scale.setToolTip("length of a contact force arrow per newton (a grasp "
                                     "presses with a few N; a resting arm with tens)")
-        for w in (self.contacts, self.forces, self.force_scale, self.frames, self.regions):
+        # two rows: the dock must stay as narrow as the Scene dock it is tabbed with (a
+        # wider minimum widens the whole window's)
+        for w in (self.contacts, self.forces, self.force_scale):
             row.addWidget(w)
-            if isinstance(w, QCheckBox):
-                w.toggled.connect(self._toggled)
+        row.addStretch(1)
+        self.body.addLayout(row)
+        row = QHBoxLayout()
+        for w in (self.frames, self.regions):
+            row.addWidget(w)
+        for w in (self.contacts, self.forces, self.frames, self.regions):
+            w.toggled.connect(self._toggled)
         self.force_scale.valueChanged.connect(self._toggled)
         row.addStretch(1)
         self.look_from = QComboBox()
