@@ -192,6 +192,7 @@ def browser_figures(n: int) -> dict[str, float]:
     from PySide6.QtWidgets import QTableView, QTableWidget, QTableWidgetItem
 
     from vlascope.app.docks.feature_table import COLUMNS, FeatureTableModel
+    from vlascope.core.features import FeatureSet
 
     app = QApplication.instance() or QApplication([])
     rng = np.random.default_rng(0)
@@ -204,6 +205,7 @@ def browser_figures(n: int) -> dict[str, float]:
         n_features=n, stats=SimpleNamespace(density=density, mean_active=mean, labels=labels),
         step_max=step_max, cohen_d=rng.normal(size=n), d_phase=[""] * n,
         effects=np.full(n, np.nan))
+    fs.columns = lambda: FeatureSet.columns(fs)
     view = QTableView()
     model = FeatureTableModel(view)
     view.setModel(model)

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 from vlascope.app.docks.feature_table import COLUMNS, LABEL, FeatureTableModel
+from vlascope.core.features import FeatureSet
 
 N = 16_384
 
@@ -21,13 +22,15 @@ def feature_arrays(n=N, seed=0):
     cohen[::7] = np.nan
     effects = np.full(n, np.nan)
     effects[:32] = rng.random(32)
-    return SimpleNamespace(
+    fs = SimpleNamespace(
         n_features=n, stats=SimpleNamespace(density=rng.random(n).round(2),
                                             mean_active=rng.gamma(2.0, size=n),
                                             labels=[f"grasp {i % 13}" if i % 3 else ""
                                                     for i in range(n)]),
         step_max=rng.random((40, n)), cohen_d=cohen,
         d_phase=np.where(np.isnan(cohen), "", "grasp"), effects=effects)
+    fs.columns = lambda: FeatureSet.columns(fs)  # the real FeatureSet's columns of them
+    return fs
 
 
 @pytest.fixture

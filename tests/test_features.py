@@ -91,9 +91,9 @@ def test_features_describe_the_episode(features, frames, policy):
     again = capture_frames(policy, [frames[step]], LAYER)
     row = list(again.token).index(token)
     assert encode(f.sae, again.x)[row, live] == pytest.approx(value, rel=1e-4)
-    rows = f.table()
-    assert len(rows) == f.n_features and rows[live]["peak_step"] == int(
-        f.step_max[:, live].argmax())
+    columns = f.columns()
+    assert all(len(v) == f.n_features for v in columns.values())
+    assert columns["peak_step"][live] == int(f.step_max[:, live].argmax())
     assert f.result is not None and np.isfinite(f.result.report.fve)
 
 

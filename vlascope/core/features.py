@@ -132,15 +132,18 @@ class FeatureSet:
                 break
         return out
 
-    def table(self) -> list[dict[str, Any]]:
-        """One row per feature for the browser: id, density, mean active value, the step
-        where it peaks, label."""
-        peak = self.step_max.argmax(0)
-        return [{"feature": f, "density": float(self.stats.density[f]),
-                 "mean": float(self.stats.mean_active[f]), "peak_step": int(peak[f]),
-                 "cohen_d": float(self.cohen_d[f]), "d_phase": str(self.d_phase[f]),
-                 "effect": float(self.effects[f]), "label": self.stats.labels[f]}
-                for f in range(self.n_features)]
+    def columns(self) -> dict[str, np.ndarray]:
+        """What the browser lists, one array per column over the features: density, mean
+        active value, the step where it peaks, Cohen's d and its phase, ablation effect
+        (NaN: not measured), label."""
+        peak = self.step_max.argmax(0) if len(self.step_max) else np.zeros(self.n_features)
+        return {"density": np.asarray(self.stats.density, np.float64),
+                "mean": np.asarray(self.stats.mean_active, np.float64),
+                "peak_step": np.asarray(peak, np.int64),
+                "cohen_d": np.asarray(self.cohen_d, np.float64),
+                "d_phase": np.array([str(p) for p in self.d_phase], dtype=object),
+                "effect": np.asarray(self.effects, np.float64),
+                "label": np.array([str(s) for s in self.stats.labels], dtype=object)}
 
 
 def lively_feature(fs: FeatureSet, min_density: float = 0.02) -> int:

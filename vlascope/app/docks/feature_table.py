@@ -35,21 +35,18 @@ class FeatureTableModel(QAbstractTableModel):
 
     # content ------------------------------------------------------------------------------
     def set_features(self, fs: Any) -> None:
-        """Show a FeatureSet's features, sorted as the table was, filter kept."""
-        n = fs.n_features
-        density = np.asarray(fs.stats.density, np.float64)
-        mean = np.asarray(fs.stats.mean_active, np.float64)
-        peak = np.asarray(fs.step_max.argmax(0), np.int64) if len(fs.step_max) \
-            else np.zeros(n, np.int64)
-        cohen = np.asarray(fs.cohen_d, np.float64)
-        effect = np.asarray(fs.effects, np.float64)
-        self.labels = np.array([str(s) for s in fs.stats.labels], dtype=object)
+        """Show a FeatureSet's features (its ``columns()``), sorted as the table was,
+        filter kept."""
+        c = fs.columns()
+        density, cohen, effect = c["density"], c["cohen_d"], c["effect"]
+        n = len(density)
+        self.labels = c["label"]
         self._lower = np.array([s.lower() for s in self.labels], dtype=object)
-        self._phase = np.array([str(p) for p in fs.d_phase], dtype=object)
-        self.keys = [np.arange(n, dtype=np.float64), density, mean, peak.astype(np.float64),
-                     np.where(np.isnan(cohen), -np.inf, cohen),
+        self._phase = c["d_phase"]
+        self.keys = [np.arange(n, dtype=np.float64), density, c["mean"],
+                     c["peak_step"].astype(np.float64), np.where(np.isnan(cohen), -np.inf, cohen),
                      np.where(np.isnan(effect), -1.0, effect), self._lower]
-        self._text = [None, density, mean, peak, cohen, effect, None]
+        self._text = [None, density, c["mean"], c["peak_step"], cohen, effect, None]
         self.beginResetModel()
         self.order = self._ordered(np.arange(n))
         self._index_rows(n)
